@@ -1,0 +1,1 @@
+"""Corpora, preprocessing into a cache, and the Dataset over that cache."""

@@ -1,0 +1,1 @@
+"""The field's metrics, defined once, and the evaluation report."""

@@ -1,0 +1,1 @@
+"""One file per paper model; shared small layers in layers.py."""
