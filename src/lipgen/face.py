@@ -1,0 +1,278 @@
+"""Face geometry: dlib detection and 68-point landmarks, tracking through a clip, smoothing,
+similarity alignment to one template, stable face/mouth crops, and pasting a crop back.
+
+Coordinates are (x, y) pixels. A crop is described by a 2x3 affine matrix M that maps frame
+pixels to crop pixels (crop = warpAffine(frame, M)); pasting back uses its inverse.
+
+Landmark layout (dlib / iBUG 68): jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67
+(outer lip 48-59, inner lip 60-67).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import dlib
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from .errors import FaceNotFoundError, MultipleFacesError
+
+FACE_SIZE = 128  # aligned face crop, pixels per side
+MOUTH_SIZE = 64  # mouth crop, pixels per side
+MOUTH = slice(48, 68)  # mouth landmarks
+STABLE_POINTS = np.r_[0, 1, 15, 16, 27:48]  # outer jaw near the ears, nose, eyes: rigid with the skull
+MOUTH_SIDE = 1.5  # mouth crop side, in template mouth widths (Glance used 1.3 x the mouth box)
+ALIGN_SIGMA = 2.0  # frames: temporal Gaussian smoothing of the points the alignment is fitted to
+MOUTH_CENTRE_SIGMA = 12.0  # frames: smoothing of the mouth centre, so speech does not shake the crop
+REDETECT_EVERY = 50  # frames: run the detector again this often even when tracking looks fine
+FEATHER = 0.18  # share of a crop's side over which paste-back fades from crop to frame
+
+TEMPLATE_PATH = Path(__file__).parent / "assets" / "face_template.npy"
+
+
+def dlib_model_path(name: str) -> str:
+    """Path of a model file shipped in the face-recognition-models package (found without importing it:
+    its __init__ imports pkg_resources, which current setuptools no longer has)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("face-recognition-models is not installed: pip install face-recognition-models")
+    path = os.path.join(os.path.dirname(spec.origin), "models", name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing: reinstall face-recognition-models")
+    return path
+
+
+@functools.cache
+def _detector():
+    return dlib.get_frontal_face_detector()
+
+
+@functools.cache
+def _predictor():
+    return dlib.shape_predictor(dlib_model_path("shape_predictor_68_face_landmarks.dat"))
+
+
+@functools.cache
+def template() -> np.ndarray:
+    """(68, 2) canonical landmarks in FACE_SIZE crop pixels (made by scripts/make_face_template.py)."""
+    return np.load(TEMPLATE_PATH).astype(np.float64) * FACE_SIZE
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    # dlib silently finds nothing in non-contiguous arrays (e.g. PyAV frames): always hand it a fresh copy
+    return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+
+
+def detect_faces(image: np.ndarray, upsample: int | None = None) -> np.ndarray:
+    """Faces in an RGB image, largest first: (N, 4) float boxes (x0, y0, x1, y1).
+
+    With upsample None, tries the image as is, then once upsampled x2 (finds faces ~40 px wide).
+    """
+    gray = _gray(image)
+    for up in ([upsample] if upsample is not None else [0, 1]):
+        rects = _detector()(gray, up)
+        if len(rects):
+            boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float64)
+            return boxes[np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))]
+    return np.zeros((0, 4))
+
+
+def landmarks_in_box(image: np.ndarray, box: np.ndarray, gray: np.ndarray | None = None) -> np.ndarray:
+    """68 landmarks of the face in `box` (x0, y0, x1, y1): (68, 2) float32."""
+    gray = _gray(image) if gray is None else gray
+    rect = dlib.rectangle(*(int(round(v)) for v in box))
+    shape = _predictor()(gray, rect)
+    return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
+
+
+def _box_of(points: np.ndarray) -> np.ndarray:
+    return np.array([*points.min(0), *points.max(0)], np.float64)
+
+
+def choose_face(boxes: np.ndarray, face_index: int | None, where: str = "the image") -> np.ndarray:
+    """Pick one detected face; raise a clear error for none, several without a choice, or a bad index."""
+    if len(boxes) == 0:
+        raise FaceNotFoundError(f"no face found in {where}. Use a frontal, well-lit photo or video where the "
+                                "face is at least ~40 pixels wide.")
+    if face_index is None:
+        if len(boxes) > 1:
+            listing = ", ".join(f"{i}: box {b.astype(int).tolist()}" for i, b in enumerate(boxes))
+            raise MultipleFacesError(f"{len(boxes)} faces found in {where} ({listing}; largest first). "
+                                     "Pick one with --face-index N (face_index=N in Python).")
+        face_index = 0
+    if not 0 <= face_index < len(boxes):
+        raise FaceNotFoundError(f"face index {face_index} asked for, but {len(boxes)} face(s) found in {where} "
+                                f"(valid: 0..{len(boxes) - 1}, largest first).")
+    return boxes[face_index]
+
+
+def track_landmarks(frames: np.ndarray, face_index: int | None = None,
+                    redetect_every: int = REDETECT_EVERY) -> tuple[np.ndarray, int]:
+    """68-point landmarks through a clip, detecting only when needed.
+
+    The detector runs on the first frame, every `redetect_every` frames, and whenever the tracked
+    face jumps or changes size implausibly. In between, each frame's box comes from the previous
+    frame's landmarks, mapped through the detector-box / landmark-box relation measured at the last
+    detection (the predictor expects detector-like boxes). Returns ((T, 68, 2) float32, detections).
+    """
+    out = np.zeros((len(frames), 68, 2), np.float32)
+    rel = None  # detector box expressed in the landmark box's frame: (dx0, dy0, dx1, dy1) / size
+    prev = None
+    n_detect = 0
+    for t, frame in enumerate(frames):
+        gray = _gray(frame)
+        box = None
+        if prev is not None and t % redetect_every:
+            lb = _box_of(prev)
+            size = lb[2:] - lb[:2]
+            box = np.r_[lb[:2] + rel[:2] * size, lb[2:] + rel[2:] * size]
+        if box is None:
+            n_detect += 1
+            boxes = detect_faces(frame)
+            if len(boxes) == 0 and prev is not None:  # lost for a frame (blur, occlusion): keep the track
+                box = det_box
+            else:
+                where = "the first frame" if t == 0 else f"frame {t}"
+                if t == 0:
+                    det_box = choose_face(boxes, face_index, where)
+                else:  # the face nearest to the tracked one
+                    centre = (prev.min(0) + prev.max(0)) / 2
+                    det_box = boxes[np.argmin(np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=1))]
+                box = det_box
+            points = landmarks_in_box(frame, box, gray)
+            lb = _box_of(points)
+            size = lb[2:] - lb[:2]
+            rel = np.r_[(box[:2] - lb[:2]) / size, (box[2:] - lb[2:]) / size]
+        else:
+            points = landmarks_in_box(frame, box, gray)
+            if _implausible(prev, points):
+                n_detect += 1
+                boxes = detect_faces(frame)
+                if len(boxes):
+                    centre = (prev.min(0) + prev.max(0)) / 2
+                    det_box = boxes[np.argmin(np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=1))]
+                    points = landmarks_in_box(frame, det_box, gray)
+        out[t] = prev = points
+    return out, n_detect
+
+
+def _implausible(prev: np.ndarray, points: np.ndarray) -> bool:
+    a, b = _box_of(prev), _box_of(points)
+    size_a, size_b = (a[2:] - a[:2]).mean(), (b[2:] - b[:2]).mean()
+    moved = np.linalg.norm((a[:2] + a[2:]) / 2 - (b[:2] + b[2:]) / 2)
+    return abs(size_b / size_a - 1) > 0.2 or moved > 0.25 * size_a
+
+
+def smooth(series: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing along axis 0 (time); a single frame is returned unchanged."""
+    if len(series) < 2 or sigma <= 0:
+        return series.copy()
+    return gaussian_filter1d(series.astype(np.float64), sigma, axis=0, mode="nearest")
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transform (rotation, uniform scale, translation; Umeyama 1991) taking
+    src (N, 2) to dst (N, 2). Returns the 2x3 matrix."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    u, sig, vt = np.linalg.svd(d.T @ s / len(src))
+    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ sign @ vt
+    scale = np.trace(np.diag(sig) @ sign) / s.var(0).sum()
+    m = np.zeros((2, 3))
+    m[:, :2] = scale * rot
+    m[:, 2] = mu_d - m[:, :2] @ mu_s
+    return m
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply 2x3 matrices to points: (..., N, 2) with (..., 2, 3) -> (..., N, 2)."""
+    return points @ np.swapaxes(matrix[..., :2], -1, -2) + matrix[..., None, :, 2]
+
+
+def invert(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a 2x3 affine matrix (or a stack of them)."""
+    a = matrix[..., :2]
+    inv = np.linalg.inv(a)
+    return np.concatenate([inv, -(inv @ matrix[..., 2:])], axis=-1)
+
+
+@dataclass
+class FaceTrack:
+    """A face followed through a clip.
+
+    landmarks: (T, 68, 2) in frame pixels, as detected (unsmoothed).
+    face_matrix: (T, 2, 3) frame -> aligned FACE_SIZE crop.
+    mouth_matrix: (T, 2, 3) frame -> MOUTH_SIZE mouth crop.
+    detections: how many times the face detector ran.
+    """
+
+    landmarks: np.ndarray
+    face_matrix: np.ndarray
+    mouth_matrix: np.ndarray
+    detections: int
+
+    def landmarks_in(self, matrix: np.ndarray) -> np.ndarray:
+        """Landmarks in the coordinates of a crop: (T, 68, 2) float32."""
+        return transform_points(self.landmarks.astype(np.float64), matrix).astype(np.float32)
+
+
+def crop_matrices(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stable face and mouth crop matrices from (T, 68, 2) landmarks.
+
+    Face: similarity fit of the time-smoothed STABLE_POINTS to the template (the mouth and lower jaw
+    move with speech, so they do not steer the alignment). Mouth: a square of MOUTH_SIDE template mouth
+    widths, inside the aligned face, centred on the smoothed mouth centre.
+    """
+    tmpl = template()
+    steady = smooth(landmarks[:, STABLE_POINTS], ALIGN_SIGMA)
+    face = np.stack([similarity(p, tmpl[STABLE_POINTS]) for p in steady])  # (T, 2, 3)
+    mouth_in_face = transform_points(landmarks[:, MOUTH].astype(np.float64), face).mean(1)  # (T, 2)
+    centre = smooth(mouth_in_face, MOUTH_CENTRE_SIGMA)
+    side = MOUTH_SIDE * np.linalg.norm(tmpl[54] - tmpl[48])
+    scale = MOUTH_SIZE / side
+    mouth = face * scale
+    mouth[:, :, 2] += (MOUTH_SIZE / 2 - scale * centre)
+    return face, mouth
+
+
+def track_face(frames: np.ndarray, face_index: int | None = None) -> FaceTrack:
+    """Landmarks and stable crop matrices for a clip (T, H, W, 3) or a single photo (1, H, W, 3)."""
+    landmarks, n = track_landmarks(frames, face_index)
+    face, mouth = crop_matrices(landmarks)
+    return FaceTrack(landmarks, face, mouth, n)
+
+
+def crop(frames: np.ndarray, matrices: np.ndarray, size: int) -> np.ndarray:
+    """Warp each frame by its matrix into a size x size crop: (T, H, W, 3) -> (T, size, size, 3)."""
+    return np.stack([cv2.warpAffine(f, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                     for f, m in zip(frames, matrices)])
+
+
+@functools.cache
+def feather_mask(size: int, feather: float = FEATHER) -> np.ndarray:
+    """(size, size) float32 weights: 1 inside, a raised-cosine fade to 0 over `feather` of the side at the edges."""
+    ramp_len = max(1, int(round(feather * size)))
+    x = np.ones(size, np.float32)
+    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp_len) + 0.5) / ramp_len)
+    x[:ramp_len], x[-ramp_len:] = ramp, ramp[::-1]
+    return np.outer(x, x)
+
+
+def paste_back(frame: np.ndarray, patch: np.ndarray, matrix: np.ndarray, feather: float = FEATHER) -> np.ndarray:
+    """Put a (S, S, 3) crop back into its (H, W, 3) frame, blending over a feathered seam.
+
+    matrix: the 2x3 frame -> crop matrix the crop was made with. Returns a new uint8 frame.
+    """
+    h, w = frame.shape[:2]
+    size = patch.shape[0]
+    inverse = dict(dsize=(w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
+    warped = cv2.warpAffine(patch, matrix, **inverse).astype(np.float32)
+    alpha = cv2.warpAffine(feather_mask(size, feather), matrix, **inverse)[..., None]
+    return np.clip(alpha * warped + (1 - alpha) * frame, 0, 255).round().astype(np.uint8)
