@@ -112,16 +112,18 @@ def choose_face(boxes: np.ndarray, face_index: int | None, where: str = "the ima
     return boxes[face_index]
 
 
-def track_landmarks(frames: np.ndarray, face_index: int | None = None,
-                    redetect_every: int = REDETECT_EVERY) -> tuple[np.ndarray, int]:
+def track_landmarks(frames, face_index: int | None = None, redetect_every: int = REDETECT_EVERY,
+                    where: str = "the clip") -> tuple[np.ndarray, int]:
     """68-point landmarks through a clip, detecting only when needed.
 
     The detector runs on the first frame, every `redetect_every` frames, and whenever the tracked
     face jumps or changes size implausibly. In between, each frame's box comes from the previous
     frame's landmarks, mapped through the detector-box / landmark-box relation measured at the last
-    detection (the predictor expects detector-like boxes). Returns ((T, 68, 2) float32, detections).
+    detection (the predictor expects detector-like boxes). frames: (T, H, W, 3) uint8 or any iterable
+    of frames (streamed: one in memory). `where` names the source in errors.
+    Returns ((T, 68, 2) float32, number of detector runs).
     """
-    out = np.zeros((len(frames), 68, 2), np.float32)
+    out = []
     rel = None  # detector box expressed in the landmark box's frame: (dx0, dy0, dx1, dy1) / size
     prev = None
     n_detect = 0
@@ -138,9 +140,8 @@ def track_landmarks(frames: np.ndarray, face_index: int | None = None,
             if len(boxes) == 0 and prev is not None:  # lost for a frame (blur, occlusion): keep the track
                 box = det_box
             else:
-                where = "the first frame" if t == 0 else f"frame {t}"
                 if t == 0:
-                    det_box = choose_face(boxes, face_index, where)
+                    det_box = choose_face(boxes, face_index, f"the first frame of {where}")
                 else:  # the face nearest to the tracked one
                     centre = (prev.min(0) + prev.max(0)) / 2
                     det_box = boxes[np.argmin(np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=1))]
@@ -158,8 +159,11 @@ def track_landmarks(frames: np.ndarray, face_index: int | None = None,
                     centre = (prev.min(0) + prev.max(0)) / 2
                     det_box = boxes[np.argmin(np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=1))]
                     points = landmarks_in_box(frame, det_box, gray)
-        out[t] = prev = points
-    return out, n_detect
+        out.append(points)
+        prev = points
+    if not out:
+        raise FaceNotFoundError(f"{where} has no frames to find a face in.")
+    return np.stack(out), n_detect
 
 
 def _implausible(prev: np.ndarray, points: np.ndarray) -> bool:
@@ -242,9 +246,9 @@ def crop_matrices(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return face, mouth
 
 
-def track_face(frames: np.ndarray, face_index: int | None = None) -> FaceTrack:
+def track_face(frames: np.ndarray, face_index: int | None = None, where: str = "the clip") -> FaceTrack:
     """Landmarks and stable crop matrices for a clip (T, H, W, 3) or a single photo (1, H, W, 3)."""
-    landmarks, n = track_landmarks(frames, face_index)
+    landmarks, n = track_landmarks(frames, face_index, where=where)
     face, mouth = crop_matrices(landmarks)
     return FaceTrack(landmarks, face, mouth, n)
 

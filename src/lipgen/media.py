@@ -6,6 +6,7 @@ maps audio to video frames uses these names, never literal numbers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from fractions import Fraction
@@ -46,11 +47,13 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
                          "Give a video (mp4, mpg, avi, mov, webm, mkv) or audio (wav, flac, mp3, m4a) file.") from e
 
 
-def read_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float = MAX_SECONDS) -> np.ndarray:
-    """Decode every frame of a video as RGB, brought to `fps` by picking the frame shown at each tick.
+def iter_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float = MAX_SECONDS):
+    """Yield the frames of a video as RGB (H, W, 3) uint8 C-contiguous arrays, brought to `fps`.
 
-    Returns (T, H, W, 3) uint8, C-contiguous. Raises MediaError for a file with no video stream,
-    decode errors (a damaged file: frames would be corrupt), no frames, or more than max_seconds.
+    Output tick k shows the last source frame whose time is <= k / fps (frames are dropped or
+    repeated; a 25 fps source passes through unchanged). Memory stays at one frame however long
+    the video. Raises MediaError for a file with no video stream, decode errors (a damaged file:
+    its frames would be corrupt; raised when the damage is met), or more than max_seconds.
     """
     with av.logging.Capture(local=True) as logs:
         previous_level = av.logging.get_level()
@@ -62,27 +65,40 @@ def read_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float
                     raise MediaError(f"{path}: has no video stream. Give a video file, or an image for a still face.")
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
-                frames, times = [], []
+                tick, previous, first_time, t = 0, None, None, 0.0
                 for frame in container.decode(stream):
-                    t = float(frame.time) if frame.time is not None else len(frames) / fps
+                    _raise_if_damaged(path, logs)
+                    t = float(frame.time) if frame.time is not None else tick / fps
+                    first_time = t if first_time is None else first_time
+                    t -= first_time
                     if t > max_seconds:
                         raise MediaError(f"{path}: longer than {max_seconds:.0f} s. Cut it, or raise max_seconds.")
-                    frames.append(frame.to_ndarray(format="rgb24"))
-                    times.append(t)
+                    while previous is not None and tick / fps < t - 1e-6:
+                        yield previous
+                        tick += 1
+                    previous = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+                _raise_if_damaged(path, logs)
+                if previous is None:
+                    raise MediaError(f"{path}: no video frames could be decoded. Check that the file is a complete video.")
+                while tick / fps < t + _frame_period(stream) - 1e-6:
+                    yield previous
+                    tick += 1
         except av.error.FFmpegError as e:
             raise MediaError(f"{path}: damaged video, decoding failed ({e}). Re-encode it or leave it out.") from e
         finally:
             av.logging.set_level(previous_level)
+
+
+def _raise_if_damaged(path, logs) -> None:
     errors = [msg.strip() for level, _, msg in logs if level <= av.logging.ERROR]
     if errors:
-        raise MediaError(f"{path}: damaged video, {len(errors)} decode errors (first: '{errors[0]}'). "
+        raise MediaError(f"{path}: damaged video, decode errors (first: '{errors[0]}'). "
                          "Its frames would be corrupt: re-encode it from a good copy or leave it out.")
-    if not frames:
-        raise MediaError(f"{path}: no video frames could be decoded. Check that the file is a complete video.")
-    times = np.asarray(times) - times[0]
-    n_out = max(1, int(round((times[-1] + _frame_period(stream)) * fps)))
-    picks = np.searchsorted(times, np.arange(n_out) / fps + 1e-6, side="right") - 1
-    return np.ascontiguousarray(np.stack([frames[i] for i in np.clip(picks, 0, len(frames) - 1)]))
+
+
+def read_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float = MAX_SECONDS) -> np.ndarray:
+    """All frames of a video at `fps` (see iter_video): (T, H, W, 3) uint8."""
+    return np.stack(list(iter_video(path, fps, max_seconds)))
 
 
 def _frame_period(stream) -> float:
@@ -214,51 +230,88 @@ def log_mel(audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
     return ((np.log10(np.maximum(mel, LOG_MEL_FLOOR)) + 4.5) / 4.5).astype(np.float32)
 
 
+class Mp4Writer:
+    """Stream frames into an H.264 (yuv420p) mp4, then mux mono AAC audio at SAMPLE_RATE on close.
+
+    The file is written under a temporary name and renamed on a clean close: a reader never sees
+    half a file, and an error leaves nothing behind. Odd frame sizes are padded by one pixel
+    (H.264 needs even sizes). Audio is fitted to the number of frames written, so both streams end
+    together.
+
+        with Mp4Writer("out.mp4", audio=samples) as w:
+            for frame in frames: w.write(frame)
+    """
+
+    def __init__(self, path: str | os.PathLike, audio: np.ndarray | None = None, fps: int = VIDEO_FPS,
+                 crf: int = 18):
+        self.path, self.audio, self.fps, self.crf = Path(path), audio, fps, crf
+        self.frames = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(suffix=".mp4", dir=self.path.parent, prefix=f".{self.path.stem}.")
+        os.close(fd)
+        self.out = av.open(self.tmp, mode="w", format="mp4")
+        self.video = None
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"a frame must be (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
+        h, w = frame.shape[:2]
+        if h % 2 or w % 2:
+            frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        if self.video is None:
+            self.video = self.out.add_stream("libx264", rate=self.fps, options={"crf": str(self.crf), "preset": "fast"})
+            self.video.width, self.video.height = frame.shape[1], frame.shape[0]
+            self.video.pix_fmt = "yuv420p"
+            if self.audio is not None:
+                self.sound = self.out.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
+        for packet in self.video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            self.out.mux(packet)
+        self.frames += 1
+
+    def close(self) -> Path:
+        if self.video is None:
+            raise ValueError("no frames were written")
+        for packet in self.video.encode():
+            self.out.mux(packet)
+        if self.audio is not None:
+            sound = self.sound
+            samples = fit_audio(np.asarray(self.audio, np.float32), self.frames)
+            for start in range(0, samples.size, 1024):
+                block = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[None, start:start + 1024]),
+                                                   format="flt", layout="mono")
+                block.sample_rate, block.pts = SAMPLE_RATE, start
+                for packet in sound.encode(block):
+                    self.out.mux(packet)
+            for packet in sound.encode():
+                self.out.mux(packet)
+        self.out.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):  # the container may be half-written; the file goes anyway
+            self.out.close()
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_):
+        if exc_type is not None:
+            self.abort()
+            return
+        try:
+            self.close()
+        except BaseException:
+            self.abort()
+            raise
+
+
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, audio: np.ndarray | None = None,
               fps: int = VIDEO_FPS, crf: int = 18) -> Path:
-    """Write frames (T, H, W, 3) uint8 RGB as H.264 yuv420p, with mono AAC audio at SAMPLE_RATE muxed in.
-
-    Odd sizes are padded by one pixel (H.264 needs even sizes). Audio is fitted to the video's
-    length so both streams end together. Written to a temporary file, then renamed: a reader
-    never sees half a file.
-    """
-    path = Path(path)
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    h, w = frames.shape[1:3]
-    if h % 2 or w % 2:
-        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".mp4", dir=path.parent, prefix=f".{path.stem}.")
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w", format="mp4") as out:
-            video = out.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "fast"})
-            video.width, video.height = frames.shape[2], frames.shape[1]
-            video.pix_fmt = "yuv420p"
-            sound = None
-            if audio is not None:
-                sound = out.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
-            for frame in frames:
-                for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-                    out.mux(packet)
-            for packet in video.encode():
-                out.mux(packet)
-            if sound is not None:
-                samples = fit_audio(np.asarray(audio, np.float32), len(frames))
-                chunk = 1024
-                for start in range(0, samples.size, chunk):
-                    block = np.ascontiguousarray(samples[start:start + chunk][None])
-                    aframe = av.AudioFrame.from_ndarray(block, format="flt", layout="mono")
-                    aframe.sample_rate = SAMPLE_RATE
-                    aframe.pts = start
-                    for packet in sound.encode(aframe):
-                        out.mux(packet)
-                for packet in sound.encode():
-                    out.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """Write frames (T, H, W, 3) uint8 RGB with optional audio (N,) at SAMPLE_RATE as an mp4 (see Mp4Writer)."""
+    with Mp4Writer(path, audio, fps, crf) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return Path(path)

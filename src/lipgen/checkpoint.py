@@ -1,0 +1,67 @@
+"""Self-describing checkpoints: safetensors weights with the model name, config and step in the header.
+
+A model file needs nothing but itself to load: `load_system(path)` rebuilds the model from the
+config stored in it. Resume state (optimizers, RNG) lives beside it in train_state.pt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .models import model_classes
+
+FORMAT_VERSION = 1
+
+
+def save_model(path: str | os.PathLike, model_name: str, config, state_dict: dict, step: int = 0,
+               half: bool = False) -> Path:
+    """Write weights + {model, config, step, format} atomically. half: store float tensors as fp16."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+               for k, v in state_dict.items()}
+    meta = {"model": model_name, "config": json.dumps(asdict(config)), "step": str(step),
+            "format": str(FORMAT_VERSION)}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def read_header(path: str | os.PathLike) -> dict:
+    """{model, config (dict), step, format} of a checkpoint file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint. Train one with `lipgen train` or pass --checkpoint.")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "model" not in meta or "config" not in meta:
+        raise ValueError(f"{path}: not a lipgen checkpoint (no model/config in its header).")
+    return {"model": meta["model"], "config": json.loads(meta["config"]), "step": int(meta.get("step", 0)),
+            "format": int(meta.get("format", 0))}
+
+
+def load_system(path: str | os.PathLike, strict: bool = True):
+    """Rebuild the model a checkpoint describes and load its weights (float32). Returns (system, header).
+
+    strict=False allows a checkpoint that holds only part of the system (e.g. the shipped
+    generator-only models); the parts it holds must match exactly.
+    """
+    header = read_header(path)
+    system_cls, config_cls, _ = model_classes(header["model"])
+    system = system_cls(config_cls(**header["config"]))
+    with safe_open(str(path), framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    missing, unexpected = system.load_state_dict(state, strict=strict)
+    if unexpected:
+        raise ValueError(f"{path}: weights that the {header['model']} model does not have: {unexpected[:5]}")
+    system.eval()
+    return system, header

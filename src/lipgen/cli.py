@@ -1,0 +1,120 @@
+"""The `lipgen` command: each subcommand is a thin wrapper over a function of the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import LipgenError
+
+
+def _preprocess(args) -> None:
+    from .data.preprocess import preprocess
+
+    report = preprocess(args.root, args.cache, corpus=args.corpus, workers=args.workers, shard=args.shard,
+                        retry_failed=args.retry_failed, limit=args.limit, test_speakers=tuple(args.test_speakers))
+    run = report["this_run"]
+    print(f"{run['ok']} clips done, {run['failed']} failed, {run['skipped_done']} already done; "
+          f"{run['seconds']} s ({run['clips_per_s']} clips/s, {run['realtime_factor']}x real time). "
+          f"Cache: {report['clips_ok']} ok, {report['clips_failed']} failed -> {Path(args.cache) / 'report.json'}")
+    for clip, reason in report["failed"].items():
+        print(f"  failed {clip}: {reason.splitlines()[0]}")
+
+
+def _preview(args) -> None:
+    from .preview import preview
+
+    print(preview(args.inputs, args.out))
+
+
+def _train(args) -> None:
+    from .train import TrainConfig, train
+
+    overrides = json.loads(args.set) if args.set else {}
+    cfg = TrainConfig(model=args.model, preset=args.preset, cache=args.cache, out=args.out, steps=args.steps,
+                      batch_size=args.batch_size, seed=args.seed, bf16=args.bf16, workers=args.workers,
+                      log_every=args.log_every, sample_every=args.sample_every, val_every=args.val_every,
+                      ckpt_every=args.ckpt_every, clips=args.clips, resume=args.resume, overrides=overrides)
+    print(f"model: {train(cfg)}")
+
+
+def _generate(args) -> None:
+    from .generate import SAMPLE_AUDIO, SAMPLE_FACE, generate
+
+    out = generate(args.audio or SAMPLE_AUDIO, args.face or SAMPLE_FACE, args.out, model=args.model,
+                   checkpoint=args.checkpoint, face_index=args.face_index, max_seconds=args.max_seconds)
+    print(out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lipgen", description="Audio-driven lip and talking-face generation.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("preprocess", help="corpus -> training cache (crops, landmarks, log-mel)",
+                       description="Turn a talking-face corpus into a cache of per-clip arrays. Resumable: a "
+                                   "re-run skips finished clips; unusable clips are reported and skipped.")
+    p.add_argument("--root", required=True, help="corpus folder")
+    p.add_argument("--cache", required=True, help="output cache folder")
+    p.add_argument("--corpus", default="grid", choices=["grid", "lrw", "folder"], help="corpus layout (default grid)")
+    p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--shard", help="i/N: process every N-th clip starting at i, for running on N machines")
+    p.add_argument("--retry-failed", action="store_true", help="try again the clips that failed before")
+    p.add_argument("--limit", type=int, help="process at most this many clips (of this shard)")
+    p.add_argument("--test-speakers", nargs="*", default=[], help="speakers held out in the by-speaker split")
+    p.set_defaults(func=_preprocess)
+
+    p = sub.add_parser("preview", help="picture of face/mouth crops with landmarks for some videos",
+                       description="Track faces in videos and write one picture of their aligned face and mouth "
+                                   "crops with landmarks drawn (default: the bundled GRID clips).")
+    p.add_argument("inputs", nargs="*", help="videos (default: bundled GRID sample clips)")
+    p.add_argument("-o", "--out", default="preview.png", help="output picture (default preview.png)")
+    p.set_defaults(func=_preview)
+
+    p = sub.add_parser("train", help="train a model on a cache (1 process, or DDP under torchrun)",
+                       description="Train a lipgen model. Under torchrun, runs DDP (gloo on CPU, nccl on GPU).")
+    p.add_argument("--model", default="glance", help="model name (default glance)")
+    p.add_argument("--preset", default="cpu", help="model config preset: paper, cpu, tiny (default cpu)")
+    p.add_argument("--cache", required=True, help="preprocessed cache folder")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, TensorBoard logs, samples")
+    p.add_argument("--steps", type=int, default=5000, help="total optimisation steps (default 5000)")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per step per process (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (about 2x faster on CPUs with bf16)")
+    p.add_argument("--workers", type=int, default=1, help="data-loading processes (default 1)")
+    p.add_argument("--log-every", type=int, default=10, help="steps between TensorBoard scalars")
+    p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids")
+    p.add_argument("--val-every", type=int, default=500, help="steps between validation passes")
+    p.add_argument("--ckpt-every", type=int, default=250, help="steps between checkpoints")
+    p.add_argument("--clips", help="manifest of clip ids to train on (e.g. from `lipgen select`)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--set", help='JSON of model config fields to override, e.g. \'{"use_corr": false}\'')
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("generate", help="speech + face photo/video -> talking mp4",
+                       description="Make an mp4 of the face in --face saying --audio. Without arguments, uses "
+                                   "the bundled sample speech and face.")
+    p.add_argument("--audio", help="speech file (wav, flac, mp3, m4a, or a video's sound); default: bundled sample")
+    p.add_argument("--face", help="photo or video of the face; default: bundled sample photo")
+    p.add_argument("-o", "--out", default="out.mp4", help="output mp4 (default out.mp4)")
+    p.add_argument("--model", default="glance", help="model (default glance)")
+    p.add_argument("--checkpoint", help="model file from `lipgen train` (default: the shipped model)")
+    p.add_argument("--face-index", type=int, help="which face when there are several (0 = largest)")
+    p.add_argument("--max-seconds", type=float, default=600, help="longest input accepted (default 600)")
+    p.set_defaults(func=_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (LipgenError, FileNotFoundError, ValueError) as e:
+        print(f"lipgen {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

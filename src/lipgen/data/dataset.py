@@ -1,0 +1,117 @@
+"""Torch Dataset over a preprocessing cache: 16-frame windows with their audio.
+
+Arrays are memory-mapped (np.load mmap_mode="r"), so an item reads only its window from disk
+and never decodes video or computes a spectrogram.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..media import MELS_PER_FRAME
+from .corpora import read_manifest
+from .preprocess import clip_dir_name
+
+WINDOW = 16  # video frames per item (Glance generates 16 at once: 0.64 s)
+
+
+def to_tensor_images(x: np.ndarray) -> torch.Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [-1, 1]."""
+    t = torch.from_numpy(np.array(x)).float().div_(127.5).sub_(1)
+    return t.movedim(-1, -3)
+
+
+class LipDataset(Dataset):
+    """Windows of `window` frames from every cached clip of a split.
+
+    Items are (clip, start) pairs with starts every `stride` frames. Each item is a dict:
+        identity   (3, 64, 64)          a mouth crop of the same clip, from a random frame
+        mouth      (3, T, 64, 64)       the window's mouth crops, T = window
+        mel        (1, 4T, 80)          the matching log-mel rows
+        mel_wrong  (1, 4T, 80)          a window of another clip's audio (mismatched negative)
+        landmarks  (T, 68, 2)           landmarks in mouth-crop pixels
+        silent     (T,) bool            frame inside a 'sil'/'sp' span (or untimed: False)
+        face, face_identity (3, T, 128, 128), (3, 128, 128)   only with faces=True
+        clip, start                     which window this is
+    The random choices (identity frame, mismatched clip) are fixed per (seed, index), so a
+    validation set built with a fixed seed is the same every time.
+
+    split: "train" / "val" / "test" / None (all), read from the clip's `split` (or `speaker_split`
+    with by_speaker=True). clips: restrict to these ids (e.g. a `lipgen select` manifest).
+    """
+
+    def __init__(self, cache: str | os.PathLike, split: str | None = "train", window: int = WINDOW,
+                 stride: int = 4, faces: bool = False, by_speaker: bool = False, clips: list[str] | None = None,
+                 seed: int = 0):
+        self.cache = Path(cache)
+        self.window, self.faces, self.seed = window, faces, seed
+        key = "speaker_split" if by_speaker else "split"
+        wanted = set(clips) if clips is not None else None
+        self.clips = []
+        for meta_path in sorted(self.cache.glob("*/meta.json")):
+            if meta_path.parent.name.startswith((".", "_")):
+                continue
+            meta = json.loads(meta_path.read_text())
+            if (split is None or meta[key] == split) and (wanted is None or meta["id"] in wanted):
+                if meta["n_frames"] >= window:
+                    self.clips.append(meta)
+        if not self.clips:
+            raise ValueError(f"{self.cache}: no cached clips for split={split!r}. Run `lipgen preprocess` first, "
+                             "or check the split name.")
+        self.items = [(c, s) for c, meta in enumerate(self.clips)
+                      for s in range(0, meta["n_frames"] - window + 1, stride)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _load(self, clip: int, name: str) -> np.ndarray:
+        return np.load(self.cache / clip_dir_name(self.clips[clip]["id"]) / f"{name}.npy", mmap_mode="r")
+
+    def silent_frames(self, clip: int) -> np.ndarray:
+        """(n_frames,) bool: frames whose centre lies in a 'sil'/'sp' span of the word timings."""
+        meta = self.clips[clip]
+        centres = np.arange(meta["n_frames"]) + 0.5
+        silent = np.zeros(meta["n_frames"], bool)
+        for w in meta["words"]:
+            if w["word"] in ("sil", "sp") and w["start"] is not None:
+                silent |= (centres >= w["start"]) & (centres < w["end"])
+        return silent
+
+    def __getitem__(self, index: int) -> dict:
+        clip, start = self.items[index]
+        rng = np.random.default_rng((self.seed, index))
+        t, n = self.window, self.clips[clip]["n_frames"]
+        frames = slice(start, start + t)
+        mouth = self._load(clip, "mouth")
+        other = (clip + rng.integers(1, len(self.clips))) % len(self.clips) if len(self.clips) > 1 else clip
+        other_start = rng.integers(0, self.clips[other]["n_frames"] - t + 1)
+        if other == clip:  # a single clip: take the farthest window of its own audio
+            other_start = 0 if start > n - t - start else n - t
+        ident = int(rng.integers(0, n))
+        item = {
+            "identity": to_tensor_images(mouth[ident]),
+            "mouth": to_tensor_images(mouth[frames]).movedim(0, 1),
+            "mel": torch.from_numpy(np.array(self._load(clip, "mel")[start * MELS_PER_FRAME:(start + t) * MELS_PER_FRAME]))[None],
+            "mel_wrong": torch.from_numpy(np.array(
+                self._load(other, "mel")[other_start * MELS_PER_FRAME:(other_start + t) * MELS_PER_FRAME]))[None],
+            "landmarks": torch.from_numpy(np.array(self._load(clip, "landmarks_mouth")[frames])),
+            "silent": torch.from_numpy(self.silent_frames(clip)[frames]),
+            "clip": self.clips[clip]["id"],
+            "start": start,
+        }
+        if self.faces:
+            face = self._load(clip, "face")
+            item["face"] = to_tensor_images(face[frames]).movedim(0, 1)
+            item["face_identity"] = to_tensor_images(face[ident])
+        return item
+
+
+def clip_ids(path: str | os.PathLike) -> list[str]:
+    """Clip ids listed in a manifest (JSON lines with an "id" field), e.g. one written by `lipgen select`."""
+    return [u.id for u in read_manifest(path)]

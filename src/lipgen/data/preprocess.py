@@ -1,0 +1,208 @@
+"""Corpus -> training cache: per clip, arrays a Dataset reads without decoding video or computing spectrograms.
+
+Cache layout (one folder per clip, named by its id with '/' -> '__'):
+    <cache>/<clip>/mouth.npy          (T, 64, 64, 3) uint8   mouth crops
+    <cache>/<clip>/face.npy           (T, 128, 128, 3) uint8 aligned face crops
+    <cache>/<clip>/mel.npy            (4T, 80) float32       log-mel, 4 rows per frame
+    <cache>/<clip>/landmarks.npy      (T, 68, 2) float32     in original frame pixels
+    <cache>/<clip>/landmarks_mouth.npy, landmarks_face.npy   the same in crop pixels
+    <cache>/<clip>/mouth_matrix.npy, face_matrix.npy         (T, 2, 3) frame -> crop
+    <cache>/<clip>/meta.json          id, speaker, words (frames), splits, source, sizes
+    <cache>/manifest.jsonl            the corpus manifest
+    <cache>/_failed/<clip>.json       a clip that could not be used, and why
+    <cache>/report.json               summary of the whole cache (all shards)
+
+A clip folder appears only when complete (written under a temporary name, then renamed), so a
+killed run loses at most the clips in flight, and a re-run skips what is done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import traceback
+from dataclasses import asdict, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import face, media
+from ..errors import FaceNotFoundError, LipgenError
+from .corpora import Utterance, load_corpus, write_manifest
+
+MIN_FRAMES = 16  # a clip shorter than one 16-frame window is of no use for training
+MAX_LEAD_TRIM = 0.6  # share of a clip that may be dropped at its start for having no face (corrupt opening frames)
+FAILED = "_failed"
+
+
+def clip_dir_name(clip_id: str) -> str:
+    return clip_id.replace("/", "__")
+
+
+def process_clip(utt: Utterance) -> dict[str, np.ndarray | dict]:
+    """Decode, track, crop and featurise one clip. Raises LipgenError (with the reason) if unusable."""
+    frames = media.read_video(utt.path)
+    if len(frames) < MIN_FRAMES:
+        raise LipgenError(f"too short: {len(frames)} frames, need at least {MIN_FRAMES}")
+    audio = media.read_audio(utt.path)
+    audio_frames = audio.size / media.SAMPLES_PER_FRAME
+    if audio_frames < 0.5 * len(frames):
+        raise LipgenError(f"audio covers {audio_frames:.0f} of {len(frames)} video frames: audio track cut short")
+    lead = first_face_frame(frames, utt.path)
+    if len(frames) - lead < MIN_FRAMES:
+        raise LipgenError(f"too short: {len(frames) - lead} frames with a face, need at least {MIN_FRAMES}")
+    if lead:  # some corpus clips open on grey or corrupt frames: drop them, with their audio, and say so
+        frames, audio = frames[lead:], audio[lead * media.SAMPLES_PER_FRAME:]
+        utt = replace(utt, words=[replace(w, start=max(w.start - lead, 0), end=max(w.end - lead, 0))
+                                  if w.start is not None else w for w in utt.words])
+    track = face.track_face(frames, face_index=0, where=utt.path)
+    meta = dict(asdict(utt), n_frames=len(frames), fps=media.VIDEO_FPS, frame_size=list(frames.shape[1:3]),
+                audio_frames=round(audio.size / media.SAMPLES_PER_FRAME, 2), detections=track.detections,
+                trimmed_start_frames=lead)
+    return {
+        "mouth": face.crop(frames, track.mouth_matrix, face.MOUTH_SIZE),
+        "face": face.crop(frames, track.face_matrix, face.FACE_SIZE),
+        "mel": media.log_mel(audio, len(frames)),
+        "landmarks": track.landmarks,
+        "landmarks_mouth": track.landmarks_in(track.mouth_matrix),
+        "landmarks_face": track.landmarks_in(track.face_matrix),
+        "mouth_matrix": track.mouth_matrix.astype(np.float32),
+        "face_matrix": track.face_matrix.astype(np.float32),
+        "meta": meta,
+    }
+
+
+def first_face_frame(frames: np.ndarray, where: str) -> int:
+    """Index of the first frame with a face; 0 for a normal clip. Raises if none in the first MAX_LEAD_TRIM."""
+    limit = int(MAX_LEAD_TRIM * len(frames))
+    for t in range(0, limit + 1):
+        if len(face.detect_faces(frames[t], upsample=0 if t else None)):
+            return t
+    raise FaceNotFoundError(f"no face found in the first {limit + 1} frames of {where}. Use a frontal, well-lit "
+                            "video where the face is at least ~40 pixels wide.")
+
+
+def _write_atomic_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def _work(args: tuple[Utterance, str]) -> tuple[str, str | None, float]:
+    """Process one clip into the cache. Returns (id, failure reason or None, seconds)."""
+    utt, cache = args
+    cache = Path(cache)
+    start = time.perf_counter()
+    final = cache / clip_dir_name(utt.id)
+    tmp = cache / f".{final.name}.tmp{os.getpid()}"
+    try:
+        arrays = process_clip(utt)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        meta = arrays.pop("meta")
+        for name, value in arrays.items():
+            np.save(tmp / f"{name}.npy", value)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        os.rename(tmp, final)
+        return utt.id, None, time.perf_counter() - start
+    except Exception as e:  # one bad clip never ends a corpus run: record it and go on
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = str(e) if isinstance(e, LipgenError) else f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
+        (cache / FAILED).mkdir(exist_ok=True)
+        _write_atomic_json(cache / FAILED / f"{final.name}.json", {"id": utt.id, "path": utt.path, "reason": reason})
+        return utt.id, reason, time.perf_counter() - start
+
+
+def _init_worker():
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def parse_shard(shard: str | None) -> tuple[int, int]:
+    """'i/N' -> (i, N), 0 <= i < N; None -> (0, 1)."""
+    if not shard:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {shard!r}: write it as i/N, e.g. 0/4 for the first of four shards") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {shard!r}: need 0 <= i < N")
+    return i, n
+
+
+def preprocess(root: str | os.PathLike, cache: str | os.PathLike, corpus: str = "grid", workers: int = 2,
+               shard: str | None = None, retry_failed: bool = False, limit: int | None = None,
+               test_speakers: tuple[str, ...] = (), progress: bool = True) -> dict:
+    """Fill `cache` from the corpus at `root`. Resumable; `shard='i/N'` takes every N-th clip from i.
+
+    Returns the report: counts, failures with reasons, seconds, clips/s and real-time factor.
+    """
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    utterances = load_corpus(corpus, root, test_speakers)
+    i, n = parse_shard(shard)
+    if i == 0:
+        write_manifest(utterances, cache / "manifest.jsonl")
+    mine = utterances[i::n][:limit]
+    failed_dir = cache / FAILED
+    todo = []
+    for utt in mine:
+        name = clip_dir_name(utt.id)
+        if (cache / name / "meta.json").is_file():
+            continue
+        if (failed_dir / f"{name}.json").is_file() and not retry_failed:
+            continue
+        todo.append(utt)
+    start = time.perf_counter()
+    done_frames = 0
+    failures = {}
+    jobs = [(u, str(cache)) for u in todo]
+    bar = tqdm(total=len(jobs), desc=f"preprocess{' shard ' + shard if shard else ''}", unit="clip",
+               disable=not progress)
+    if workers <= 1:
+        _init_worker()
+        results = map(_work, jobs)
+        pool = None
+    else:
+        pool = get_context("spawn").Pool(workers, initializer=_init_worker)
+        results = pool.imap_unordered(_work, jobs, chunksize=1)
+    try:
+        for clip_id, reason, _ in results:
+            if reason:
+                failures[clip_id] = reason
+                bar.write(f"skipped {clip_id}: {reason.splitlines()[0]}")
+            else:
+                meta = json.loads((cache / clip_dir_name(clip_id) / "meta.json").read_text())
+                done_frames += meta["n_frames"]
+            bar.update()
+            bar.set_postfix(failed=len(failures))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+    seconds = time.perf_counter() - start
+    run = {"clips": len(jobs), "ok": len(jobs) - len(failures), "failed": len(failures), "seconds": round(seconds, 2),
+           "clips_per_s": round(len(jobs) / seconds, 3) if seconds else None,
+           "realtime_factor": round(done_frames / media.VIDEO_FPS / seconds, 2) if seconds and done_frames else None,
+           "skipped_done": len(mine) - len(todo)}
+    report = write_report(cache)
+    report["this_run"] = run
+    return report
+
+
+def write_report(cache: str | os.PathLike) -> dict:
+    """Summarise the whole cache (every shard's work) into <cache>/report.json."""
+    cache = Path(cache)
+    ok = sorted(p.parent.name for p in cache.glob("*/meta.json") if not p.parent.name.startswith((".", "_")))
+    failed = [json.loads(p.read_text()) for p in sorted((cache / FAILED).glob("*.json"))]
+    failed = [f for f in failed if clip_dir_name(f["id"]) not in set(ok)]
+    report = {"cache": str(cache), "clips_ok": len(ok), "clips_failed": len(failed),
+              "failed": {f["id"]: f["reason"] for f in failed}}
+    _write_atomic_json(cache / "report.json", report)
+    return report

@@ -1,0 +1,236 @@
+"""One training loop for every lipgen model, for one process or many (torchrun -> DDP).
+
+    lipgen train --model glance --preset cpu --cache cache/grid --out runs/glance
+    torchrun --nproc_per_node 2 -m lipgen train ...      # gloo on CPU, nccl on GPU
+
+Distributed training averages gradients across processes after every backward (an all-reduce per
+optimizer step), which serves GANs with several optimizers as simply as one model; each process
+draws its own batches. Batches are a function of (seed, rank, step), and checkpoints hold the
+optimizers and RNG state, so `--resume` continues exactly where a killed run stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from .checkpoint import save_model
+from .data.dataset import LipDataset, clip_ids
+from .models import model_classes
+
+CHECKPOINTS_KEPT = 3
+
+
+@dataclass
+class TrainConfig:
+    model: str = "glance"
+    preset: str = "cpu"
+    cache: str = "cache/grid"
+    out: str = "runs/glance"
+    steps: int = 5000
+    batch_size: int = 8  # per process
+    seed: int = 0
+    bf16: bool = False  # CPU/GPU bfloat16 autocast for the forward passes
+    workers: int = 1  # DataLoader worker processes
+    log_every: int = 10
+    sample_every: int = 500
+    val_every: int = 500
+    ckpt_every: int = 250
+    val_items: int = 64
+    clips: str | None = None  # manifest of clip ids to train on (e.g. from `lipgen select`)
+    resume: bool = False
+    overrides: dict = field(default_factory=dict)  # model config fields to change from the preset
+
+
+class StepSampler(Sampler):
+    """Indices for steps start..steps-1, each batch drawn from an RNG seeded by (seed, rank, step)."""
+
+    def __init__(self, n: int, batch_size: int, start: int, steps: int, seed: int, rank: int):
+        self.n, self.batch_size, self.start, self.steps, self.seed, self.rank = n, batch_size, start, steps, seed, rank
+
+    def __iter__(self):
+        for step in range(self.start, self.steps):
+            yield from np.random.default_rng((self.seed, self.rank, step)).integers(0, self.n, self.batch_size).tolist()
+
+    def __len__(self):
+        return (self.steps - self.start) * self.batch_size
+
+
+def _distributed() -> tuple[int, int]:
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    done = sorted(p for p in (out / "checkpoints").glob("step_*") if (p / "train_state.pt").is_file())
+    return done[-1] if done else None
+
+
+def _save(out: Path, cfg: TrainConfig, system, step: int) -> None:
+    final = out / "checkpoints" / f"step_{step:07d}"
+    tmp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_model(tmp / "model.safetensors", cfg.model, system.config, system.state_dict(), step)
+    torch.save({"step": step, "optimizers": {k: o.state_dict() for k, o in system.opts.items()},
+                "torch_rng": torch.get_rng_state(), "train_config": dataclasses.asdict(cfg)},
+               tmp / "train_state.pt")
+    shutil.rmtree(final, ignore_errors=True)
+    os.rename(tmp, final)
+    for old in sorted((out / "checkpoints").glob("step_*"))[:-CHECKPOINTS_KEPT]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def sample_grid(real: torch.Tensor, fake: torch.Tensor, max_clips: int = 4, max_frames: int = 8) -> np.ndarray:
+    """Picture of real (top) vs generated (bottom) rows for a few clips: (B, 3, T, H, W) -> (H', W', 3) uint8."""
+    rows = []
+    for r, f in zip(real[:max_clips], fake[:max_clips]):
+        step = max(1, r.shape[1] // max_frames)
+        for v in (r, f):
+            frames = v[:, ::step][:, :max_frames]  # (3, t, H, W)
+            rows.append(torch.cat(list(frames.unbind(1)), dim=2))  # (3, H, t*W)
+    grid = torch.cat(rows, dim=1)
+    return ((grid.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train cfg.model on cfg.cache; returns the path of the final model checkpoint."""
+    rank, world = _distributed()
+    out = Path(cfg.out)
+    system_cls, config_cls, presets = model_classes(cfg.model)
+    if cfg.preset not in presets:
+        raise ValueError(f"unknown preset {cfg.preset!r} for {cfg.model}: choose one of {sorted(presets)}")
+    model_cfg = dataclasses.replace(presets[cfg.preset], **cfg.overrides)
+    torch.manual_seed(cfg.seed)  # same initial weights on every process
+    system = system_cls(model_cfg)
+    system.opts = system.optimizers()
+    device = torch.device("cuda", rank % torch.cuda.device_count()) if torch.cuda.is_available() else torch.device("cpu")
+    system.to(device)
+
+    start = 0
+    latest = _latest_checkpoint(out) if cfg.resume else None
+    if latest is not None:
+        from safetensors.torch import load_file
+
+        system.load_state_dict(load_file(str(latest / "model.safetensors")))
+        state = torch.load(latest / "train_state.pt", weights_only=False)
+        for k, o in system.opts.items():
+            o.load_state_dict(state["optimizers"][k])
+        torch.set_rng_state(state["torch_rng"])
+        start = state["step"]
+    elif cfg.resume and rank == 0:
+        print(f"--resume: no checkpoint in {out}/checkpoints, starting at step 0")
+
+    clips = clip_ids(cfg.clips) if cfg.clips else None
+    data = LipDataset(cfg.cache, "train", window=model_cfg.n_frames, faces=getattr(model_cfg, "faces", False),
+                      clips=clips, seed=cfg.seed)
+    loader = DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.workers,
+                        sampler=StepSampler(len(data), cfg.batch_size, start, cfg.steps, cfg.seed, rank),
+                        persistent_workers=False)
+    val = _validation_set(cfg, model_cfg)
+
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.bf16 else contextlib.nullcontext
+
+    def update(loss: torch.Tensor, name: str) -> None:
+        opt = system.opts[name]
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=False):
+            loss.backward()
+        if world > 1:
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        dist.all_reduce(p.grad)
+                        p.grad /= world
+        opt.step()
+
+    writer = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps({"train": dataclasses.asdict(cfg),
+                                                     "model": dataclasses.asdict(model_cfg)}, indent=1))
+        writer = SummaryWriter(str(out / "tensorboard"))
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.model}", disable=rank != 0, unit="step")
+    system.train()
+    step = start
+    t0 = time.perf_counter()
+    for step, batch in enumerate(_batches(loader, device), start=start + 1):
+        with autocast():
+            logs = system.training_step(batch, step, update)
+        bar.update()
+        if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
+            bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in logs.items() if k.endswith("loss") or "l1" in k})
+            for k, v in logs.items():
+                writer.add_scalar(f"train/{k}", v, step)
+            writer.add_scalar("train/steps_per_s", (step - start) / (time.perf_counter() - t0), step)
+        if rank == 0 and val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+            _validate(system, val, writer, step, device, out, cfg.sample_every and step % cfg.sample_every == 0
+                      or step == cfg.steps)
+        if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
+            _save(out, cfg, system, step)
+        if world > 1:
+            dist.barrier()
+    bar.close()
+    final = out / "model.safetensors"
+    if rank == 0:
+        save_model(final, cfg.model, system.config, system.state_dict(), step)
+        writer.close()
+    if world > 1:
+        dist.barrier()
+    return final
+
+
+def _batches(loader, device):
+    for batch in loader:
+        yield {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _validation_set(cfg: TrainConfig, model_cfg) -> list[dict] | None:
+    """A fixed list of validation batches (same windows every time), or None if the cache has no val split."""
+    try:
+        data = LipDataset(cfg.cache, "val", window=model_cfg.n_frames, stride=model_cfg.n_frames,
+                          faces=getattr(model_cfg, "faces", False), seed=1)
+    except ValueError:
+        return None
+    n = min(len(data), cfg.val_items)
+    loader = DataLoader(torch.utils.data.Subset(data, range(n)), batch_size=cfg.batch_size)
+    return list(loader)
+
+
+@torch.no_grad()
+def _validate(system, val, writer, step, device, out: Path, with_samples: bool) -> None:
+    system.eval()
+    sums: dict[str, float] = {}
+    for batch in val:
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        for k, v in system.validation_step(batch).items():
+            sums[k] = sums.get(k, 0.0) + v / len(val)
+    for k, v in sums.items():
+        writer.add_scalar(f"val/{k}", v, step)
+    if with_samples:
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in val[0].items()}
+        real_key = "face" if "face" in batch and getattr(system.config, "faces", False) else "mouth"
+        grid = sample_grid(batch[real_key].cpu(), system.sample(batch).cpu())
+        writer.add_image("samples/real_vs_generated", grid, step, dataformats="HWC")
+        from PIL import Image
+
+        (out / "samples").mkdir(exist_ok=True)
+        Image.fromarray(grid).save(out / "samples" / f"step_{step:07d}.png")
+    system.train()
