@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+
+from lipgen import face, media
+from lipgen.errors import FaceNotFoundError, MultipleFacesError
+
+from .conftest import GRID
+
+
+@pytest.fixture(scope="module")
+def tracked(clip):
+    frames = media.read_video(clip)
+    return frames, face.track_face(frames)
+
+
+def test_tracking_detects_rarely_and_finds_68_points(tracked):
+    frames, track = tracked
+    assert track.landmarks.shape == (len(frames), 68, 2)
+    assert track.detections <= 3  # detector once plus periodic checks, not per frame
+    # the naive per-frame detector agrees with the tracked landmarks (within a few pixels on the mouth)
+    for t in (10, 40, 70):
+        box = face.detect_faces(frames[t])[0]
+        direct = face.landmarks_in_box(frames[t], box)
+        assert np.abs(direct[48:] - track.landmarks[t, 48:]).mean() < 3
+
+
+def test_mouth_crop_centre_sits_on_the_mouth(tracked):
+    _, track = tracked
+    centre = face.transform_points(np.array([[face.MOUTH_SIZE / 2] * 2]), face.invert(track.mouth_matrix))[:, 0]
+    mouth = track.landmarks[:, face.MOUTH].mean(1)
+    width = np.linalg.norm(track.landmarks[:, 54] - track.landmarks[:, 48], axis=1)
+    assert (np.linalg.norm(centre - mouth, axis=1) < 0.15 * width).all()
+    in_crop = track.landmarks_in(track.mouth_matrix)[:, face.MOUTH]
+    assert (in_crop > 0).all() and (in_crop < face.MOUTH_SIZE).all()
+
+
+def test_crops_are_stable_over_the_clip(tracked):
+    _, track = tracked
+    rigid = track.landmarks_in(track.face_matrix)[:, face.STABLE_POINTS]
+    assert rigid.std(0).mean() < 1.5  # pixels of the 128 crop: the aligned face does not jitter
+    corners = np.array([[[0, 0], [64, 0], [0, 64], [64, 64.0]]])
+    window = face.transform_points(corners, face.invert(track.mouth_matrix))  # (T, 4, 2) in frame pixels
+    step = np.linalg.norm(np.diff(window, axis=0), axis=-1)
+    assert step.max() < 1.0  # the mouth window's corners move under a pixel between frames
+
+
+def test_paste_back_of_unmodified_crop_reproduces_frame(tracked):
+    frames, track = tracked
+    for t in (0, 37):
+        patch = face.crop(frames[t:t + 1], track.mouth_matrix[t:t + 1], face.MOUTH_SIZE)[0]
+        pasted = face.paste_back(frames[t], patch, track.mouth_matrix[t])
+        mouth = track.landmarks[t, face.MOUTH].astype(int)
+        x0, y0 = mouth.min(0) - 5
+        x1, y1 = mouth.max(0) + 5
+        region = np.abs(pasted[y0:y1, x0:x1].astype(int) - frames[t, y0:y1, x0:x1])
+        assert region.mean() < 3
+        assert np.abs(pasted.astype(int) - frames[t])[:, :x0 - 30].max() == 0  # far from the mouth: untouched
+
+
+def test_similarity_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 100, (30, 2))
+    a = 1.7 * np.array([[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]])
+    m = np.c_[a, [5.0, -8.0]]
+    assert np.allclose(face.similarity(src, face.transform_points(src, m)), m, atol=1e-8)
+    assert np.allclose(face.transform_points(face.transform_points(src, m), face.invert(m)), src)
+
+
+def test_no_face_is_a_clear_error():
+    blank = np.full((1, 200, 200, 3), 128, np.uint8)
+    with pytest.raises(FaceNotFoundError, match="no face found"):
+        face.track_face(blank, where="blank.png")
+
+
+def test_two_faces_need_a_face_index(tracked):
+    frames, _ = tracked
+    pair = np.concatenate([frames[0], frames[0][:, ::-1]], axis=1)[None]  # the speaker and a mirror image
+    with pytest.raises(MultipleFacesError, match="--face-index"):
+        face.track_face(pair)
+    left = face.track_face(pair, face_index=0).landmarks[0, :, 0].mean()
+    right = face.track_face(pair, face_index=1).landmarks[0, :, 0].mean()
+    assert abs(left - right) > 200
+    with pytest.raises(FaceNotFoundError, match="face index 5"):
+        face.track_face(pair, face_index=5)

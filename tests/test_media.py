@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+
+from lipgen import media
+from lipgen.errors import MediaError
+
+from .conftest import GRID
+
+
+def test_constants_tie_audio_to_video():
+    assert media.MELS_PER_FRAME == 4
+    assert media.HOP_LENGTH * media.MELS_PER_FRAME * media.VIDEO_FPS == media.SAMPLE_RATE
+    assert media.N_FFT == media.SAMPLE_RATE * 25 // 1000
+
+
+def test_mel_frames_are_four_per_video_frame(clip):
+    frames = media.read_video(clip)
+    audio = media.read_audio(clip)
+    assert frames.shape == (75, 288, 360, 3) and frames.flags["C_CONTIGUOUS"]
+    mel = media.log_mel(audio, len(frames))
+    assert mel.shape == (4 * len(frames), media.N_MELS)
+    assert media.log_mel(audio).shape[0] == 4 * (audio.size // media.SAMPLES_PER_FRAME)
+
+
+def test_log_mel_is_loudness_normalised_and_silence_is_low(clip):
+    audio = media.read_audio(clip)
+    loud, quiet = media.log_mel(audio), media.log_mel(audio * 0.1)
+    assert np.abs(loud - quiet).mean() < 0.05
+    mel = media.log_mel(np.concatenate([np.zeros(16000, np.float32), audio]))
+    assert mel[:50].mean() < mel[100:].mean() - 0.3  # the added second of silence is darker than speech
+
+
+def test_mp4_round_trip_keeps_frames_and_audio(clip, tmp_path):
+    frames, audio = media.read_video(clip), media.read_audio(clip)
+    out = media.write_mp4(tmp_path / "x.mp4", frames, audio)
+    back, back_audio = media.read_video(out), media.read_audio(out)
+    assert back.shape == frames.shape
+    assert np.abs(back.astype(int) - frames).mean() < 4
+    assert abs(back_audio.size - len(frames) * media.SAMPLES_PER_FRAME) < media.SAMPLES_PER_FRAME / 2
+    # the speech stays in place: envelopes correlate
+    env = lambda a: np.abs(a[: 46000]).reshape(-1, 400).mean(1)
+    assert np.corrcoef(env(audio), env(back_audio))[0, 1] > 0.9
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+
+def test_other_frame_rates_become_25fps(clip, tmp_path):
+    frames = media.read_video(clip)[:30]
+    media.write_mp4(tmp_path / "x30.mp4", frames, fps=30)  # 1 s at 30 fps
+    assert len(media.read_video(tmp_path / "x30.mp4")) == 25
+
+
+def test_mpeg1_original_reads(tmp_path):
+    assert media.read_video(GRID / "multi" / "lbax4n.mpg").shape[0] == 75
+    assert media.read_audio(GRID / "multi" / "lbax4n.mpg").size > 2.9 * media.SAMPLE_RATE
+
+
+def test_damaged_video_is_refused():
+    with pytest.raises(MediaError, match="damaged video"):
+        media.read_video(GRID / "s4" / "damaged" / "bbaf2a.mpg")
+
+
+def test_text_file_renamed_mp4_is_refused(tmp_path):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video\n" * 20)
+    with pytest.raises(MediaError, match="not a readable media file"):
+        media.read_video(fake)
+    with pytest.raises(MediaError, match="not a readable media file"):
+        media.read_audio(fake)
+
+
+def test_empty_and_silent_audio_are_refused(tmp_path):
+    import wave
+
+    for name, samples in [("empty.wav", np.zeros(0, np.int16)), ("silent.wav", np.zeros(16000, np.int16))]:
+        with wave.open(str(tmp_path / name), "wb") as w:
+            w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+            w.writeframes(samples.tobytes())
+        with pytest.raises(MediaError, match="empty|silent"):
+            media.read_audio(tmp_path / name)
+
+
+def test_too_long_and_wrong_rate_are_refused(clip):
+    with pytest.raises(MediaError, match="longer than"):
+        media.read_audio(clip, max_seconds=1)
+    with pytest.raises(MediaError, match="longer than"):
+        media.read_video(clip, max_seconds=1)
+    with pytest.raises(MediaError, match="44100 Hz"):
+        media.check_sample_rate(44100)
+
+
+def test_missing_file_and_no_audio_stream(tmp_path, clip):
+    with pytest.raises(MediaError, match="no such file"):
+        media.read_audio(tmp_path / "nothing.wav")
+    silent_video = media.write_mp4(tmp_path / "mute.mp4", media.read_video(clip)[:10])
+    with pytest.raises(MediaError, match="no audio stream"):
+        media.read_audio(silent_video)

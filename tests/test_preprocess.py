@@ -1,0 +1,94 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lipgen.data import corpora
+from lipgen.data.dataset import LipDataset
+from lipgen.data.preprocess import parse_shard, preprocess
+
+from .conftest import GRID
+
+
+def test_grid_manifest_reads_align_and_names():
+    utts = {u.id: u for u in corpora.load_corpus("grid", GRID)}
+    assert set(utts) == {"s1/bbaf2n", "s1/bbaf3s", "s1/bbaf4p", "s4/bbilzs", "s4/bbaf2a", "multi/lbax4n"}
+    timed = utts["s1/bbaf2n"]
+    assert timed.transcript == "bin blue at f two now"
+    assert timed.words[0].word == "sil" and timed.words[0].end == pytest.approx(23.75)
+    untimed = utts["s4/bbilzs"]  # no .align: words from the file name
+    assert untimed.transcript == "bin blue in l zero soon" and untimed.words[0].start is None
+    assert len(corpora.GRID_VOCABULARY) == 51
+
+
+def test_splits_are_deterministic_and_by_speaker():
+    a = corpora.load_corpus("grid", GRID, test_speakers=("s4",))
+    b = corpora.load_corpus("grid", GRID, test_speakers=("s4",))
+    assert [u.split for u in a] == [u.split for u in b]
+    assert {u.speaker_split for u in a if u.speaker == "s4"} == {"test"}
+    assert {u.speaker_split for u in a if u.speaker != "s4"} == {"train"}
+
+
+def test_lrw_and_folder_layouts(tmp_path):
+    import shutil
+
+    for split in ("train", "test"):
+        (tmp_path / "lrw/ABOUT" / split).mkdir(parents=True)
+        shutil.copy(GRID / "s1/video/bbaf2n.mp4", tmp_path / f"lrw/ABOUT/{split}/ABOUT_00001.mp4")
+    (tmp_path / "lrw/ABOUT/test/ABOUT_00001.txt").write_text("Text:  ABOUT\nConf: 1\n\nDuration: 0.40 seconds\n")
+    lrw = {u.id: u for u in corpora.load_corpus("lrw", tmp_path / "lrw")}
+    assert lrw["ABOUT/test/ABOUT_00001"].split == "test"
+    assert lrw["ABOUT/test/ABOUT_00001"].words[0].start == pytest.approx(14.5 - 5)
+    (tmp_path / "talks/alice").mkdir(parents=True)
+    shutil.copy(GRID / "s1/video/bbaf2n.mp4", tmp_path / "talks/alice/intro.mp4")
+    (u,) = corpora.load_corpus("folder", tmp_path / "talks")
+    assert u.speaker == "alice" and u.id == "alice/intro"
+
+
+def test_preprocess_caches_clips_and_reports_the_damaged_one(grid_cache):
+    report = json.loads((grid_cache / "report.json").read_text())
+    assert report["clips_ok"] == 5 and list(report["failed"]) == ["s4/bbaf2a"]
+    assert "damaged video" in report["failed"]["s4/bbaf2a"]
+    clip = grid_cache / "s1__bbaf2n"
+    meta = json.loads((clip / "meta.json").read_text())
+    mouth, mel = np.load(clip / "mouth.npy"), np.load(clip / "mel.npy")
+    assert mouth.shape == (meta["n_frames"], 64, 64, 3) and mouth.dtype == np.uint8
+    assert np.load(clip / "face.npy").shape == (meta["n_frames"], 128, 128, 3)
+    assert mel.shape == (4 * meta["n_frames"], 80)
+    assert np.load(clip / "landmarks_mouth.npy").shape == (meta["n_frames"], 68, 2)
+
+
+def test_rerun_skips_done_clips_and_shards_split_work(grid_cache, tmp_path):
+    again = preprocess(GRID, grid_cache, workers=1, progress=False)
+    assert again["this_run"]["clips"] == 0 and again["this_run"]["skipped_done"] == 6
+    assert parse_shard("1/3") == (1, 3)
+    with pytest.raises(ValueError, match="i/N"):
+        parse_shard("3")
+    a = preprocess(GRID, tmp_path, workers=1, shard="0/2", limit=1, progress=False)
+    b = preprocess(GRID, tmp_path, workers=1, shard="1/2", limit=1, progress=False)
+    assert a["this_run"]["clips"] == b["this_run"]["clips"] == 1
+    assert a["clips_ok"] + a["clips_failed"] == 1 and b["clips_ok"] + b["clips_failed"] == 2
+
+
+def test_dataset_items_have_the_documented_shapes(grid_cache):
+    data = LipDataset(grid_cache, split=None, faces=True)
+    item = data[3]
+    assert item["identity"].shape == (3, 64, 64)
+    assert item["mouth"].shape == (3, 16, 64, 64)
+    assert item["mel"].shape == item["mel_wrong"].shape == (1, 64, 80)
+    assert item["face"].shape == (3, 16, 128, 128) and item["face_identity"].shape == (3, 128, 128)
+    assert item["landmarks"].shape == (16, 68, 2) and item["silent"].dtype == torch.bool
+    assert -1 <= item["mouth"].min() and item["mouth"].max() <= 1
+    assert not torch.equal(item["mel"], item["mel_wrong"])
+    # the same index gives the same item (fixed validation sets); the window matches the cache
+    assert torch.equal(data[3]["identity"], item["identity"])
+    clip = grid_cache / item["clip"].replace("/", "__")
+    mel = torch.from_numpy(np.load(clip / "mel.npy"))[item["start"] * 4:item["start"] * 4 + 64]
+    assert torch.equal(item["mel"][0], mel)
+
+
+def test_dataset_marks_silence_from_word_timings(grid_cache):
+    data = LipDataset(grid_cache, split=None, clips=["s1/bbaf2n"], stride=16)
+    silent = data.silent_frames(0)
+    assert silent[:23].all() and not silent[24:53].any() and silent[53:74].all()  # sil 0-23.75, words, sil 53-74.5
