@@ -1,0 +1,65 @@
+"""lipgen generate: frame count and duration follow the audio; bad inputs give their errors."""
+
+import numpy as np
+import pytest
+
+from lipgen import media
+from lipgen.errors import FaceNotFoundError, MediaError, MultipleFacesError
+from lipgen.generate import SAMPLE_FACE, generate
+from lipgen.train import TrainConfig, train
+
+from .conftest import GRID
+
+
+@pytest.fixture(scope="module")
+def tiny_model(grid_cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny_glance")
+    return train(TrainConfig(model="glance", preset="tiny", cache=str(grid_cache), out=str(out), steps=1,
+                             batch_size=2, workers=0, val_every=1000, sample_every=1000))
+
+
+def test_generate_from_photo_matches_audio_length(tiny_model, tmp_path):
+    speech = GRID / "s1/video/bbaf3s.mp4"
+    out = generate(speech, SAMPLE_FACE, tmp_path / "out.mp4", checkpoint=tiny_model, progress=False)
+    audio = media.read_audio(speech)
+    frames = media.read_video(out)
+    expected = -(-audio.size // media.SAMPLES_PER_FRAME)
+    assert len(frames) == expected
+    assert frames.shape[1:3] == (512, 512)
+    assert abs(media.read_audio(out).size - expected * media.SAMPLES_PER_FRAME) < media.SAMPLES_PER_FRAME
+
+
+def test_generate_onto_video_keeps_its_frames_and_loops(tiny_model, tmp_path):
+    speech = np.concatenate([media.read_audio(GRID / "s1/video/bbaf3s.mp4")] * 2)  # ~6 s onto a 3 s video
+    out = generate(speech, GRID / "s1/video/bbaf2n.mp4", tmp_path / "v.mp4", checkpoint=tiny_model, progress=False)
+    frames = media.read_video(out)
+    assert len(frames) == -(-speech.size // media.SAMPLES_PER_FRAME)
+    source = media.read_video(GRID / "s1/video/bbaf2n.mp4")
+    # away from the mouth, output frames are the source's own frames (looped after 75)
+    assert np.abs(frames[80, :60].astype(int) - source[5, :60]).mean() < 4
+
+
+def test_generate_errors(tiny_model, tmp_path):
+    speech = GRID / "s1/video/bbaf3s.mp4"
+    blank = tmp_path / "wall.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((200, 200, 3), 90, np.uint8)).save(blank)
+    with pytest.raises(FaceNotFoundError, match="no face"):
+        generate(speech, blank, tmp_path / "x.mp4", checkpoint=tiny_model, progress=False)
+    two = tmp_path / "two.png"
+    frame = media.read_video(speech)[0]
+    Image.fromarray(np.concatenate([frame, frame[:, ::-1]], axis=1)).save(two)
+    with pytest.raises(MultipleFacesError, match="--face-index"):
+        generate(speech, two, tmp_path / "x.mp4", checkpoint=tiny_model, progress=False)
+    assert generate(speech, two, tmp_path / "y.mp4", checkpoint=tiny_model, face_index=1, progress=False).is_file()
+    fake = tmp_path / "speech.wav"
+    fake.write_text("not audio")
+    with pytest.raises(MediaError, match="not a readable"):
+        generate(fake, SAMPLE_FACE, tmp_path / "x.mp4", checkpoint=tiny_model, progress=False)
+    with pytest.raises(MediaError, match="44100 Hz"):
+        generate(np.zeros(44100, np.float32), SAMPLE_FACE, tmp_path / "x.mp4", checkpoint=tiny_model,
+                 sample_rate=44100, progress=False)
+    with pytest.raises(MediaError, match="longer than"):
+        generate(speech, SAMPLE_FACE, tmp_path / "x.mp4", checkpoint=tiny_model, max_seconds=1, progress=False)
+    assert not (tmp_path / "x.mp4").exists()  # nothing half-written
