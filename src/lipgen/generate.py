@@ -116,7 +116,6 @@ def generate(audio: str | os.PathLike | np.ndarray, face: str | os.PathLike, out
     face: a photo (png, jpg, ...) or a video; face_index picks one of several faces (largest first).
     Raises MediaError (unreadable/empty/too-long audio or video), FaceNotFoundError, MultipleFacesError.
     """
-    torch.set_grad_enabled(False)
     if isinstance(audio, np.ndarray):
         media.check_sample_rate(sample_rate)
         samples = audio.astype(np.float32).reshape(-1)
