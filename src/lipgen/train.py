@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from .checkpoint import save_model
-from .data.dataset import LipDataset, clip_ids
+from .data.dataset import LipDataset, WordDataset, clip_ids
 from .models import model_classes
 
 CHECKPOINTS_KEPT = 3
@@ -137,8 +137,7 @@ def train(cfg: TrainConfig) -> Path:
         print(f"--resume: no checkpoint in {out}/checkpoints, starting at step 0")
 
     clips = clip_ids(cfg.clips) if cfg.clips else None
-    data = LipDataset(cfg.cache, "train", window=model_cfg.n_frames, faces=getattr(model_cfg, "faces", False),
-                      clips=clips, seed=cfg.seed)
+    data = make_dataset(model_cfg, cfg.cache, "train", clips=clips, seed=cfg.seed)
     loader = DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.workers,
                         sampler=StepSampler(len(data), cfg.batch_size, start, cfg.steps, cfg.seed, rank),
                         persistent_workers=False)
@@ -197,6 +196,18 @@ def train(cfg: TrainConfig) -> Path:
     return final
 
 
+def make_dataset(model_cfg, cache: str, split: str, clips: list[str] | None = None, seed: int = 0, stride: int = 4):
+    """The Dataset a model config asks for: `dataset = "windows"` (default, LipDataset of n_frames windows)
+    or "words" (WordDataset: one n_frames window centred on each timed word); `faces` adds face crops."""
+    kind = getattr(model_cfg, "dataset", "windows")
+    faces = getattr(model_cfg, "faces", False)
+    if kind == "words":
+        return WordDataset(cache, split, window=model_cfg.n_frames, faces=faces, clips=clips, seed=seed)
+    if kind != "windows":
+        raise ValueError(f"unknown dataset kind {kind!r} in the model config: windows or words")
+    return LipDataset(cache, split, window=model_cfg.n_frames, stride=stride, faces=faces, clips=clips, seed=seed)
+
+
 def _batches(loader, device):
     for batch in loader:
         yield {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -205,8 +216,7 @@ def _batches(loader, device):
 def _validation_set(cfg: TrainConfig, model_cfg) -> list[dict] | None:
     """A fixed list of validation batches (same windows every time), or None if the cache has no val split."""
     try:
-        data = LipDataset(cfg.cache, "val", window=model_cfg.n_frames, stride=model_cfg.n_frames,
-                          faces=getattr(model_cfg, "faces", False), seed=1)
+        data = make_dataset(model_cfg, cfg.cache, "val", seed=1, stride=model_cfg.n_frames)
     except ValueError:
         return None
     n = min(len(data), cfg.val_items)
@@ -224,7 +234,7 @@ def _validate(system, val, writer, step, device, out: Path, with_samples: bool) 
             sums[k] = sums.get(k, 0.0) + v / len(val)
     for k, v in sums.items():
         writer.add_scalar(f"val/{k}", v, step)
-    if with_samples:
+    if with_samples and hasattr(system, "sample"):  # models that generate: a picture of real vs generated
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in val[0].items()}
         real_key = "face" if "face" in batch and getattr(system.config, "faces", False) else "mouth"
         grid = sample_grid(batch[real_key].cpu(), system.sample(batch).cpu())

@@ -15,10 +15,12 @@ import torch
 from torch.utils.data import Dataset
 
 from ..media import MELS_PER_FRAME
-from .corpora import read_manifest
+from .corpora import GRID_VOCABULARY, read_manifest
 from .preprocess import clip_dir_name
 
 WINDOW = 16  # video frames per item (Glance generates 16 at once: 0.64 s)
+WORD_FRAMES = 12  # frames per word item (0.48 s), centred on the word: GRID words last 0.1-0.6 s
+VOCABULARY_INDEX = {w: i for i, w in enumerate(GRID_VOCABULARY)}
 
 
 def to_tensor_images(x: np.ndarray) -> torch.Tensor:
@@ -37,6 +39,7 @@ class LipDataset(Dataset):
         mel_wrong  (1, 4T, 80)          a window of another clip's audio (mismatched negative)
         landmarks  (T, 68, 2)           landmarks in mouth-crop pixels
         silent     (T,) bool            frame inside a 'sil'/'sp' span (or untimed: False)
+        words      (T,) int64           index in GRID_VOCABULARY of the word spoken at each frame, -1 if none
         face, face_identity (3, T, 128, 128), (3, 128, 128)   only with faces=True
         clip, start                     which window this is
     The random choices (identity frame, mismatched clip) are fixed per (seed, index), so a
@@ -73,6 +76,16 @@ class LipDataset(Dataset):
     def _load(self, clip: int, name: str) -> np.ndarray:
         return np.load(self.cache / clip_dir_name(self.clips[clip]["id"]) / f"{name}.npy", mmap_mode="r")
 
+    def frame_words(self, clip: int) -> np.ndarray:
+        """(n_frames,) int64: vocabulary index of the word whose span holds each frame's centre, -1 if none."""
+        meta = self.clips[clip]
+        centres = np.arange(meta["n_frames"]) + 0.5
+        out = np.full(meta["n_frames"], -1, np.int64)
+        for w in meta["words"]:
+            if w["word"] in VOCABULARY_INDEX and w["start"] is not None:
+                out[(centres >= w["start"]) & (centres < w["end"])] = VOCABULARY_INDEX[w["word"]]
+        return out
+
     def silent_frames(self, clip: int) -> np.ndarray:
         """(n_frames,) bool: frames whose centre lies in a 'sil'/'sp' span of the word timings."""
         meta = self.clips[clip]
@@ -102,6 +115,7 @@ class LipDataset(Dataset):
                 self._load(other, "mel")[other_start * MELS_PER_FRAME:(other_start + t) * MELS_PER_FRAME]))[None],
             "landmarks": torch.from_numpy(np.array(self._load(clip, "landmarks_mouth")[frames])),
             "silent": torch.from_numpy(self.silent_frames(clip)[frames]),
+            "words": torch.from_numpy(self.frame_words(clip)[frames]),
             "clip": self.clips[clip]["id"],
             "start": start,
         }
@@ -109,6 +123,38 @@ class LipDataset(Dataset):
             face = self._load(clip, "face")
             item["face"] = to_tensor_images(face[frames]).movedim(0, 1)
             item["face_identity"] = to_tensor_images(face[ident])
+        return item
+
+
+class WordDataset(LipDataset):
+    """One item per timed word (LRW-style: a fixed WORD_FRAMES window centred on the word).
+
+    Items hold everything a LipDataset window holds (mouth, mel, mel_wrong, identity, landmarks, silent,
+    words, and faces with faces=True) for that window, plus:
+        word     int    index of the word in GRID_VOCABULARY (51 words)
+        speaker  int    index of the clip's speaker in self.speakers
+    Words without timings, and those too close to a clip's end to centre, are skipped.
+    """
+
+    def __init__(self, cache: str | os.PathLike, split: str | None = "train", window: int = WORD_FRAMES,
+                 faces: bool = False, by_speaker: bool = False, clips: list[str] | None = None, seed: int = 0):
+        super().__init__(cache, split, window, window, faces, by_speaker, clips, seed)
+        self.speakers = sorted({c["speaker"] for c in self.clips})
+        self.items, self.labels = [], []
+        for c, meta in enumerate(self.clips):
+            for w in meta["words"]:
+                if w["word"] in VOCABULARY_INDEX and w["start"] is not None:
+                    start = int(round((w["start"] + w["end"]) / 2 - window / 2))
+                    start = min(max(start, 0), meta["n_frames"] - window)
+                    self.items.append((c, start))
+                    self.labels.append(VOCABULARY_INDEX[w["word"]])
+        if not self.items:
+            raise ValueError(f"{self.cache}: no timed words for split={split!r} (word items need .align timings).")
+
+    def __getitem__(self, index: int) -> dict:
+        item = super().__getitem__(index)
+        item["word"] = self.labels[index]
+        item["speaker"] = self.speakers.index(self.clips[self.items[index][0]]["speaker"])
         return item
 
 

@@ -11,6 +11,9 @@ import importlib
 
 MODELS = {
     "glance": ("lipgen.models.glance", "Glance", "GlanceConfig"),
+    "syncnet": ("lipgen.models.syncnet", "SyncNet", "SyncNetConfig"),
+    "crgan": ("lipgen.models.crgan", "CRGAN", "CRGANConfig"),
+    "davs": ("lipgen.models.davs", "DAVS", "DAVSConfig"),
 }
 
 
