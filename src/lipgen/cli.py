@@ -48,6 +48,15 @@ def _generate(args) -> None:
     print(out)
 
 
+def _evaluate(args) -> None:
+    from .evaluation.evaluate import evaluate
+
+    summary = evaluate(args.models, args.cache, args.out, split=args.split, limit=args.limit,
+                       expert=None if args.no_sync else args.expert)
+    print((Path(args.out) / "report.md").read_text().split("\n## ")[0])
+    print(f"written: {args.out}/report.md, report.csv, report.json, mouth_opening.png ({summary['clips']} clips)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lipgen", description="Audio-driven lip and talking-face generation.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -103,6 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--face-index", type=int, help="which face when there are several (0 = largest)")
     p.add_argument("--max-seconds", type=float, default=600, help="longest input accepted (default 600)")
     p.set_defaults(func=_generate)
+
+    p = sub.add_parser("evaluate", help="all metrics for models on a held-out split, in one table",
+                       description="Generate each test clip from its own audio and first frame with every model, "
+                                   "and measure LMD, SSIM, PSNR, CPBD, sync (LSE-D/C), identity, mouth opening "
+                                   "in silence and speech, and jitter, beside the ground truth and a static "
+                                   "baseline. Writes report.md/.csv/.json and a mouth-opening plot.")
+    p.add_argument("models", nargs="*", default=["glance"], help="shipped model names or checkpoint files")
+    p.add_argument("--cache", required=True, help="preprocessed cache folder")
+    p.add_argument("--out", default="eval", help="report folder (default eval)")
+    p.add_argument("--split", default="test", help="split to evaluate (default test)")
+    p.add_argument("--limit", type=int, help="evaluate at most this many clips")
+    p.add_argument("--expert", default="default", help="sync expert checkpoint (default: the shipped one)")
+    p.add_argument("--no-sync", action="store_true", help="skip the sync metrics")
+    p.set_defaults(func=_evaluate)
     return parser
 
 

@@ -54,24 +54,26 @@ class FaceSource:
         else:  # first pass: landmarks only (a frame at a time), so long videos fit in memory
             frames = media.iter_video(path, max_seconds=max_seconds)
         landmarks, _ = geometry.track_landmarks(frames, face_index, where=str(path))
-        _, self.mouth_matrix = geometry.crop_matrices(landmarks)  # (T, 2, 3)
+        self.face_matrix, self.mouth_matrix = geometry.crop_matrices(landmarks)  # (T, 2, 3) each
         first = self.image if self.still else next(media.iter_video(path, max_seconds=max_seconds))
-        self.identity = geometry.crop(first[None], self.mouth_matrix[:1], geometry.MOUTH_SIZE)[0]  # (64, 64, 3)
+        self.identity_mouth = geometry.crop(first[None], self.mouth_matrix[:1], geometry.MOUTH_SIZE)[0]  # (64, 64, 3)
+        self.identity_face = geometry.crop(first[None], self.face_matrix[:1], geometry.FACE_SIZE)[0]  # (128, 128, 3)
 
-    def frames(self):
-        """Yield (frame, mouth matrix) forever: the photo, or the video looped from its start."""
+    def frames(self, crop: str = "mouth"):
+        """Yield (frame, frame -> crop matrix) forever: the photo, or the video looped from its start."""
+        matrices = self.mouth_matrix if crop == "mouth" else self.face_matrix
         if self.still:
             while True:
-                yield self.image, self.mouth_matrix[0]
+                yield self.image, matrices[0]
         while True:
-            for frame, matrix in zip(media.iter_video(self.path, max_seconds=self.max_seconds), self.mouth_matrix):
+            for frame, matrix in zip(media.iter_video(self.path, max_seconds=self.max_seconds), matrices):
                 yield frame, matrix
 
 
 def mouth_windows(system, mel: np.ndarray, identity: np.ndarray, batch_windows: int = 8):
-    """Yield generated mouth crops frame by frame: (64, 64, 3) uint8, n = len(mel) // MELS_PER_FRAME frames.
+    """Yield generated crops frame by frame: (S, S, 3) uint8, n = len(mel) // MELS_PER_FRAME frames.
 
-    mel: (4N, 80) log-mel of the whole audio. identity: (64, 64, 3) uint8 mouth crop. Windows of
+    mel: (4N, 80) log-mel of the whole audio. identity: (S, S, 3) uint8 crop. Windows of
     n_frames start every WINDOW_HOP frames; in the overlap, frames fade linearly from the earlier
     window to the later one.
     """
@@ -81,7 +83,7 @@ def mouth_windows(system, mel: np.ndarray, identity: np.ndarray, batch_windows: 
     starts = list(range(0, max(n - overlap, 1), WINDOW_HOP))
     pad_rows = (starts[-1] + window) * media.MELS_PER_FRAME - len(mel)
     mel = np.concatenate([mel, np.full((max(pad_rows, 0), mel.shape[1]), mel.min(), np.float32)])
-    ident = torch.from_numpy(identity).float().div(127.5).sub(1).permute(2, 0, 1)[None]  # (1, 3, 64, 64)
+    ident = torch.from_numpy(identity).float().div(127.5).sub(1).permute(2, 0, 1)[None]  # (1, 3, S, S)
     fade = (np.arange(1, overlap + 1) / (overlap + 1))[:, None, None, None]  # weight of the later window
     tail = None
     emitted = 0
@@ -90,8 +92,8 @@ def mouth_windows(system, mel: np.ndarray, identity: np.ndarray, batch_windows: 
         mels = torch.from_numpy(np.stack([mel[s * media.MELS_PER_FRAME:(s + window) * media.MELS_PER_FRAME]
                                           for s in group]))[:, None]  # (W, 1, 4T, 80)
         with torch.inference_mode():
-            video = system.generator(mels, ident.expand(len(group), -1, -1, -1))  # (W, 3, T, 64, 64)
-        crops = ((video.float().clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 4, 1).numpy()  # (W, T, 64, 64, 3)
+            video = system.generate(mels, ident.expand(len(group), -1, -1, -1))  # (W, 3, T, S, S)
+        crops = ((video.float().clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 4, 1).numpy()  # (W, T, S, S, 3)
         for clip in crops:
             if tail is not None:
                 clip[:overlap] = (1 - fade) * tail + fade * clip[:overlap]
@@ -104,6 +106,15 @@ def mouth_windows(system, mel: np.ndarray, identity: np.ndarray, batch_windows: 
         if emitted < n:
             yield frame.round().astype(np.uint8)
             emitted += 1
+
+
+def model_crops(system, mel: np.ndarray, identity_mouth: np.ndarray, identity_face: np.ndarray):
+    """The crops a model makes for a whole audio, streamed: (crop kind "mouth" or "face", iterator of
+    (S, S, 3) uint8 crops, one per video frame). mel: (4N, 80); identities: (64, 64, 3) and (128, 128, 3)."""
+    output = getattr(system.config, "output", "mouth")
+    if hasattr(system, "stream"):  # recurrent models make frame after frame with a constant-size state
+        return output, system.stream(mel, identity_face if output == "face" else identity_mouth)
+    return output, mouth_windows(system, mel, identity_face if output == "face" else identity_mouth)
 
 
 def generate(audio: str | os.PathLike | np.ndarray, face: str | os.PathLike, out: str | os.PathLike = "out.mp4",
@@ -128,9 +139,10 @@ def generate(audio: str | os.PathLike | np.ndarray, face: str | os.PathLike, out
     system = load_generator(model, checkpoint)
     source = FaceSource(face, face_index, max_seconds)
     bar = tqdm(total=n_frames, desc="generate", unit="frame", disable=not progress)
+    kind, crops = model_crops(system, mel, source.identity_mouth, source.identity_face)
     with media.Mp4Writer(out, audio=media.fit_audio(samples, n_frames)) as writer:
-        for mouth, (frame, matrix) in zip(mouth_windows(system, mel, source.identity), source.frames()):
-            writer.write(geometry.paste_back(frame, mouth, matrix))
+        for crop, (frame, matrix) in zip(crops, source.frames(kind)):
+            writer.write(geometry.paste_back(frame, crop, matrix))
             bar.update()
     bar.close()
     return Path(out)

@@ -373,3 +373,8 @@ class Glance(nn.Module):
     def sample(self, batch: dict) -> torch.Tensor:
         """Generated clips (B, 3, T, S, S) in [-1, 1] for sample grids."""
         return self.generator.generate(batch["mel"], batch["identity"]).float()
+
+    @torch.no_grad()
+    def generate(self, mel: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        """(mel (B, 1, 4T, M), identity (B, 3, S, S)) -> lips (B, 3, T, S, S) in [-1, 1]."""
+        return self.generator.generate(mel, identity)

@@ -1,0 +1,251 @@
+"""`lipgen evaluate`: every metric, for every model, on the same held-out clips, in one table.
+
+For each test clip of a preprocessing cache, each "system" makes the clip's mouth crops from the
+clip's own audio and its FIRST frame as identity:
+- "ground truth": the real crops (the ceiling: LMD 0, SSIM 1);
+- "static": the identity crop repeated (the floor: a face that never moves);
+- each model: generated the way `lipgen generate` does (windows, cross-fade or recurrence).
+Face-generating models are compared on the mouth crop cut from their face output.
+
+Landmarks of every row are measured the same way: the 64x64 crop is pasted back into the original
+frame, lipgen's tracker finds the 68 points there, and they are mapped into mouth-crop pixels; the
+ground truth row measured so is the reference (its LMD is 0 by construction). So
+LMD is in pixels of lipgen's 64x64 mouth crop (1 px = 1/96 of the mouth crop side at MOUTH_SIDE
+= 1.5 mouth widths). Definitions: docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import face as geometry
+from .. import media
+from ..data.dataset import LipDataset
+from ..data.preprocess import clip_dir_name
+from ..generate import WINDOW_HOP, model_crops
+from . import metrics
+from .cpbd import cpbd_video
+
+IDENTITY_EVERY = 5  # frames: identity descriptors on every 5th frame (dlib's network is the slow part)
+REFERENCE_ROWS = ("ground truth", "static")
+COLUMNS = {  # key: (header, better)
+    "lmd": ("LMD (px, per point)", "lower"),
+    "lmd_authors": ("LMD authors (sum of 20)", "lower"),
+    "ssim": ("SSIM", "higher"),
+    "psnr": ("PSNR (dB)", "higher"),
+    "cpbd": ("CPBD", "higher"),
+    "lse_d": ("LSE-D", "lower"),
+    "lse_c": ("LSE-C", "higher"),
+    "sync_offset": ("|offset| (frames)", "lower"),
+    "identity": ("identity cos", "higher"),
+    "silence_opening": ("opening in silence", "lower"),
+    "speech_opening": ("opening in speech", "higher"),
+    "opening_corr": ("opening corr. with real", "higher"),
+    "jitter": ("jitter (px)", "lower"),
+    "seam_jitter": ("seam jitter (px)", "lower"),
+}
+
+
+@dataclass
+class ClipResult:
+    row: str
+    clip: str
+    speaker: str
+    values: dict = field(default_factory=dict)
+    opening: list = field(default_factory=list)
+
+
+def _face_to_mouth(face_crops: np.ndarray, face_matrix: np.ndarray, mouth_matrix: np.ndarray) -> np.ndarray:
+    """Mouth crops cut from aligned face crops: (T, 128, 128, 3) -> (T, 64, 64, 3)."""
+    full = lambda m: np.concatenate([m, np.broadcast_to([[0, 0, 1]], (len(m), 1, 3))], axis=1)
+    relation = (full(mouth_matrix) @ np.linalg.inv(full(face_matrix)))[:, :2]  # face crop -> mouth crop
+    return geometry.crop(face_crops, relation, geometry.MOUTH_SIZE)
+
+
+def _clip_frames(meta: dict) -> np.ndarray:
+    frames = media.read_video(meta["path"])
+    return frames[meta.get("trimmed_start_frames", 0):][: meta["n_frames"]]
+
+
+def _landmarks(mouths: np.ndarray, frames: np.ndarray, matrices: np.ndarray, where: str):
+    """Crops pasted into their frames, and the tracker's landmarks there in mouth-crop pixels (T, 68, 2)."""
+    pasted = np.stack([geometry.paste_back(f, m, mm) for f, m, mm in zip(frames, mouths, matrices)])
+    landmarks, _ = geometry.track_landmarks(pasted, face_index=0, where=where)
+    return pasted, geometry.transform_points(landmarks.astype(np.float64), matrices)
+
+
+def _measure(row: str, meta: dict, mouths: np.ndarray, frames: np.ndarray, cached: dict, expert,
+             real_lm: np.ndarray) -> tuple[ClipResult, np.ndarray]:
+    """All metrics of one clip's mouth crops against the real clip (real_lm: the ground truth row's
+    landmarks, measured the same way; None when this is that row)."""
+    matrices = cached["mouth_matrix"].astype(np.float64)
+    pasted, lm = _landmarks(mouths, frames, matrices, meta["id"])
+    real_lm = lm if real_lm is None else real_lm
+    real = cached["mouth"]
+    silent = cached["silent"]
+    opening, real_opening = metrics.mouth_opening(lm), metrics.mouth_opening(real_lm)
+    v = {
+        "lmd": metrics.lmd(lm, real_lm),
+        "lmd_authors": metrics.lmd_authors(lm, real_lm),
+        "ssim": metrics.ssim(mouths, real),
+        "psnr": metrics.psnr(mouths, real),
+        "cpbd": cpbd_video(mouths),
+        "identity": metrics.identity_similarity(pasted[::IDENTITY_EVERY], frames[::IDENTITY_EVERY]),
+        "silence_opening": metrics.silence_opening(lm, silent) if silent.any() else float("nan"),
+        "speech_opening": float(opening[~silent].mean()) if (~silent).any() else float("nan"),
+        "opening_corr": float(np.corrcoef(opening, real_opening)[0, 1]) if opening.std() > 1e-9 else 0.0,
+        "jitter": metrics.mouth_jitter(lm),
+        "seam_jitter": metrics.seam_jitter(lm, list(range(WINDOW_HOP, len(lm) - 1, WINDOW_HOP))),
+    }
+    if expert is not None:
+        from .sync import sync_scores
+
+        s = sync_scores(expert, mouths, cached["mel"])
+        v.update(lse_d=s["lse_d"], lse_c=s["lse_c"], sync_offset=abs(s["offset"]))
+    if not np.isfinite(v["psnr"]):
+        v["psnr"] = float("nan")  # identical crops: PSNR is infinite; left out of the means
+    return ClipResult(row, meta["id"], meta["speaker"], v, opening.tolist()), lm
+
+
+def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike, split: str = "test",
+             limit: int | None = None, expert: str | None = "default", progress: bool = True) -> dict:
+    """Evaluate models (names of shipped models or checkpoint paths) on a cache split.
+
+    Writes <out>/report.md, report.csv (per clip), report.json (means per row and per speaker) and
+    mouth_opening.png. Returns the JSON summary.
+    """
+    from ..generate import load_generator
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = LipDataset(cache, split, window=1, stride=10**9)
+    clips = data.clips[:limit]
+    systems = {}
+    for spec in models:
+        if Path(spec).is_file():
+            system = load_generator(_model_name(spec), spec)
+            systems[f"{_model_name(spec)} ({Path(spec).name})"] = system
+        else:
+            systems[spec] = load_generator(spec)
+    sync_expert = _load_expert(expert)
+    results: list[ClipResult] = []
+    bar = tqdm(clips, desc="evaluate", unit="clip", disable=not progress)
+    for index, meta in enumerate(bar):
+        folder = Path(cache) / clip_dir_name(meta["id"])
+        cached = {k: np.load(folder / f"{k}.npy") for k in
+                  ("mouth", "face", "mel", "landmarks_mouth", "mouth_matrix", "face_matrix")}
+        cached["silent"] = data.silent_frames(data.clips.index(meta))
+        frames = _clip_frames(meta)
+        rows = {"ground truth": cached["mouth"], "static": np.repeat(cached["mouth"][:1], len(frames), 0)}
+        for name, system in systems.items():
+            kind, crops = model_crops(system, cached["mel"], cached["mouth"][0], cached["face"][0])
+            crops = np.stack(list(crops))[: len(frames)]
+            if kind == "face":
+                crops = _face_to_mouth(crops, cached["face_matrix"].astype(np.float64),
+                                       cached["mouth_matrix"].astype(np.float64))
+            rows[name] = crops
+        real_lm = None
+        for name, mouths in rows.items():  # ground truth first: its landmarks are the reference
+            result, lm = _measure(name, meta, mouths, frames, cached, sync_expert, real_lm)
+            real_lm = lm if real_lm is None else real_lm
+            results.append(result)
+    summary = _summarise(results, list(rows))
+    summary.update(cache=str(cache), split=split, clips=len(clips), models=models,
+                   sync_expert=None if sync_expert is None else str(expert))
+    _write(out, results, summary)
+    _plot_opening(out / "mouth_opening.png", results, clips[0], data)
+    return summary
+
+
+def _model_name(path: str) -> str:
+    from ..checkpoint import read_header
+
+    return read_header(path)["model"]
+
+
+def _load_expert(expert: str | None):
+    if expert is None:
+        return None
+    try:
+        from .sync import load_expert
+
+        return load_expert(None if expert == "default" else expert)
+    except (ImportError, FileNotFoundError):
+        return None
+
+
+def _mean(values) -> float:
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _summarise(results: list[ClipResult], rows: list[str]) -> dict:
+    speakers = sorted({r.speaker for r in results})
+    table = {row: {k: _mean(r.values.get(k) for r in results if r.row == row) for k in COLUMNS} for row in rows}
+    per_speaker = {s: {row: {k: _mean(r.values.get(k) for r in results if r.row == row and r.speaker == s)
+                             for k in COLUMNS} for row in rows} for s in speakers}
+    return {"rows": table, "per_speaker": per_speaker}
+
+
+def _markdown(table: dict, columns: list[str]) -> str:
+    head = "| row | " + " | ".join(f"{COLUMNS[k][0]} {'↓' if COLUMNS[k][1] == 'lower' else '↑'}" for k in columns) + " |"
+    lines = [head, "|" + "---|" * (len(columns) + 1)]
+    for row, values in table.items():
+        lines.append(f"| {row} | " + " | ".join("-" if not np.isfinite(values[k]) else f"{values[k]:.3f}"
+                                              for k in columns) + " |")
+    return "\n".join(lines)
+
+
+def _write(out: Path, results: list[ClipResult], summary: dict) -> None:
+    columns = [k for k in COLUMNS if any(np.isfinite(v[k]) for v in summary["rows"].values())]
+    md = [f"# lipgen evaluation: {summary['clips']} {summary['split']} clips of {summary['cache']}", "",
+          "Mouth crops 64x64; landmarks in mouth-crop pixels; definitions in docs/metrics.md. "
+          "Reference rows: ground truth (real crops) and static (the first frame repeated).", "",
+          _markdown(summary["rows"], columns), ""]
+    for speaker, table in summary["per_speaker"].items():
+        md += [f"## speaker {speaker}", "", _markdown(table, columns), ""]
+    md += ["![mouth opening](mouth_opening.png)", ""]
+    (out / "report.md").write_text("\n".join(md))
+    with open(out / "report.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["row", "clip", "speaker", *COLUMNS])
+        for r in results:
+            writer.writerow([r.row, r.clip, r.speaker, *(r.values.get(k, "") for k in COLUMNS)])
+    (out / "report.json").write_text(json.dumps(summary, indent=1, default=float))
+
+
+def _plot_opening(path: Path, results: list[ClipResult], meta: dict, data: LipDataset) -> None:
+    """Per-frame mouth opening of every row on one clip, over the audio envelope and silence spans."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(data.cache) / clip_dir_name(meta["id"])
+    mel = np.load(folder / "mel.npy")
+    envelope = mel.reshape(-1, media.MELS_PER_FRAME, mel.shape[1]).mean((1, 2))
+    envelope = (envelope - envelope.min()) / max(np.ptp(envelope), 1e-9)
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    silent = data.silent_frames(data.clips.index(meta))
+    for t in np.flatnonzero(silent):
+        ax.axvspan(t, t + 1, color="0.92", lw=0)
+    top = max(max(r.opening) for r in results if r.clip == meta["id"])
+    ax.fill_between(np.arange(len(envelope)), 0, envelope * top, color="tab:blue", alpha=0.15,
+                    label="audio envelope (scaled)")
+    for r in results:
+        if r.clip == meta["id"]:
+            ax.plot(r.opening, lw=2 if r.row == "ground truth" else 1.2, label=r.row,
+                    color="black" if r.row == "ground truth" else None)
+    ax.set(xlabel="frame (25 fps)", ylabel="mouth opening (inner gap / width)",
+           title=f"{meta['id']}: grey = silence in the word timings")
+    ax.legend(fontsize=8, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
