@@ -57,6 +57,15 @@ def _evaluate(args) -> None:
     print(f"written: {args.out}/report.md, report.csv, report.json, mouth_opening.png ({summary['clips']} clips)")
 
 
+def _select(args) -> None:
+    from .data.select import select
+
+    result = select(args.cache, args.out, size=args.size, fraction=args.fraction, method=args.method,
+                    split=args.split, seed=args.seed)
+    print(f"selected {result['size']} of {result['of']} clips ({result['method']}): phone-histogram L1 distance "
+          f"{result['distance']}, phone coverage {result['coverage']:.0%} -> {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lipgen", description="Audio-driven lip and talking-face generation.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -112,6 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--face-index", type=int, help="which face when there are several (0 = largest)")
     p.add_argument("--max-seconds", type=float, default=600, help="longest input accepted (default 600)")
     p.set_defaults(func=_generate)
+
+    p = sub.add_parser("select", help="phoneme-based training-sample selection (CRGAN)",
+                       description="Pick a subset of cached training clips whose phoneme distribution (from "
+                                   "transcripts and the CMU pronouncing dictionary) matches the full set's, and "
+                                   "write a manifest for `lipgen train --clips`.")
+    p.add_argument("--cache", required=True, help="preprocessed cache folder")
+    p.add_argument("--out", required=True, help="manifest to write (JSON lines)")
+    p.add_argument("--size", type=int, help="number of clips (default: --fraction of them)")
+    p.add_argument("--fraction", type=float, default=0.5, help="share of clips to keep (default 0.5)")
+    p.add_argument("--method", default="match", choices=["match", "random"], help="match (default) or random")
+    p.add_argument("--split", default="train", help="split to select from (default train)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (ties, random method)")
+    p.set_defaults(func=_select)
 
     p = sub.add_parser("evaluate", help="all metrics for models on a held-out split, in one table",
                        description="Generate each test clip from its own audio and first frame with every model, "

@@ -1,0 +1,127 @@
+"""Phoneme-based training-sample selection (CRGAN, Song et al. 2018, arXiv 1804.04786 v1).
+
+Each clip's phonemes come from its transcript through the CMU pronouncing dictionary (the copy that
+ships with pocketsphinx, 39 ARPAbet phones without stress). `select_clips` then picks a subset whose
+phoneme histogram matches the full set's, greedily: each step adds the clip that brings the subset's
+normalised histogram closest (L1) to the target, after first making sure every phoneme of the full
+set is covered. The result is a manifest that `lipgen train --clips` accepts.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .corpora import SILENCE, Utterance, write_manifest
+
+
+@functools.cache
+def pronouncing_dictionary() -> dict[str, list[str]]:
+    """word -> phones, from pocketsphinx's cmudict-en-us.dict (first pronunciation of each word)."""
+    import pocketsphinx
+
+    path = Path(pocketsphinx.get_model_path()) / "en-us" / "cmudict-en-us.dict"
+    words: dict[str, list[str]] = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        word, *phones = line.split()
+        if "(" not in word:  # "(2)" marks alternative pronunciations
+            words.setdefault(word.lower(), phones)
+    return words
+
+
+def phonemes(words: list[str]) -> list[str]:
+    """Phones of a word sequence; raises KeyError naming a word the dictionary lacks."""
+    lexicon = pronouncing_dictionary()
+    out = []
+    for w in words:
+        if w in SILENCE:
+            continue
+        if w.lower() not in lexicon:
+            raise KeyError(f"'{w}' is not in the pronouncing dictionary: its clip cannot be phonemised")
+        out += lexicon[w.lower()]
+    return out
+
+
+@functools.cache
+def phone_set() -> list[str]:
+    return sorted({p for phones in pronouncing_dictionary().values() for p in phones})
+
+
+def phoneme_counts(utterances: list[Utterance]) -> np.ndarray:
+    """(N, P) phone counts per clip, P = len(phone_set())."""
+    index = {p: i for i, p in enumerate(phone_set())}
+    counts = np.zeros((len(utterances), len(index)))
+    for n, u in enumerate(utterances):
+        for p in phonemes([w.word for w in u.words]):
+            counts[n, index[p]] += 1
+    return counts
+
+
+def histogram_distance(counts: np.ndarray, chosen: np.ndarray) -> float:
+    """L1 distance (0..2) between the phone distribution of the chosen rows and of all rows."""
+    target = counts.sum(0) / counts.sum()
+    subset = counts[chosen].sum(0)
+    return float(np.abs(subset / subset.sum() - target).sum())
+
+
+def select_clips(utterances: list[Utterance], size: int, method: str = "match", seed: int = 0) -> list[Utterance]:
+    """Pick `size` clips. method "match": greedy phoneme-histogram matching with full coverage;
+    "random": a uniform random subset (the baseline selection is compared with)."""
+    if not 0 < size <= len(utterances):
+        raise ValueError(f"size must be in 1..{len(utterances)}, got {size}")
+    rng = np.random.default_rng(seed)
+    if method == "random":
+        return [utterances[i] for i in sorted(rng.choice(len(utterances), size, replace=False))]
+    if method != "match":
+        raise ValueError(f"unknown selection method {method!r}: match or random")
+    counts = phoneme_counts(utterances)
+    target = counts.sum(0) / counts.sum()
+    chosen: list[int] = []
+    subset = np.zeros(counts.shape[1])
+    free = np.ones(len(utterances), bool)
+    for phone in np.argsort(counts.sum(0)):  # coverage first: the rarest phones' clips
+        if counts[:, phone].sum() and not subset[phone]:
+            i = int(np.flatnonzero(free & (counts[:, phone] > 0))[0])
+            chosen.append(i)
+            free[i] = False
+            subset += counts[i]
+    while len(chosen) < size:
+        candidates = np.flatnonzero(free)
+        trial = subset[None] + counts[candidates]  # (C, P)
+        dist = np.abs(trial / trial.sum(1, keepdims=True) - target).sum(1)
+        i = int(candidates[np.argmin(dist + 1e-9 * rng.random(len(candidates)))])
+        chosen.append(i)
+        free[i] = False
+        subset += counts[i]
+    return [utterances[i] for i in sorted(chosen[:size])]
+
+
+def select(cache: str | os.PathLike, out: str | os.PathLike, size: int | None = None, fraction: float = 0.5,
+           method: str = "match", split: str = "train", seed: int = 0) -> dict:
+    """Select from the cached clips of a split (those with a transcript) and write a manifest to `out`.
+
+    Returns {size, of, method, distance (L1 of phone histograms, selected vs all), coverage}."""
+    metas = [json.loads(p.read_text()) for p in sorted(Path(cache).glob("*/meta.json"))
+             if not p.parent.name.startswith((".", "_"))]
+    from .corpora import Word
+
+    utterances = []
+    for m in metas:
+        if m["split"] == split and any(w["word"] not in SILENCE for w in m["words"]):
+            fields = {k: m[k] for k in ("id", "speaker", "path", "split", "speaker_split")}
+            utterances.append(Utterance(words=[Word(**w) for w in m["words"]], **fields))
+    if not utterances:
+        raise ValueError(f"{cache}: no cached {split} clips with transcripts to select from")
+    size = size or max(1, round(fraction * len(utterances)))
+    chosen = select_clips(utterances, size, method, seed)
+    write_manifest(chosen, out)
+    counts = phoneme_counts(utterances)
+    ids = {u.id for u in chosen}
+    mask = np.array([u.id in ids for u in utterances])
+    covered = (counts[mask].sum(0) > 0).sum() / max((counts.sum(0) > 0).sum(), 1)
+    return {"size": len(chosen), "of": len(utterances), "method": method,
+            "distance": round(histogram_distance(counts, mask), 4), "coverage": round(float(covered), 4)}

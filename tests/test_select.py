@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from lipgen.cli import main
+from lipgen.data import corpora
+from lipgen.data.dataset import clip_ids
+from lipgen.data.select import histogram_distance, phoneme_counts, phonemes, select_clips
+
+from .conftest import SHARED, needs_shared
+
+
+def test_grid_words_are_phonemised():
+    assert phonemes(["sil", "bin", "blue", "at", "f", "two", "now", "sil"]) == \
+        ["B", "IH", "N", "B", "L", "UW", "AE", "T", "EH", "F", "T", "UW", "N", "AW"]
+    assert all(phonemes([w]) for w in corpora.GRID_VOCABULARY)
+    with pytest.raises(KeyError, match="qzxv"):
+        phonemes(["qzxv"])
+
+
+def _all_grid_sentences(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        words = [corpora.Word(list(slot.values())[rng.integers(len(slot))]) for slot in corpora.GRID_WORDS]
+        out.append(corpora.Utterance(f"x/{i}", "x", "", words))
+    return out
+
+
+def test_selection_matches_the_phone_histogram_better_than_random():
+    utts = _all_grid_sentences()
+    counts = phoneme_counts(utts)
+    ids = {u.id: i for i, u in enumerate(utts)}
+    mask = lambda chosen: np.isin(np.arange(len(utts)), [ids[u.id] for u in chosen])
+    matched = histogram_distance(counts, mask(select_clips(utts, 40, "match")))
+    random = histogram_distance(counts, mask(select_clips(utts, 40, "random")))
+    assert matched < 0.03  # the stated bound: L1 distance of phone distributions at 10% of the clips
+    assert matched < random / 3
+    chosen = mask(select_clips(utts, 40, "match"))
+    assert ((counts[chosen].sum(0) > 0) == (counts.sum(0) > 0)).all()  # every phone stays covered
+
+
+def test_select_cli_writes_a_manifest_training_accepts(grid_cache, tmp_path, capsys):
+    out = tmp_path / "selected.jsonl"
+    assert main(["select", "--cache", str(grid_cache), "--out", str(out), "--size", "1", "--split", "train"]) == 0
+    assert "selected 1 of" in capsys.readouterr().out
+    assert len(clip_ids(out)) == 1
