@@ -63,5 +63,19 @@ def load_system(path: str | os.PathLike, strict: bool = True):
     missing, unexpected = system.load_state_dict(state, strict=strict)
     if unexpected:
         raise ValueError(f"{path}: weights that the {header['model']} model does not have: {unexpected[:5]}")
+    parts = {k.split(".")[0] for k in state}
+    incomplete = [k for k in missing if k.split(".")[0] in parts]
+    if incomplete:
+        raise ValueError(f"{path}: incomplete {header['model']} weights, missing {incomplete[:5]}")
     system.eval()
     return system, header
+
+
+def export(checkpoint: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ...] = ("generator",),
+           half: bool = True) -> Path:
+    """Write the inference part of a trained system (e.g. only the generator, in fp16) as a small model file."""
+    system, header = load_system(checkpoint)
+    state = {k: v for k, v in system.state_dict().items() if k.split(".")[0] in parts}
+    if not state:
+        raise ValueError(f"{checkpoint}: no weights under {parts}")
+    return save_model(out, header["model"], system.config, state, header["step"], half=half)

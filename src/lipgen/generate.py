@@ -2,7 +2,7 @@
 
     lipgen generate --audio speech.wav --face photo.png -o out.mp4
 
-The audio's log-mel is cut into 16-frame windows every WINDOW_HOP frames; the model makes each
+The audio's log-mel is cut into the model's windows (16 frames for Glance, every 12); the model makes each
 window's mouth crops, overlapping frames are cross-faded, and every crop is pasted back into its
 full frame with a feathered seam. Frames stream from the source to the encoder, so memory stays
 bounded however long the audio is. A still photo becomes a video; a video source keeps its own
@@ -22,7 +22,15 @@ from . import face as geometry
 from . import media
 from .checkpoint import load_system
 
-WINDOW_HOP = 12  # frames between window starts: 16-frame windows overlap by 4, which are cross-faded
+WINDOW_OVERLAP = 4  # of every 4 frames of a window, 1 overlaps the next window and is cross-faded
+
+
+def window_hop(window: int) -> int:
+    """Frames between window starts: a 16-frame window hops 12, overlapping the next by 4."""
+    return window - window // WINDOW_OVERLAP
+
+
+WINDOW_HOP = window_hop(16)  # Glance's seams fall every 12 frames
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_CHECKPOINTS = {"glance": ASSETS / "glance.safetensors"}
 SAMPLE_AUDIO = ASSETS / "jfk.flac"
@@ -74,13 +82,14 @@ def mouth_windows(system, mel: np.ndarray, identity: np.ndarray, batch_windows: 
     """Yield generated crops frame by frame: (S, S, 3) uint8, n = len(mel) // MELS_PER_FRAME frames.
 
     mel: (4N, 80) log-mel of the whole audio. identity: (S, S, 3) uint8 crop. Windows of
-    n_frames start every WINDOW_HOP frames; in the overlap, frames fade linearly from the earlier
+    n_frames start every window_hop(n_frames) frames; in the overlap, frames fade linearly from the earlier
     window to the later one.
     """
     window = system.config.n_frames
-    overlap = window - WINDOW_HOP
+    hop = window_hop(window)
+    overlap = window - hop
     n = len(mel) // media.MELS_PER_FRAME
-    starts = list(range(0, max(n - overlap, 1), WINDOW_HOP))
+    starts = list(range(0, max(n - overlap, 1), hop))
     pad_rows = (starts[-1] + window) * media.MELS_PER_FRAME - len(mel)
     mel = np.concatenate([mel, np.full((max(pad_rows, 0), mel.shape[1]), mel.min(), np.float32)])
     ident = torch.from_numpy(identity).float().div(127.5).sub(1).permute(2, 0, 1)[None]  # (1, 3, S, S)
@@ -97,11 +106,11 @@ def mouth_windows(system, mel: np.ndarray, identity: np.ndarray, batch_windows: 
         for clip in crops:
             if tail is not None:
                 clip[:overlap] = (1 - fade) * tail + fade * clip[:overlap]
-            for frame in clip[:WINDOW_HOP]:
+            for frame in clip[:hop]:
                 if emitted < n:
                     yield frame.round().astype(np.uint8)
                     emitted += 1
-            tail = clip[WINDOW_HOP:]
+            tail = clip[hop:]
     for frame in tail:
         if emitted < n:
             yield frame.round().astype(np.uint8)
