@@ -63,3 +63,21 @@ def test_generate_errors(tiny_model, tmp_path):
     with pytest.raises(MediaError, match="longer than"):
         generate(speech, SAMPLE_FACE, tmp_path / "x.mp4", checkpoint=tiny_model, max_seconds=1, progress=False)
     assert not (tmp_path / "x.mp4").exists()  # nothing half-written
+
+
+@pytest.fixture(scope="module")
+def tiny_davs(grid_cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny_davs")
+    return train(TrainConfig(model="davs", preset="tiny", cache=str(grid_cache), out=str(out), steps=1,
+                             batch_size=2, workers=0, val_every=1000, sample_every=1000))
+
+
+def test_davs_generates_from_audio_and_from_video(tiny_davs, tiny_model, tmp_path):
+    speech = GRID / "s1/video/bbaf3s.mp4"
+    from_audio = generate(speech, SAMPLE_FACE, tmp_path / "a.mp4", model="davs", checkpoint=tiny_davs, progress=False)
+    from_video = generate(None, SAMPLE_FACE, tmp_path / "v.mp4", model="davs", checkpoint=tiny_davs,
+                          drive_video=speech, progress=False)
+    assert len(media.read_video(from_audio)) == len(media.read_video(from_video)) == 75
+    assert media.read_audio(from_video).size > 2.9 * media.SAMPLE_RATE  # the driving video's sound
+    with pytest.raises(ValueError, match="--model davs"):
+        generate(None, SAMPLE_FACE, tmp_path / "g.mp4", checkpoint=tiny_model, drive_video=speech, progress=False)

@@ -43,8 +43,9 @@ def _train(args) -> None:
 def _generate(args) -> None:
     from .generate import SAMPLE_AUDIO, SAMPLE_FACE, generate
 
-    out = generate(args.audio or SAMPLE_AUDIO, args.face or SAMPLE_FACE, args.out, model=args.model,
-                   checkpoint=args.checkpoint, face_index=args.face_index, max_seconds=args.max_seconds)
+    audio = args.audio or (None if args.drive_video else SAMPLE_AUDIO)
+    out = generate(audio, args.face or SAMPLE_FACE, args.out, model=args.model, checkpoint=args.checkpoint,
+                   face_index=args.face_index, drive_video=args.drive_video, max_seconds=args.max_seconds)
     print(out)
 
 
@@ -118,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="out.mp4", help="output mp4 (default out.mp4)")
     p.add_argument("--model", default="glance", help="model (default glance)")
     p.add_argument("--checkpoint", help="model file from `lipgen train` (default: the shipped model)")
+    p.add_argument("--drive-video", help="drive the face with this video's mouth movements instead of audio "
+                                         "(--model davs); its sound is used unless --audio is given")
     p.add_argument("--face-index", type=int, help="which face when there are several (0 = largest)")
     p.add_argument("--max-seconds", type=float, default=600, help="longest input accepted (default 600)")
     p.set_defaults(func=_generate)
