@@ -22,3 +22,23 @@ def grid_cache(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     preprocess(GRID, cache, workers=1, progress=False)
     return cache
+
+
+def _tiny(model, grid_cache, tmp_path_factory):
+    from lipgen.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp(f"tiny_{model}")
+    return train(TrainConfig(model=model, preset="tiny", cache=str(grid_cache), out=str(out), steps=1,
+                             batch_size=2, workers=0, val_every=1000, sample_every=1000))
+
+
+@pytest.fixture(scope="session")
+def tiny_glance(grid_cache, tmp_path_factory):
+    """A one-step Glance model (tiny preset) on the fixture cache."""
+    return _tiny("glance", grid_cache, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_davs(grid_cache, tmp_path_factory):
+    """A one-step DAVS model (tiny preset) on the fixture cache."""
+    return _tiny("davs", grid_cache, tmp_path_factory)

@@ -6,21 +6,14 @@ import pytest
 from lipgen import media
 from lipgen.errors import FaceNotFoundError, MediaError, MultipleFacesError
 from lipgen.generate import SAMPLE_FACE, generate
-from lipgen.train import TrainConfig, train
 
 from .conftest import GRID
 
 
-@pytest.fixture(scope="module")
-def tiny_model(grid_cache, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny_glance")
-    return train(TrainConfig(model="glance", preset="tiny", cache=str(grid_cache), out=str(out), steps=1,
-                             batch_size=2, workers=0, val_every=1000, sample_every=1000))
 
-
-def test_generate_from_photo_matches_audio_length(tiny_model, tmp_path):
+def test_generate_from_photo_matches_audio_length(tiny_glance, tmp_path):
     speech = GRID / "s1/video/bbaf3s.mp4"
-    out = generate(speech, SAMPLE_FACE, tmp_path / "out.mp4", checkpoint=tiny_model, progress=False)
+    out = generate(speech, SAMPLE_FACE, tmp_path / "out.mp4", checkpoint=tiny_glance, progress=False)
     audio = media.read_audio(speech)
     frames = media.read_video(out)
     expected = -(-audio.size // media.SAMPLES_PER_FRAME)
@@ -29,9 +22,9 @@ def test_generate_from_photo_matches_audio_length(tiny_model, tmp_path):
     assert abs(media.read_audio(out).size - expected * media.SAMPLES_PER_FRAME) < media.SAMPLES_PER_FRAME
 
 
-def test_generate_onto_video_keeps_its_frames_and_loops(tiny_model, tmp_path):
+def test_generate_onto_video_keeps_its_frames_and_loops(tiny_glance, tmp_path):
     speech = np.concatenate([media.read_audio(GRID / "s1/video/bbaf3s.mp4")] * 2)  # ~6 s onto a 3 s video
-    out = generate(speech, GRID / "s1/video/bbaf2n.mp4", tmp_path / "v.mp4", checkpoint=tiny_model, progress=False)
+    out = generate(speech, GRID / "s1/video/bbaf2n.mp4", tmp_path / "v.mp4", checkpoint=tiny_glance, progress=False)
     frames = media.read_video(out)
     assert len(frames) == -(-speech.size // media.SAMPLES_PER_FRAME)
     source = media.read_video(GRID / "s1/video/bbaf2n.mp4")
@@ -39,40 +32,34 @@ def test_generate_onto_video_keeps_its_frames_and_loops(tiny_model, tmp_path):
     assert np.abs(frames[80, :60].astype(int) - source[5, :60]).mean() < 4
 
 
-def test_generate_errors(tiny_model, tmp_path):
+def test_generate_errors(tiny_glance, tmp_path):
     speech = GRID / "s1/video/bbaf3s.mp4"
     blank = tmp_path / "wall.png"
     from PIL import Image
 
     Image.fromarray(np.full((200, 200, 3), 90, np.uint8)).save(blank)
     with pytest.raises(FaceNotFoundError, match="no face"):
-        generate(speech, blank, tmp_path / "x.mp4", checkpoint=tiny_model, progress=False)
+        generate(speech, blank, tmp_path / "x.mp4", checkpoint=tiny_glance, progress=False)
     two = tmp_path / "two.png"
     frame = media.read_video(speech)[0]
     Image.fromarray(np.concatenate([frame, frame[:, ::-1]], axis=1)).save(two)
     with pytest.raises(MultipleFacesError, match="--face-index"):
-        generate(speech, two, tmp_path / "x.mp4", checkpoint=tiny_model, progress=False)
-    assert generate(speech, two, tmp_path / "y.mp4", checkpoint=tiny_model, face_index=1, progress=False).is_file()
+        generate(speech, two, tmp_path / "x.mp4", checkpoint=tiny_glance, progress=False)
+    assert generate(speech, two, tmp_path / "y.mp4", checkpoint=tiny_glance, face_index=1, progress=False).is_file()
     fake = tmp_path / "speech.wav"
     fake.write_text("not audio")
     with pytest.raises(MediaError, match="not a readable"):
-        generate(fake, SAMPLE_FACE, tmp_path / "x.mp4", checkpoint=tiny_model, progress=False)
+        generate(fake, SAMPLE_FACE, tmp_path / "x.mp4", checkpoint=tiny_glance, progress=False)
     with pytest.raises(MediaError, match="44100 Hz"):
-        generate(np.zeros(44100, np.float32), SAMPLE_FACE, tmp_path / "x.mp4", checkpoint=tiny_model,
+        generate(np.zeros(44100, np.float32), SAMPLE_FACE, tmp_path / "x.mp4", checkpoint=tiny_glance,
                  sample_rate=44100, progress=False)
     with pytest.raises(MediaError, match="longer than"):
-        generate(speech, SAMPLE_FACE, tmp_path / "x.mp4", checkpoint=tiny_model, max_seconds=1, progress=False)
+        generate(speech, SAMPLE_FACE, tmp_path / "x.mp4", checkpoint=tiny_glance, max_seconds=1, progress=False)
     assert not (tmp_path / "x.mp4").exists()  # nothing half-written
 
 
-@pytest.fixture(scope="module")
-def tiny_davs(grid_cache, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny_davs")
-    return train(TrainConfig(model="davs", preset="tiny", cache=str(grid_cache), out=str(out), steps=1,
-                             batch_size=2, workers=0, val_every=1000, sample_every=1000))
 
-
-def test_davs_generates_from_audio_and_from_video(tiny_davs, tiny_model, tmp_path):
+def test_davs_generates_from_audio_and_from_video(tiny_davs, tiny_glance, tmp_path):
     speech = GRID / "s1/video/bbaf3s.mp4"
     from_audio = generate(speech, SAMPLE_FACE, tmp_path / "a.mp4", model="davs", checkpoint=tiny_davs, progress=False)
     from_video = generate(None, SAMPLE_FACE, tmp_path / "v.mp4", model="davs", checkpoint=tiny_davs,
@@ -80,4 +67,4 @@ def test_davs_generates_from_audio_and_from_video(tiny_davs, tiny_model, tmp_pat
     assert len(media.read_video(from_audio)) == len(media.read_video(from_video)) == 75
     assert media.read_audio(from_video).size > 2.9 * media.SAMPLE_RATE  # the driving video's sound
     with pytest.raises(ValueError, match="--model davs"):
-        generate(None, SAMPLE_FACE, tmp_path / "g.mp4", checkpoint=tiny_model, drive_video=speech, progress=False)
+        generate(None, SAMPLE_FACE, tmp_path / "g.mp4", checkpoint=tiny_glance, drive_video=speech, progress=False)

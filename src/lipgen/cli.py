@@ -67,6 +67,23 @@ def _select(args) -> None:
           f"{result['distance']}, phone coverage {result['coverage']:.0%} -> {args.out}")
 
 
+def _lipread(args) -> None:
+    from .lipread import lipread
+
+    for w in lipread(args.video, args.audio, model=args.model, checkpoint=args.checkpoint):
+        print(f"{w.start:6.2f}-{w.end:6.2f} s  {w.word:<8} p={w.probability:.2f}")
+
+
+def _retrieve(args) -> None:
+    from .lipread import retrieve
+
+    query, candidates = (args.audio, args.videos) if args.audio else (args.video, args.audios)
+    if not query or not candidates:
+        raise ValueError("give --audio with --videos, or --video with --audios")
+    for rank, (path, score) in enumerate(retrieve(query, candidates, bool(args.audio), args.model, args.checkpoint), 1):
+        print(f"{rank:3d}  {score:+.3f}  {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lipgen", description="Audio-driven lip and talking-face generation.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -137,6 +154,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train", help="split to select from (default train)")
     p.add_argument("--seed", type=int, default=0, help="random seed (ties, random method)")
     p.set_defaults(func=_select)
+
+    p = sub.add_parser("lipread", help="read GRID words from lips, audio, or both (DAVS)",
+                       description="Words spoken in a video (from the lips) and/or in audio, with times, read by "
+                                   "a DAVS model's shared word classifier over 12-frame windows.")
+    p.add_argument("--video", help="video of a talking face")
+    p.add_argument("--audio", help="speech audio (or a video's sound)")
+    p.add_argument("--model", default="davs", help="model (default davs)")
+    p.add_argument("--checkpoint", help="model file (default: the shipped model)")
+    p.set_defaults(func=_lipread)
+
+    p = sub.add_parser("retrieve", help="rank videos for speech, or speech for a video (DAVS)",
+                       description="Audio-video retrieval in a DAVS model's word-ID space.")
+    p.add_argument("--audio", help="speech query")
+    p.add_argument("--videos", nargs="*", help="candidate videos for an audio query")
+    p.add_argument("--video", help="video query")
+    p.add_argument("--audios", nargs="*", help="candidate audio files for a video query")
+    p.add_argument("--model", default="davs", help="model (default davs)")
+    p.add_argument("--checkpoint", help="model file (default: the shipped model)")
+    p.set_defaults(func=_retrieve)
 
     p = sub.add_parser("evaluate", help="all metrics for models on a held-out split, in one table",
                        description="Generate each test clip from its own audio and first frame with every model, "

@@ -32,7 +32,7 @@ def window_hop(window: int) -> int:
 
 WINDOW_HOP = window_hop(16)  # Glance's seams fall every 12 frames
 ASSETS = Path(__file__).parent / "assets"
-DEFAULT_CHECKPOINTS = {"glance": ASSETS / "glance.safetensors"}
+DEFAULT_CHECKPOINTS = {name: ASSETS / f"{name}.safetensors" for name in ("glance", "crgan", "davs")}
 SAMPLE_AUDIO = ASSETS / "jfk.flac"
 SAMPLE_FACE = ASSETS / "astronaut.png"
 

@@ -114,8 +114,9 @@ def _measure(row: str, meta: dict, mouths: np.ndarray, frames: np.ndarray, cache
     return ClipResult(row, meta["id"], meta["speaker"], v, opening.tolist()), lm
 
 
-def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike, split: str = "test",
-             limit: int | None = None, expert: str | None = "default", progress: bool = True) -> dict:
+def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike, split: str | None = "test",
+             limit: int | None = None, expert: str | None = "default", clips: list[str] | None = None,
+             progress: bool = True) -> dict:
     """Evaluate models (names of shipped models or checkpoint paths) on a cache split.
 
     Writes <out>/report.md, report.csv (per clip), report.json (means per row and per speaker) and
@@ -125,7 +126,7 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = LipDataset(cache, split, window=1, stride=10**9)
+    data = LipDataset(cache, split, window=1, stride=10**9, clips=clips)
     clips = data.clips[:limit]
     systems = {}
     for spec in models:

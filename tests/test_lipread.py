@@ -1,0 +1,45 @@
+"""lipgen lipread / retrieve and the representation measures, on a tiny DAVS model and the fixtures."""
+
+import torch
+
+from lipgen.cli import main
+from lipgen.evaluation.representation import linear_probe, retrieval
+from lipgen.lipread import lipread, retrieve
+
+from .conftest import GRID
+
+
+def test_lipread_reads_windows_into_words(tiny_davs, capsys):
+    clip = GRID / "s1/video/bbaf2n.mp4"
+    for kwargs in ({"video": clip}, {"audio": clip}, {"video": clip, "audio": clip}):
+        words = lipread(checkpoint=tiny_davs, **kwargs)
+        assert words and all(0 <= w.probability <= 1 and w.start < w.end <= 3.1 for w in words)
+        assert all(a.word != b.word for a, b in zip(words, words[1:]))  # runs are merged
+    assert main(["lipread", "--video", str(clip), "--checkpoint", str(tiny_davs)]) == 0
+    assert " s  " in capsys.readouterr().out
+
+
+def test_retrieve_ranks_every_candidate(tiny_davs, capsys):
+    videos = [GRID / "s1/video/bbaf2n.mp4", GRID / "s1/video/bbaf3s.mp4", GRID / "s1/video/bbaf4p.mp4"]
+    ranked = retrieve(videos[1], videos, query_is_audio=True, checkpoint=tiny_davs)
+    assert sorted(p for p, _ in ranked) == sorted(map(str, videos))
+    assert all(-1 - 1e-5 <= s <= 1 + 1e-5 for _, s in ranked)
+    assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+    assert main(["retrieve", "--video", str(videos[0]), "--audios", *map(str, videos),
+                 "--checkpoint", str(tiny_davs)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_retrieval_and_probe_measures_on_known_inputs():
+    torch.manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(20, 8), dim=1)
+    words = torch.arange(20)
+    perfect = retrieval(x, x, words)
+    assert perfect["R@1"] == 1 and perfect["median_rank"] == 1 and perfect["word_R@1"] == 1
+    shuffled = retrieval(x, x[torch.randperm(20)], words)
+    assert shuffled["R@1"] < 0.5
+    y = torch.randint(0, 5, (400,))
+    informative = torch.nn.functional.one_hot(y, 5).float() + 0.1 * torch.randn(400, 5)
+    noise = torch.randn(400, 5)
+    assert linear_probe(informative[:300], y[:300], informative[300:], y[300:], classes=5) > 0.9
+    assert linear_probe(noise[:300], y[:300], noise[300:], y[300:], classes=5) < 0.45
