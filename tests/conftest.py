@@ -42,3 +42,9 @@ def tiny_glance(grid_cache, tmp_path_factory):
 def tiny_davs(grid_cache, tmp_path_factory):
     """A one-step DAVS model (tiny preset) on the fixture cache."""
     return _tiny("davs", grid_cache, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_crgan(grid_cache, tmp_path_factory):
+    """A one-step CRGAN model (tiny preset) on the fixture cache."""
+    return _tiny("crgan", grid_cache, tmp_path_factory)

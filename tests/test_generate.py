@@ -68,3 +68,9 @@ def test_davs_generates_from_audio_and_from_video(tiny_davs, tiny_glance, tmp_pa
     assert media.read_audio(from_video).size > 2.9 * media.SAMPLE_RATE  # the driving video's sound
     with pytest.raises(ValueError, match="--model davs"):
         generate(None, SAMPLE_FACE, tmp_path / "g.mp4", checkpoint=tiny_glance, drive_video=speech, progress=False)
+
+
+def test_crgan_streams_any_length(tiny_crgan, tmp_path):
+    speech = np.concatenate([media.read_audio(GRID / "s1/video/bbaf3s.mp4")] * 2)
+    out = generate(speech, SAMPLE_FACE, tmp_path / "c.mp4", model="crgan", checkpoint=tiny_crgan, progress=False)
+    assert len(media.read_video(out)) == -(-speech.size // media.SAMPLES_PER_FRAME)

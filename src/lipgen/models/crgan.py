@@ -65,6 +65,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -573,3 +574,16 @@ class CRGAN(nn.Module):
     def sample(self, batch: dict) -> torch.Tensor:
         """Generated clips (B, 3, T, S, S) in [-1, 1] for sample grids (shown against batch["face"])."""
         return self.generate(batch["mel"], batch["face_identity"])
+
+    # ---- lipgen generate / evaluate: frame after frame, constant memory
+
+    output = "face"  # this model makes aligned faces (lipgen pastes them back with the face matrix)
+
+    @torch.no_grad()
+    def stream(self, mel: np.ndarray, identity: np.ndarray):
+        """(mel (4N, M) float32, identity face (S, S, 3) uint8) -> iterator of N faces (S, S, 3) uint8."""
+        ident = torch.from_numpy(np.ascontiguousarray(identity)).float().div(127.5).sub(1).permute(2, 0, 1)[None]
+        rows = (torch.from_numpy(mel[i * MELS_PER_FRAME:(i + 1) * MELS_PER_FRAME])[None]
+                for i in range(len(mel) // MELS_PER_FRAME))
+        for frame in self.generator.stream(ident, rows):  # (1, 3, S, S)
+            yield ((frame[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
