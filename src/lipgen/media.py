@@ -14,6 +14,7 @@ from pathlib import Path
 
 import av
 import av.logging
+import cv2
 import numpy as np
 
 from .errors import MediaError
@@ -76,7 +77,7 @@ def iter_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float
                     while previous is not None and tick / fps < t - 1e-6:
                         yield previous
                         tick += 1
-                    previous = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+                    previous = _rgb(frame)
                 _raise_if_damaged(path, logs)
                 if previous is None:
                     raise MediaError(f"{path}: no video frames could be decoded. Check that the file is a complete video.")
@@ -87,6 +88,14 @@ def iter_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float
             raise MediaError(f"{path}: damaged video, decoding failed ({e}). Re-encode it or leave it out.") from e
         finally:
             av.logging.set_level(previous_level)
+
+
+def _rgb(frame: av.VideoFrame) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a decoded frame. yuv420p (almost every video) is converted by OpenCV's SIMD
+    BT.601 code, ~10x faster than PyAV's rgb24 path; anything else goes through PyAV."""
+    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+        return cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420)
+    return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
 
 
 def _raise_if_damaged(path, logs) -> None:
