@@ -160,6 +160,12 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
     summary = _summarise(results, list(rows))
     summary.update(cache=str(cache), split=split, clips=len(clips), models=models,
                    sync_expert=None if sync_expert is None else str(expert))
+    summary["representation"] = {}
+    for name, system in systems.items():  # models with a word-ID space: lip reading, retrieval, probe
+        if hasattr(system, "word_logits"):
+            from .representation import evaluate_representation
+
+            summary["representation"][name] = evaluate_representation(system, str(cache), split or "test")
     _write(out, results, summary)
     _plot_opening(out / "mouth_opening.png", results, clips[0], data)
     return summary
@@ -212,6 +218,10 @@ def _write(out: Path, results: list[ClipResult], summary: dict) -> None:
           _markdown(summary["rows"], columns), ""]
     for speaker, table in summary["per_speaker"].items():
         md += [f"## speaker {speaker}", "", _markdown(table, columns), ""]
+    for name, rep in summary.get("representation", {}).items():
+        md += [f"## {name}: lip reading and retrieval ({rep['words']} held-out words, chance {rep['chance']:.3f})",
+               "", "| measure | value |", "|---|---|"]
+        md += [f"| {k} | {v:.3f} |" for k, v in rep.items() if k not in ("words", "chance")] + [""]
     md += ["![mouth opening](mouth_opening.png)", ""]
     (out / "report.md").write_text("\n".join(md))
     with open(out / "report.csv", "w", newline="") as f:
