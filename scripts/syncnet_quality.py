@@ -30,7 +30,8 @@ from lipgen.media import MELS_PER_FRAME
 
 
 def test_clips(cache: Path, split: str) -> list[dict]:
-    metas = [json.loads(p.read_text()) for p in sorted(cache.glob("*/meta.json")) if not p.parent.name.startswith((".", "_"))]
+    metas = [json.loads(p.read_text()) for p in sorted(cache.glob("*/meta.json"))
+             if not p.parent.name.startswith((".", "_"))]
     metas = [m for m in metas if m["split"] == split]
     if not metas:
         raise SystemExit(f"{cache}: no clips with split={split!r}. Check --cache and --split.")

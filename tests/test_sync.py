@@ -142,7 +142,7 @@ def test_silent_windows_are_anchors_without_silent_negatives():
     assert model.training_step(batch, 0, lambda loss, name: None)["loss"] == pytest.approx(0, abs=1e-6)
 
 
-@pytest.mark.skipif(not EXPERT_PATH.is_file(), reason="the shipped sync expert (lipgen/assets/syncnet.safetensors) is absent")
+@pytest.mark.skipif(not EXPERT_PATH.is_file(), reason="the shipped sync expert lipgen/assets/syncnet.safetensors is absent")
 def test_shipped_expert_follows_an_audio_shift(clip):
     from lipgen import face
     from lipgen.media import log_mel, read_audio, read_video

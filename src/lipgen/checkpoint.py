@@ -31,6 +31,7 @@ def save_model(path: str | os.PathLike, model_name: str, config, state_dict: dic
             "format": str(FORMAT_VERSION)}
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return path
 

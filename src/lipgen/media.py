@@ -294,6 +294,7 @@ class Mp4Writer:
             for packet in sound.encode():
                 self.out.mux(packet)
         self.out.close()
+        os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(self.tmp, self.path)
         return self.path
 
@@ -315,6 +316,12 @@ class Mp4Writer:
         except BaseException:
             self.abort()
             raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, audio: np.ndarray | None = None,

@@ -233,7 +233,7 @@ def _validate(system, val, writer, step, device, out: Path, with_samples: bool) 
         for k, v in system.validation_step(batch).items():
             sums[k] = sums.get(k, 0.0) + v / len(val)
     for k, v in sums.items():
-        writer.add_scalar(f"val/{k}", v, step)
+        writer.add_scalar(k if k.startswith("val/") else f"val/{k}", v, step)
     if with_samples and hasattr(system, "sample"):  # models that generate: a picture of real vs generated
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in val[0].items()}
         real_key = "face" if "face" in batch and getattr(system.config, "faces", False) else "mouth"

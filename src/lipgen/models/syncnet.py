@@ -76,7 +76,8 @@ class SyncNetConfig:
 
     def __post_init__(self):
         if self.image_size % 16:
-            raise ValueError(f"image_size={self.image_size}: must be a multiple of 16 (the mouth encoder halves it 4 times).")
+            raise ValueError(f"image_size={self.image_size}: must be a multiple of 16 "
+                             "(the mouth encoder halves it 4 times).")
         if self.min_shift < 1:
             raise ValueError(f"min_shift={self.min_shift}: must be at least 1 (shift 0 is the positive).")
         if self.n_frames < SYNC_FRAMES + self.min_shift:
@@ -185,15 +186,15 @@ class SyncNet(nn.Module):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"sync": torch.optim.Adam(self.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)}
 
-    def _contrastive(self, batch: dict, flip: bool) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, torch.Tensor]:
+    def _contrastive(self, batch: dict, flip: bool) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
         """InfoNCE over all audio windows of the batch + mel_wrong. Returns (loss, logs, v, a) with v, a (B, W, D)."""
         cfg = self.config
         mouth, mel, mel_wrong = batch["mouth"], batch["mel"], batch["mel_wrong"]
         _check_inputs(cfg, mouth, mel)
         _check_inputs(cfg, mel=mel_wrong)
         if mel.shape[2] != mouth.shape[2] * MELS_PER_FRAME or mel_wrong.shape != mel.shape:
-            raise ValueError(f"mouth {tuple(mouth.shape)}, mel {tuple(mel.shape)} and mel_wrong {tuple(mel_wrong.shape)} "
-                             f"do not cover the same frames ({MELS_PER_FRAME} mel rows per frame).")
+            raise ValueError(f"mouth {tuple(mouth.shape)}, mel {tuple(mel.shape)} and mel_wrong "
+                             f"{tuple(mel_wrong.shape)} do not cover the same frames ({MELS_PER_FRAME} mel rows per frame).")
         B, T = mouth.shape[0], mouth.shape[2]
         W = T - SYNC_FRAMES + 1
         if flip:
