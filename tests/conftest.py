@@ -24,6 +24,19 @@ def grid_cache(tmp_path_factory):
     return cache
 
 
+def trainer(model):
+    """A plain `update(loss, name)` for a system's training_step: backward and that optimizer's step."""
+    opts = model.optimizers()
+
+    def update(loss, name):
+        opt = opts[name]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return update
+
+
 def _tiny(model, grid_cache, tmp_path_factory):
     from lipgen.train import TrainConfig, train
 

@@ -12,6 +12,8 @@ from lipgen.media import MELS_PER_FRAME, N_MELS
 from lipgen.models.crgan import (MOUTH_BOX, N_WORDS, PRESETS, CRGAN, CRGANConfig, CRGANGenerator, FrameDiscriminator,
                                  LipReader, VideoDiscriminator, mouth_box, mouth_crop, word_loss)
 
+from .conftest import trainer
+
 TINY = PRESETS["tiny"]
 S = 128
 
@@ -22,18 +24,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def trainer(model):
-    opts = model.optimizers()
-
-    def update(loss, name):
-        opt = opts[name]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return update
 
 
 def synthetic_batch(B: int = 4, T: int = 8, seed: int = 0) -> dict:

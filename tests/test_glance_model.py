@@ -10,6 +10,8 @@ from lipgen.media import MELS_PER_FRAME, N_MELS
 from lipgen.models.glance import (PRESETS, CorrelationNets, Glance, GlanceConfig, GlanceGenerator,
                                   ThreeStreamDiscriminator, correlation_loss)
 
+from .conftest import trainer
+
 TINY = PRESETS["tiny"]
 
 
@@ -29,18 +31,6 @@ def synthetic_batch(B: int = 4, T: int = 16, seed: int = 0) -> dict:
     loudness = (2 * openness - 1).repeat_interleave(MELS_PER_FRAME, 1)  # (B, 4T): 4 mel rows per frame
     mel = loudness[:, None, :, None] + 0.1 * torch.randn(B, 1, T * MELS_PER_FRAME, N_MELS, generator=g)
     return {"identity": identity, "mouth": mouth, "mel": mel.contiguous(), "mel_wrong": mel.roll(1, 0).contiguous()}
-
-
-def trainer(model):
-    opts = model.optimizers()
-
-    def update(loss, name):
-        opt = opts[name]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return update
 
 
 def test_generator_output_shape_and_range():
