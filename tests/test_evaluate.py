@@ -29,3 +29,13 @@ def test_evaluate_cli(grid_cache, tiny_glance, tmp_path, capsys):
     assert main(["evaluate", str(tiny_glance), "--cache", str(grid_cache), "--out", str(tmp_path),
                  "--split", "train", "--limit", "1", "--no-sync"]) == 0
     assert "| ground truth |" in capsys.readouterr().out
+
+
+def test_evaluate_davs_adds_video_driven_row_and_representation(grid_cache, tiny_davs, tmp_path):
+    summary = evaluate([str(tiny_davs)], grid_cache, tmp_path, split=None, clips=["s1/bbaf2n"], expert=None,
+                       progress=False)
+    names = list(summary["rows"])
+    assert any(n.startswith("davs") and n.endswith("from video") for n in names)
+    (rep,) = summary["representation"].values()
+    assert rep["words"] > 0 and 0 <= rep["accuracy_both"] <= 1 and rep["audio_to_video_median_rank"] >= 1
+    assert "lip reading and retrieval" in (tmp_path / "report.md").read_text()

@@ -152,6 +152,13 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
                 crops = _face_to_mouth(crops, cached["face_matrix"].astype(np.float64),
                                        cached["mouth_matrix"].astype(np.float64))
             rows[name] = crops
+            if hasattr(system, "generate_driven"):  # also driven by the clip's own lips instead of its audio
+                from ..generate import windowed
+
+                driven = np.stack(list(windowed(system, cached["mouth"], 1, cached["face"][0],
+                                                make=system.generate_driven)))[: len(frames)]
+                rows[f"{name} from video"] = _face_to_mouth(driven, cached["face_matrix"].astype(np.float64),
+                                                            cached["mouth_matrix"].astype(np.float64))
         real_lm = None
         for name, mouths in rows.items():  # ground truth first: its landmarks are the reference
             result, lm = _measure(name, meta, mouths, frames, cached, sync_expert, real_lm)
@@ -165,7 +172,8 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
         if hasattr(system, "word_logits"):
             from .representation import evaluate_representation
 
-            summary["representation"][name] = evaluate_representation(system, str(cache), split or "test")
+            summary["representation"][name] = evaluate_representation(system, str(cache), split,
+                                                                       probe_split="train" if split else None)
     _write(out, results, summary)
     _plot_opening(out / "mouth_opening.png", results, clips[0], data)
     return summary

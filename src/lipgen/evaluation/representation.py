@@ -71,7 +71,7 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
         return float((layer(b).argmax(1) == test_y).float().mean())
 
 
-def evaluate_representation(system, cache: str, split: str = "test", probe_split: str = "train",
+def evaluate_representation(system, cache: str, split: str | None = "test", probe_split: str | None = "train",
                             probe_items: int = 2000) -> dict:
     """Lip reading, retrieval (both directions) and the disentanglement probe of a DAVS model."""
     system.eval()
