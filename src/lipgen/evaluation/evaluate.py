@@ -175,7 +175,8 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
             summary["representation"][name] = evaluate_representation(system, str(cache), split,
                                                                        probe_split="train" if split else None)
     _write(out, results, summary)
-    _plot_opening(out / "mouth_opening.png", results, clips[0], data)
+    timed = [m for m in clips if data.silent_frames(data.clips.index(m)).any()]
+    _plot_opening(out / "mouth_opening.png", results, (timed or clips)[0], data)
     return summary
 
 
