@@ -8,7 +8,7 @@ CACHE=cache/grid
 lipgen preprocess --corpus grid --root "$GRID" --cache $CACHE --workers 2
 
 export OMP_NUM_THREADS=1
-lipgen train --model glance --preset cpu --cache $CACHE --out runs/glance_cpu --steps 6000 --batch-size 8 --bf16 &
+lipgen train --model glance --preset cpu --cache $CACHE --out runs/glance_cpu --steps 4500 --batch-size 8 --bf16 &
 lipgen train --model syncnet --preset cpu --cache $CACHE --out runs/syncnet --steps 2600 --batch-size 32 --bf16 &
 lipgen train --model davs --preset cpu --cache $CACHE --out runs/davs_cpu --steps 4000 --batch-size 8 --bf16 &
 lipgen train --model crgan --preset cpu --cache $CACHE --out runs/crgan_cpu --steps 4000 --batch-size 4 --bf16 &
