@@ -6,7 +6,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
 GRID = FIXTURES / "grid"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not here (only on developer machines)")
+def needs_shared(test):
+    """Mark a test that reads ../shared/data (developer machines only): marked `shared`, skipped without it."""
+    skip = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not here (only on developer machines)")
+    return pytest.mark.shared(skip(test))
 
 
 @pytest.fixture(scope="session")

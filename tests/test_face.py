@@ -4,7 +4,6 @@ import pytest
 from lipgen import face, media
 from lipgen.errors import FaceNotFoundError, MultipleFacesError
 
-from .conftest import GRID
 
 
 @pytest.fixture(scope="module")

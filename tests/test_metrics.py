@@ -12,7 +12,9 @@ import pytest
 from lipgen.evaluation import metrics
 from lipgen.evaluation.cpbd import cpbd, cpbd_video, edge_widths
 
-GRID = Path(__file__).resolve().parents[2] / "shared" / "data" / "grid"
+from .conftest import SHARED, needs_shared
+
+GRID = SHARED / "grid"
 GRID_S1 = GRID / "s1" / "video" / "bbaf2n.mp4"
 GRID_S1_OTHER = GRID / "s1" / "video" / "bbaf3s.mp4"
 GRID_S4 = GRID / "s4" / "video" / "bbilzs.mp4"
@@ -218,8 +220,7 @@ def test_cpbd_video_is_mean_over_frames():
     assert cpbd_video(clip) == pytest.approx((cpbd(clip[0]) + cpbd(clip[1])) / 2)
 
 
-@pytest.mark.shared
-@pytest.mark.skipif(not GRID_S1.exists(), reason="needs ../shared/data/grid")
+@needs_shared
 @pytest.mark.parametrize("crop", ["full", "mouth"])
 def test_cpbd_on_grid_frame_decreases_with_blur(crop):
     frame = grid_frames(GRID_S1, 30)
@@ -240,9 +241,7 @@ def test_identity_falls_back_to_whole_frame_without_face():
     assert d.shape == (1, 128) and np.isfinite(d).all() and np.linalg.norm(d) > 0
 
 
-@pytest.mark.shared
-@pytest.mark.skipif(not GRID_S1.exists() or not GRID_S4.exists() or not GRID_S1_OTHER.exists(),
-                    reason="needs ../shared/data/grid")
+@needs_shared
 def test_identity_same_vs_different_person():
     s1 = grid_frames(GRID_S1, [10, 50])
     s1_other = grid_frames(GRID_S1_OTHER, [40])

@@ -92,3 +92,23 @@ def test_dataset_marks_silence_from_word_timings(grid_cache):
     data = LipDataset(grid_cache, split=None, clips=["s1/bbaf2n"], stride=16)
     silent = data.silent_frames(0)
     assert silent[:23].all() and not silent[24:53].any() and silent[53:74].all()  # sil 0-23.75, words, sil 53-74.5
+
+
+def test_clip_opening_without_a_face_is_trimmed_with_its_audio_and_words(tmp_path):
+    import shutil
+
+    from lipgen import media
+
+    source = GRID / "s1/video/bbaf2n.mp4"
+    frames, audio = media.read_video(source), media.read_audio(source)
+    frames[:10] = 128  # a grey opening, as 11 of GRID s1's clips have
+    (tmp_path / "grid/s9/video").mkdir(parents=True)
+    (tmp_path / "grid/s9/align").mkdir()
+    media.write_mp4(tmp_path / "grid/s9/video/bbaf2n.mp4", frames, audio)
+    shutil.copy(GRID / "s1/align/bbaf2n.align", tmp_path / "grid/s9/align/")
+    report = preprocess(tmp_path / "grid", tmp_path / "cache", workers=1, progress=False)
+    assert report["clips_ok"] == 1
+    meta = json.loads((tmp_path / "cache/s9__bbaf2n/meta.json").read_text())
+    assert meta["trimmed_start_frames"] == 10 and meta["n_frames"] == 65
+    assert meta["words"][1]["start"] == pytest.approx(23.75 - 10)  # "bin" moved with the cut
+    assert np.load(tmp_path / "cache/s9__bbaf2n/mel.npy").shape == (4 * 65, 80)

@@ -6,7 +6,6 @@ from lipgen.data import corpora
 from lipgen.data.dataset import clip_ids
 from lipgen.data.select import histogram_distance, phoneme_counts, phonemes, select_clips
 
-from .conftest import SHARED, needs_shared
 
 
 def test_grid_words_are_phonemised():

@@ -125,45 +125,45 @@ def track_landmarks(frames, face_index: int | None = None, redetect_every: int =
     """
     out = []
     rel = None  # detector box expressed in the landmark box's frame: (dx0, dy0, dx1, dy1) / size
-    prev = None
+    det_box = prev = None
     n_detect = 0
     for t, frame in enumerate(frames):
         gray = _gray(frame)
-        box = None
-        if prev is not None and t % redetect_every:
-            lb = _box_of(prev)
-            size = lb[2:] - lb[:2]
-            box = np.r_[lb[:2] + rel[:2] * size, lb[2:] + rel[2:] * size]
-        if box is None:
+        points = None
+        if prev is not None and t % redetect_every:  # follow the face from its last landmarks
+            points = landmarks_in_box(frame, _box_from(prev, rel), gray)
+            if _implausible(prev, points):
+                points = None
+        if points is None:
             n_detect += 1
             boxes = detect_faces(frame)
-            if len(boxes) == 0 and prev is not None:  # lost for a frame (blur, occlusion): keep the track
-                box = det_box
-            else:
-                if t == 0:
-                    det_box = choose_face(boxes, face_index, f"the first frame of {where}")
-                else:  # the face nearest to the tracked one
-                    centre = (prev.min(0) + prev.max(0)) / 2
-                    det_box = boxes[np.argmin(np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=1))]
-                box = det_box
-            points = landmarks_in_box(frame, box, gray)
-            lb = _box_of(points)
-            size = lb[2:] - lb[:2]
-            rel = np.r_[(box[:2] - lb[:2]) / size, (box[2:] - lb[2:]) / size]
-        else:
-            points = landmarks_in_box(frame, box, gray)
-            if _implausible(prev, points):
-                n_detect += 1
-                boxes = detect_faces(frame)
-                if len(boxes):
-                    centre = (prev.min(0) + prev.max(0)) / 2
-                    det_box = boxes[np.argmin(np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=1))]
-                    points = landmarks_in_box(frame, det_box, gray)
+            if t == 0:
+                det_box = choose_face(boxes, face_index, f"the first frame of {where}")
+            elif len(boxes):  # the face nearest to the tracked one
+                centre = (prev.min(0) + prev.max(0)) / 2
+                det_box = boxes[np.argmin(np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=1))]
+            # else: lost for a frame (blur, occlusion): keep the last detection
+            points = landmarks_in_box(frame, det_box, gray)
+            rel = _box_relation(det_box, points)
         out.append(points)
         prev = points
     if not out:
         raise FaceNotFoundError(f"{where} has no frames to find a face in.")
     return np.stack(out), n_detect
+
+
+def _box_relation(box: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """A detector box relative to its landmarks' bounding box, in units of that box's size."""
+    lb = _box_of(points)
+    size = lb[2:] - lb[:2]
+    return np.r_[(box[:2] - lb[:2]) / size, (box[2:] - lb[2:]) / size]
+
+
+def _box_from(points: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """The detector-like box for landmarks, by the relation measured at the last detection."""
+    lb = _box_of(points)
+    size = lb[2:] - lb[:2]
+    return np.r_[lb[:2] + rel[:2] * size, lb[2:] + rel[2:] * size]
 
 
 def _implausible(prev: np.ndarray, points: np.ndarray) -> bool:

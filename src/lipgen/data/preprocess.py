@@ -52,14 +52,16 @@ def process_clip(utt: Utterance) -> dict[str, np.ndarray | dict]:
     audio_frames = audio.size / media.SAMPLES_PER_FRAME
     if audio_frames < 0.5 * len(frames):
         raise LipgenError(f"audio covers {audio_frames:.0f} of {len(frames)} video frames: audio track cut short")
-    lead = first_face_frame(frames, utt.path)
-    if len(frames) - lead < MIN_FRAMES:
-        raise LipgenError(f"too short: {len(frames) - lead} frames with a face, need at least {MIN_FRAMES}")
-    if lead:  # some corpus clips open on grey or corrupt frames: drop them, with their audio, and say so
+    try:
+        track, lead = face.track_face(frames, face_index=0, where=utt.path), 0
+    except FaceNotFoundError:  # some corpus clips open on grey or corrupt frames: drop them, with their audio
+        lead = first_face_frame(frames, utt.path)
+        if len(frames) - lead < MIN_FRAMES:
+            raise LipgenError(f"too short: {len(frames) - lead} frames with a face, need at least {MIN_FRAMES}")
         frames, audio = frames[lead:], audio[lead * media.SAMPLES_PER_FRAME:]
         utt = replace(utt, words=[replace(w, start=max(w.start - lead, 0), end=max(w.end - lead, 0))
                                   if w.start is not None else w for w in utt.words])
-    track = face.track_face(frames, face_index=0, where=utt.path)
+        track = face.track_face(frames, face_index=0, where=utt.path)
     meta = dict(asdict(utt), n_frames=len(frames), fps=media.VIDEO_FPS, frame_size=list(frames.shape[1:3]),
                 audio_frames=round(audio.size / media.SAMPLES_PER_FRAME, 2), detections=track.detections,
                 trimmed_start_frames=lead)
@@ -77,10 +79,10 @@ def process_clip(utt: Utterance) -> dict[str, np.ndarray | dict]:
 
 
 def first_face_frame(frames: np.ndarray, where: str) -> int:
-    """Index of the first frame with a face; 0 for a normal clip. Raises if none in the first MAX_LEAD_TRIM."""
+    """Index of the first frame after frame 0 with a face. Raises if none in the first MAX_LEAD_TRIM of the clip."""
     limit = int(MAX_LEAD_TRIM * len(frames))
-    for t in range(0, limit + 1):
-        if len(face.detect_faces(frames[t], upsample=0 if t else None)):
+    for t in range(1, limit + 1):
+        if len(face.detect_faces(frames[t], upsample=0)):
             return t
     raise FaceNotFoundError(f"no face found in the first {limit + 1} frames of {where}. Use a frontal, well-lit "
                             "video where the face is at least ~40 pixels wide.")
