@@ -4,6 +4,7 @@ import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GRID = FIXTURES / "grid"
+HELDOUT = FIXTURES / "heldout"  # GRID clips in the test split of every shipped model
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def needs_shared(test):
@@ -24,6 +25,16 @@ def grid_cache(tmp_path_factory):
 
     cache = tmp_path_factory.mktemp("cache")
     preprocess(GRID, cache, workers=1, progress=False)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def heldout_cache(tmp_path_factory):
+    """A preprocessing cache of three held-out (test split) s1 clips, for the shipped models' accuracy."""
+    from lipgen.data.preprocess import preprocess
+
+    cache = tmp_path_factory.mktemp("heldout")
+    preprocess(HELDOUT, cache, workers=1, progress=False)
     return cache
 
 

@@ -67,6 +67,7 @@ def load_system(path: str | os.PathLike, strict: bool = True):
     incomplete = [k for k in missing if k.split(".")[0] in parts]
     if incomplete:
         raise ValueError(f"{path}: incomplete {header['model']} weights, missing {incomplete[:5]}")
+    system.loaded_parts = frozenset(parts)  # top-level modules the file held (the rest are freshly initialised)
     system.eval()
     return system, header
 

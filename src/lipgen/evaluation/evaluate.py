@@ -132,7 +132,8 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
     for spec in models:
         if Path(spec).is_file():
             system = load_generator(_model_name(spec), spec)
-            systems[f"{_model_name(spec)} ({Path(spec).name})"] = system
+            label = Path(spec).parent.name if Path(spec).name == "model.safetensors" else Path(spec).name
+            systems[f"{_model_name(spec)} ({label})"] = system  # a training run's model: named by its run folder
         else:
             systems[spec] = load_generator(spec)
     sync_expert = _load_expert(expert)
@@ -168,12 +169,14 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
     summary.update(cache=str(cache), split=split, clips=len(clips), models=models,
                    sync_expert=None if sync_expert is None else str(expert))
     summary["representation"] = {}
-    for name, system in systems.items():  # models with a word-ID space: lip reading, retrieval, probe
-        if hasattr(system, "word_logits"):
-            from .representation import evaluate_representation
+    from .representation import evaluate_representation, lip_reader_accuracy
 
+    for name, system in systems.items():  # what the models' encoders know
+        if hasattr(system, "word_logits"):  # a word-ID space: lip reading, retrieval, probe
             summary["representation"][name] = evaluate_representation(system, str(cache), split,
                                                                        probe_split="train" if split else None)
+        elif hasattr(system, "read_lips") and "lip_reader" in getattr(system, "loaded_parts", {"lip_reader"}):
+            summary["representation"][name] = lip_reader_accuracy(system, str(cache), split)
     _write(out, results, summary)
     timed = [m for m in clips if data.silent_frames(data.clips.index(m)).any()]
     _plot_opening(out / "mouth_opening.png", results, (timed or clips)[0], data)
@@ -228,9 +231,11 @@ def _write(out: Path, results: list[ClipResult], summary: dict) -> None:
     for speaker, table in summary["per_speaker"].items():
         md += [f"## speaker {speaker}", "", _markdown(table, columns), ""]
     for name, rep in summary.get("representation", {}).items():
-        md += [f"## {name}: lip reading and retrieval ({rep['words']} held-out words, chance {rep['chance']:.3f})",
+        unit = f"{rep['words']} words" if "words" in rep else f"{rep['frames']} frames"
+        md += [f"## {name}: lip reading{' and retrieval' if 'words' in rep else ''} ({unit} of real "
+               f"{summary['split']} clips, chance {rep['chance']:.3f})",
                "", "| measure | value |", "|---|---|"]
-        md += [f"| {k} | {v:.3f} |" for k, v in rep.items() if k not in ("words", "chance")] + [""]
+        md += [f"| {k} | {v:.3f} |" for k, v in rep.items() if k not in ("words", "frames", "chance")] + [""]
     md += ["![mouth opening](mouth_opening.png)", ""]
     (out / "report.md").write_text("\n".join(md))
     with open(out / "report.csv", "w", newline="") as f:

@@ -1,5 +1,7 @@
-"""What a disentangled audio-visual model (DAVS) knows: lip reading, audio-video retrieval, and how
-well person-ID and word-ID are kept apart. Measured on the timed words of a cache split (WordDataset).
+"""What a model's encoders know, measured on the real clips of a cache split.
+
+DAVS (a disentangled audio-visual representation): lip reading, audio-video retrieval, and how well
+person-ID and word-ID are kept apart, on the split's timed words (WordDataset):
 
 - lip reading: top-1 word accuracy over GRID's 51 words, from video, from audio, from both (chance 1/51);
 - retrieval: each audio word-ID ranks every video word-ID of the split by cosine similarity (and the
@@ -7,6 +9,9 @@ well person-ID and word-ID are kept apart. Measured on the timed words of a cach
 - disentanglement probe: a fresh linear classifier is trained to read the word from frozen person-ID
   features (of the face frame at the word's centre) and another from word-ID features; person-ID
   should stay near chance, word-ID should not.
+
+CRGAN: its lip-reading discriminator's per-frame word accuracy on real clips (frames inside a timed word),
+beside chance and the share of the most frequent word (always guessing it).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ..data.dataset import WordDataset
+from ..data.dataset import LipDataset, WordDataset
 from ..models.davs import to_image_size
 
 
@@ -85,3 +90,22 @@ def evaluate_representation(system, cache: str, split: str | None = "test", prob
     result["probe_word_from_person_id"] = linear_probe(train["pid"], train["word"], test["pid"], test["word"])
     result["probe_word_from_word_id"] = linear_probe(train["video"], train["word"], test["video"], test["word"])
     return result
+
+
+@torch.no_grad()
+def lip_reader_accuracy(system, cache: str, split: str | None = "test", batch_size: int = 8) -> dict:
+    """Per-frame word accuracy of a CRGAN's lip reader (system.read_lips) on a split's real face clips."""
+    system.eval()
+    window = system.config.n_frames
+    data = LipDataset(cache, split, window=window, stride=window, faces=True)
+    predicted, truth = [], []
+    for batch in DataLoader(data, batch_size=batch_size):
+        labelled = batch["words"] >= 0  # (B, T)
+        predicted.append(system.read_lips(batch["face"]).argmax(-1)[labelled])
+        truth.append(batch["words"][labelled])
+    predicted, truth = torch.cat(predicted), torch.cat(truth)
+    if not len(truth):
+        raise ValueError(f"{cache}: no frames inside timed words in split {split!r}: lip reading needs .align timings.")
+    return {"frames": len(truth), "chance": 1 / 51,
+            "majority_word": float(torch.bincount(truth).max()) / len(truth),
+            "lip_reader_accuracy": float((predicted == truth).float().mean())}

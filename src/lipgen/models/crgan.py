@@ -580,6 +580,11 @@ class CRGAN(nn.Module):
     output = "face"  # this model makes aligned faces (lipgen pastes them back with the face matrix)
 
     @torch.no_grad()
+    def read_lips(self, faces: torch.Tensor) -> torch.Tensor:
+        """The lip-reading discriminator on aligned faces (B, 3, T, S, S): per-frame word logits (B, T, V)."""
+        return self.lip_reader(mouth_crop(faces, self.config.lip_size)).float()
+
+    @torch.no_grad()
     def stream(self, mel: np.ndarray, identity: np.ndarray):
         """(mel (4N, M) float32, identity face (S, S, 3) uint8) -> iterator of N faces (S, S, 3) uint8."""
         ident = torch.from_numpy(np.ascontiguousarray(identity)).float().div(127.5).sub(1).permute(2, 0, 1)[None]
