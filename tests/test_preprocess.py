@@ -57,6 +57,13 @@ def test_preprocess_caches_clips_and_reports_the_damaged_one(grid_cache):
     assert np.load(clip / "face.npy").shape == (meta["n_frames"], 128, 128, 3)
     assert mel.shape == (4 * meta["n_frames"], 80)
     assert np.load(clip / "landmarks_mouth.npy").shape == (meta["n_frames"], 68, 2)
+    assert meta["timing"] == "given"  # from the .align file
+    untimed = json.loads((grid_cache / "s4__bbilzs" / "meta.json").read_text())  # no .align: forced alignment
+    assert untimed["timing"] == "forced alignment"
+    spoken = [w for w in untimed["words"] if w["word"] != "sil"]
+    assert [w["word"] for w in spoken] == "bin blue in l zero soon".split()
+    assert all(0 <= w["start"] < w["end"] <= untimed["n_frames"] for w in spoken)
+    assert all(a["end"] <= b["start"] for a, b in zip(spoken, spoken[1:]))
 
 
 def test_rerun_skips_done_clips_and_shards_split_work(grid_cache, tmp_path):

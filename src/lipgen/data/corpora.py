@@ -2,7 +2,8 @@
 
 Supported layouts:
 - GRID: <root>/<speaker>/**/<utt>.(mp4|mpg|...), word timings in <root>/<speaker>/align/<utt>.align
-  (times in 1/25000 s); without an .align, the words come from the file name's grammar, untimed.
+  (times in 1/25000 s); without an .align, the words come from the file name's grammar, untimed
+  (preprocessing then times them by forced alignment, lipgen.data.align).
 - LRW: <root>/<WORD>/{train,val,test}/<WORD>_00001.mp4 (+ optional .txt with "Duration: 0.53 seconds").
 - folder: any videos with sound under <root>; the speaker is the parent folder's name.
 """

@@ -133,6 +133,7 @@ class WordDataset(LipDataset):
     words, and faces with faces=True) for that window, plus:
         word     int    index of the word in GRID_VOCABULARY (51 words)
         speaker  int    index of the clip's speaker in self.speakers
+        clip     int    index of the clip in self.clips (words of one clip share it)
     Words without timings, and those too close to a clip's end to centre, are skipped.
     """
 
@@ -155,6 +156,7 @@ class WordDataset(LipDataset):
         item = super().__getitem__(index)
         item["word"] = self.labels[index]
         item["speaker"] = self.speakers.index(self.clips[self.items[index][0]]["speaker"])
+        item["clip"] = self.items[index][0]
         return item
 
 

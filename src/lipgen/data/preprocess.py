@@ -7,7 +7,7 @@ Cache layout (one folder per clip, named by its id with '/' -> '__'):
     <cache>/<clip>/landmarks.npy      (T, 68, 2) float32     in original frame pixels
     <cache>/<clip>/landmarks_mouth.npy, landmarks_face.npy   the same in crop pixels
     <cache>/<clip>/mouth_matrix.npy, face_matrix.npy         (T, 2, 3) frame -> crop
-    <cache>/<clip>/meta.json          id, speaker, words (frames), splits, source, sizes
+    <cache>/<clip>/meta.json          id, speaker, words (frames), timing (their source), splits, source, sizes
     <cache>/manifest.jsonl            the corpus manifest
     <cache>/_failed/<clip>.json       a clip that could not be used, and why
     <cache>/report.json               summary of the whole cache (all shards)
@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from .. import face, media
 from ..errors import FaceNotFoundError, LipgenError
-from .corpora import Utterance, load_corpus, write_manifest
+from .align import align_words
+from .corpora import SILENCE, Utterance, load_corpus, write_manifest
 
 MIN_FRAMES = 16  # a clip shorter than one 16-frame window is of no use for training
 MAX_LEAD_TRIM = 0.6  # share of a clip that may be dropped at its start for having no face (corrupt opening frames)
@@ -62,9 +63,10 @@ def process_clip(utt: Utterance) -> dict[str, np.ndarray | dict]:
         utt = replace(utt, words=[replace(w, start=max(w.start - lead, 0), end=max(w.end - lead, 0))
                                   if w.start is not None else w for w in utt.words])
         track = face.track_face(frames, face_index=0, where=utt.path)
+    utt, timing = timed(utt, audio)
     meta = dict(asdict(utt), n_frames=len(frames), fps=media.VIDEO_FPS, frame_size=list(frames.shape[1:3]),
                 audio_frames=round(audio.size / media.SAMPLES_PER_FRAME, 2), detections=track.detections,
-                trimmed_start_frames=lead)
+                trimmed_start_frames=lead, timing=timing)
     return {
         "mouth": face.crop(frames, track.mouth_matrix, face.MOUTH_SIZE),
         "face": face.crop(frames, track.face_matrix, face.FACE_SIZE),
@@ -76,6 +78,21 @@ def process_clip(utt: Utterance) -> dict[str, np.ndarray | dict]:
         "face_matrix": track.face_matrix.astype(np.float32),
         "meta": meta,
     }
+
+
+def timed(utt: Utterance, audio: np.ndarray) -> tuple[Utterance, str]:
+    """The utterance with word timings, and where they came from: the corpus ("given"), forced alignment of
+    its transcript to the audio ("forced alignment"), or nowhere ("none", with the reason; the clip is still
+    used, only not for word-level training)."""
+    spoken = [w.word for w in utt.words if w.word not in SILENCE]
+    if not spoken:
+        return utt, "none: no transcript"
+    if all(w.start is not None for w in utt.words):
+        return utt, "given"
+    try:
+        return replace(utt, words=align_words(audio, spoken)), "forced alignment"
+    except LipgenError as e:
+        return utt, f"none: {e}"
 
 
 def first_face_frame(frames: np.ndarray, where: str) -> int:
