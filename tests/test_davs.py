@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from lipgen.face import FACE_SIZE, MOUTH, template
 from lipgen.media import MELS_PER_FRAME, N_MELS
 from lipgen.models.davs import (PRESETS, DAVS, DAVSConfig, DomainDiscriminator, contrastive_loss, mouth_box,
-                                to_image_size, uniformity_loss)
+                                pid_consistency_loss, to_image_size, uniformity_loss)
 
 TINY = PRESETS["tiny"]
 V = TINY.vocabulary_size
@@ -123,8 +123,9 @@ def test_inference_shapes():
     assert a.abs().max() <= 1
     for kwargs in ({"mouth": mouth}, {"mel": mel}, {"mouth": mouth, "mel": mel}):
         assert model.word_logits(**kwargs).shape == (2, V)
-    both = model.word_logits(mouth=mouth, mel=mel)
-    assert torch.allclose(both, (model.word_logits(mouth=mouth) + model.word_logits(mel=mel)) / 2, atol=1e-5)
+    both = model.word_logits(mouth=mouth, mel=mel)  # equal fusion weights at start: the sum of log-probabilities
+    lv, la = model.word_logits(mouth=mouth), model.word_logits(mel=mel)
+    assert torch.allclose(both, F.log_softmax(lv, 1) + F.log_softmax(la, 1), atol=1e-5)
     for e in (model.embed_video(mouth), model.embed_audio(mel)):
         assert e.shape == (2, TINY.embedding_size)
         assert torch.allclose(e.norm(dim=1), torch.ones(2), atol=1e-5)
@@ -150,6 +151,47 @@ def test_contrastive_loss():
     assert close > 0 and close == pytest.approx(((1 - d).clamp_min(0) ** 2).sum().item() / 10, rel=1e-4)
     far = x + 10 * F.normalize(torch.randn(5, 8), dim=1)
     assert contrastive_loss(x, far, torch.zeros(5), margin=1.0).item() == 0  # mismatched, beyond the margin
+
+
+def test_fusion_weights_learn_to_trust_the_better_modality():
+    torch.manual_seed(0)
+    C = DAVS(TINY).word_classifier
+    word = torch.randint(0, V, (256,))
+    good = F.one_hot(word, V) * 4.0  # right, confident
+    bad = torch.randn(256, V) * 4  # noise
+    opt = torch.optim.Adam([C.log_fusion_weights], lr=0.05)
+    before = (C.fuse(bad, good).argmax(1) == word).float().mean()
+    for _ in range(100):
+        opt.zero_grad()
+        F.cross_entropy(C.fuse(bad, good), word).backward()
+        opt.step()
+    w_video, w_audio = C.log_fusion_weights.exp().tolist()
+    assert w_audio > 3 * w_video, (w_video, w_audio)
+    assert (C.fuse(bad, good).argmax(1) == word).float().mean() == 1.0 > before
+
+
+def test_pid_consistency_loss_pulls_one_clip_together_and_pushes_clips_apart():
+    torch.manual_seed(0)
+    a = F.normalize(torch.randn(16), dim=0)
+    b = -a  # 2 apart, beyond the margin of 1
+    clip = torch.tensor([0, 1])
+    together = pid_consistency_loss(torch.stack([a, b]), torch.stack([a, a, b, b]), clip)  # k = 2 frames each
+    assert together.item() == pytest.approx(0, abs=1e-6)  # one clip's person-IDs equal, other clips far
+    mixed = pid_consistency_loss(torch.stack([a, b]), torch.stack([b, b, a, a]), clip)  # frames of the other clip
+    assert mixed.item() > together.item()
+    pid = torch.randn(4, 16, requires_grad=True)
+    frames = torch.randn(8, 16, requires_grad=True)
+    opt = torch.optim.Adam([pid, frames], lr=0.05)
+    clips = torch.tensor([0, 1, 2, 3])
+    start = pid_consistency_loss(pid, frames, clips).item()
+    for _ in range(200):
+        opt.zero_grad()
+        pid_consistency_loss(pid, frames, clips).backward()
+        opt.step()
+    assert pid_consistency_loss(pid, frames, clips).item() < 0.05 * start
+    e, f = F.normalize(pid, dim=1).detach(), F.normalize(frames, dim=1).detach().reshape(4, 2, 16)
+    assert (e[:, None] - f).norm(dim=2).max() < 0.2  # each clip's frames at its identity's person-ID
+    assert torch.pdist(e).min() > 0.9  # and the clips' person-IDs apart: no collapse to one point
 
 
 def test_uniformity_loss_is_minimal_at_uniform_predictions():
@@ -195,7 +237,7 @@ def test_training_step_logs_all_terms_and_updates_in_order(both_sources):
     logs = model.training_step(random_batch(2, speakers=[0, 1]), 0, trainer(model, calls))
     assert calls == ["discriminator", "generator"]
     assert set(logs) >= {"d/loss", "d/domain", "d/pid_word", "d/speaker", "d/frame", "d/seq",
-                         "g/loss", "g/class_video", "g/class_audio", "g/contrastive", "g/domain", "g/pid_uniform",
+                         "g/loss", "g/class_video", "g/class_audio", "g/class_both", "g/contrastive", "g/domain", "g/pid_uniform", "g/pid_consistency",
                          "g/speaker_uniform", "g/l1", "g/l1_mouth", "g/frame_gan", "g/seq_gan"}
     assert all(isinstance(v, float) and math.isfinite(v) for v in logs.values())
     assert all(p.requires_grad for m in model.adversary_modules() for p in m.parameters())  # unfrozen again
@@ -255,3 +297,29 @@ def test_sequence_discriminator_judges_short_sequences():
     a, b = D(clip).reshape(8, n * n), D(changed).reshape(8, n * n)  # logits per frame position
     assert not torch.allclose(a[:3], b[:3])  # patches centred on frames 0-2 see frame 0
     assert torch.equal(a[3:], b[3:])  # 5-frame patches centred on frames 3+ do not
+
+
+def test_silence_items_train_without_word_labels():
+    model = DAVS(TINY)
+    batch = random_batch(4)
+    batch["word"] = torch.tensor([-1, 3, -1, 9])  # two silence items
+    logs = model.training_step(batch, 0, trainer(model))
+    assert all(math.isfinite(v) for v in logs.values())
+    batch["word"] = torch.full((4,), -1)  # only silences: no classification terms, the rest still trains
+    logs = model.training_step(batch, 1, trainer(model))
+    assert logs["g/class_video"] == logs["g/class_audio"] == logs["d/pid_word"] == 0
+    assert math.isfinite(logs["g/loss"]) and logs["g/l1"] > 0
+    model.eval()
+    assert math.isnan(model.validation_step(batch)["val/acc_video"])  # no word to read
+
+
+def test_word_dataset_silence_items(grid_cache):
+    from lipgen.data.dataset import NO_WORD, WordDataset
+
+    words = WordDataset(grid_cache, None)
+    both = WordDataset(grid_cache, None, silences=True)
+    silences = [i for i, label in enumerate(both.labels) if label == NO_WORD]
+    assert len(both) == len(words) + len(silences) and silences  # the clips' opening and closing pauses
+    for i in silences:
+        item = both[i]
+        assert item["word"] == NO_WORD and item["silent"].all()  # the whole window inside a timed pause

@@ -6,7 +6,7 @@ from lipgen.cli import main
 from lipgen.evaluation.representation import linear_probe, retrieval
 from lipgen.lipread import lipread, retrieve
 
-from .conftest import GRID
+from .conftest import GRID, HELDOUT
 
 
 def test_lipread_reads_windows_into_words(tiny_davs, capsys):
@@ -43,3 +43,33 @@ def test_retrieval_and_probe_measures_on_known_inputs():
     noise = torch.randn(400, 5)
     assert linear_probe(informative[:300], y[:300], informative[300:], y[300:], classes=5) > 0.9
     assert linear_probe(noise[:300], y[:300], noise[300:], y[300:], classes=5) < 0.45
+
+
+def _common_subsequence(a: list[str], b: list[str]) -> int:
+    table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            table[i + 1][j + 1] = table[i][j] + 1 if x == y else max(table[i][j + 1], table[i + 1][j])
+    return table[-1][-1]
+
+
+def test_shipped_davs_reads_held_out_clips(heldout_cache):
+    """The shipped DAVS on GRID clips it never saw: word accuracy on their timed words, and `lipread`'s
+    running transcript against the sentence."""
+    from lipgen.data.corpora import SILENCE, read_align
+    from lipgen.data.dataset import WordDataset
+    from lipgen.evaluation.representation import _features, lipreading
+    from lipgen.generate import load_generator
+
+    system = load_generator("davs")
+    words = WordDataset(heldout_cache, "test", window=system.config.n_frames, faces=True)
+    accuracy = lipreading(_features(system, words))  # 18 words, chance 1/51
+    assert accuracy["accuracy_video"] > 0.5 and accuracy["accuracy_audio"] > 0.8, accuracy
+    assert accuracy["accuracy_both"] >= max(accuracy["accuracy_video"], accuracy["accuracy_audio"]), accuracy
+    for video in sorted((HELDOUT / "s1" / "video").glob("*.mp4")):
+        sentence = [w.word for w in read_align(HELDOUT / "s1" / "align" / f"{video.stem}.align")
+                    if w.word not in SILENCE]
+        heard = [w.word for w in lipread(audio=video)]
+        seen = [w.word for w in lipread(video=video)]
+        assert _common_subsequence(heard, sentence) >= 5, (sentence, heard)  # of 6 words, in order
+        assert _common_subsequence(seen, sentence) >= 3, (sentence, seen)

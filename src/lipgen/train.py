@@ -198,11 +198,13 @@ def train(cfg: TrainConfig) -> Path:
 
 def make_dataset(model_cfg, cache: str, split: str, clips: list[str] | None = None, seed: int = 0, stride: int = 4):
     """The Dataset a model config asks for: `dataset = "windows"` (default, LipDataset of n_frames windows)
-    or "words" (WordDataset: one n_frames window centred on each timed word); `faces` adds face crops."""
+    or "words" (WordDataset: one n_frames window centred on each timed word, and with `silence_items` on each
+    long pause); `faces` adds face crops."""
     kind = getattr(model_cfg, "dataset", "windows")
     faces = getattr(model_cfg, "faces", False)
     if kind == "words":
-        return WordDataset(cache, split, window=model_cfg.n_frames, faces=faces, clips=clips, seed=seed)
+        return WordDataset(cache, split, window=model_cfg.n_frames, faces=faces, clips=clips, seed=seed,
+                           silences=getattr(model_cfg, "silence_items", False))
     if kind != "windows":
         raise ValueError(f"unknown dataset kind {kind!r} in the model config: windows or words")
     return LipDataset(cache, split, window=model_cfg.n_frames, stride=stride, faces=faces, clips=clips, seed=seed)

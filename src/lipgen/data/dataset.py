@@ -15,12 +15,13 @@ import torch
 from torch.utils.data import Dataset
 
 from ..media import MELS_PER_FRAME
-from .corpora import GRID_VOCABULARY, read_manifest
+from .corpora import GRID_VOCABULARY, SILENCE, read_manifest
 from .preprocess import clip_dir_name
 
 WINDOW = 16  # video frames per item (Glance generates 16 at once: 0.64 s)
 WORD_FRAMES = 12  # frames per word item (0.48 s), centred on the word: GRID words last 0.1-0.6 s
 VOCABULARY_INDEX = {w: i for i, w in enumerate(GRID_VOCABULARY)}
+NO_WORD = -1  # the word label of a silence item
 
 
 def to_tensor_images(x: np.ndarray) -> torch.Tensor:
@@ -131,24 +132,33 @@ class WordDataset(LipDataset):
 
     Items hold everything a LipDataset window holds (mouth, mel, mel_wrong, identity, landmarks, silent,
     words, and faces with faces=True) for that window, plus:
-        word     int    index of the word in GRID_VOCABULARY (51 words)
+        word     int    index of the word in GRID_VOCABULARY (51 words); NO_WORD (-1) for a silence item
         speaker  int    index of the clip's speaker in self.speakers
         clip     int    index of the clip in self.clips (words of one clip share it)
-    Words without timings, and those too close to a clip's end to centre, are skipped.
+    Words without timings, and those too close to a clip's end to centre, are skipped. With silences=True,
+    every timed pause at least a window long adds an item centred in it (word NO_WORD), so that a model
+    generating from word windows also learns what a closed, silent mouth looks like.
     """
 
     def __init__(self, cache: str | os.PathLike, split: str | None = "train", window: int = WORD_FRAMES,
-                 faces: bool = False, by_speaker: bool = False, clips: list[str] | None = None, seed: int = 0):
+                 faces: bool = False, by_speaker: bool = False, clips: list[str] | None = None, seed: int = 0,
+                 silences: bool = False):
         super().__init__(cache, split, window, window, faces, by_speaker, clips, seed)
         self.speakers = sorted({c["speaker"] for c in self.clips})
         self.items, self.labels = [], []
         for c, meta in enumerate(self.clips):
             for w in meta["words"]:
-                if w["word"] in VOCABULARY_INDEX and w["start"] is not None:
-                    start = int(round((w["start"] + w["end"]) / 2 - window / 2))
-                    start = min(max(start, 0), meta["n_frames"] - window)
-                    self.items.append((c, start))
-                    self.labels.append(VOCABULARY_INDEX[w["word"]])
+                if w["start"] is None:
+                    continue
+                if w["word"] in VOCABULARY_INDEX:
+                    label = VOCABULARY_INDEX[w["word"]]
+                elif silences and w["word"] in SILENCE and w["end"] - w["start"] >= window:
+                    label = NO_WORD
+                else:
+                    continue
+                start = int(round((w["start"] + w["end"]) / 2 - window / 2))
+                self.items.append((c, min(max(start, 0), meta["n_frames"] - window)))
+                self.labels.append(label)
         if not self.items:
             raise ValueError(f"{self.cache}: no timed words for split={split!r} (word items need .align timings).")
 

@@ -10,7 +10,7 @@ Sub-modules, named as the paper names them:
     E_w_a  AudioWordEncoder    log-mel (B, 1, 4T, M) -> per-frame word features (B, T, D)
     C_w    WordClassifier      word-ID (B, D) -> word logits (B, V), shared by both modalities
     D_dom  DomainDiscriminator per-frame word feature (N, D) -> logit "came from audio"
-    C_p    PIDWordClassifier   person-IDs of frames of the word -> word logits (adversary of E_p)
+    C_p    PIDWordClassifier   person-ID of a frame of the word -> word logits (adversary of E_p)
     C_s    SpeakerClassifier   word-ID (B, D) -> speaker logits (adversary of E_w_v, E_w_a)
     G      Generator           (person-ID, skips, word feature of frame t) -> frame t (B, 3, T, S, S)
     D_f    FrameDiscriminator  single frames -> patch logits
@@ -38,12 +38,23 @@ and what is ours:
   * Contrastive loss on L2-normalised word-IDs, pairs from the batch: (audio i, video i) are matched,
     (audio i, video j) with a different word are mismatched, pairs with the same word are left out
     (GRID's 51 words repeat often in a batch). mel_wrong is not used.
+  * Person-ID consistency (w_pid_consistency, on in "cpu"): person-IDs of the identity image and of frames
+    of the word, all from one clip, are pulled together, those of other clips pushed apart (the contrastive
+    loss, on L2-normalised person-IDs). The uniformity adversary alone left the word readable from
+    person-ID by a fresh linear probe (53% on held-out words): it fools the one classifier it trains against.
+  * C_p reads the word from each frame's person-ID alone, as the disentanglement probe does.
+  * Lip reading from both modalities sums their log-probabilities with one learnt weight each
+    (WordClassifier.fuse, trained on detached logits), so the weaker video cannot overrule the audio.
+  * silence_items (on in "cpu"): the dataset adds windows centred in long pauses (word NO_WORD: no class,
+    no same-word contrastive pairs), trained for generation like words. With word windows only, the
+    generator never saw a closed mouth in silence and left it open (opening 0.104 vs 0.064 real).
   * Uniformity loss = cross-entropy to the uniform distribution, -1/K sum_k log p_k, minimal (= log K)
     at uniform predictions; the authors used 1e6 * MSE(softmax, uniform).
   * The speaker adversary (the symmetric disentanglement the paper describes but does not detail) is
-    used only for batches with at least two speakers: with one speaker there is no identity to remove
-    and the classifier would only learn its bias. In lipgen's GRID cache only s1 has word timings, so
-    this term is off in practice until more speakers are timed.
+    used only for batches with at least two speakers (with one there is no identity to remove, and the
+    classifier would only learn its bias), and the encoders make C_s uniform over the batch's speakers
+    (uniform over all n_speakers is out of reach when most never occur). GRID: s1 has .align timings,
+    s4 and the others are timed by forced alignment in preprocessing (lipgen.data.align).
   * Networks are small conv nets of our own (the authors' visual encoder is a pretrained face-alignment
     network, unavailable offline). Images: the aligned face at image_size (128 in "paper", where the
     authors used 256; 64 in "cpu", downsampled from lipgen's 128 face crop by area averaging). The mouth
@@ -68,7 +79,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.corpora import GRID_VOCABULARY
-from ..data.dataset import WORD_FRAMES
+from ..data.dataset import NO_WORD, WORD_FRAMES
 from ..face import FACE_SIZE, MOUTH, MOUTH_SIZE, template
 from ..media import MELS_PER_FRAME, N_MELS
 from .layers import conv2d, conv3d
@@ -84,6 +95,7 @@ class DAVSConfig:
     # data (read by lipgen.train.make_dataset)
     n_frames: int = WORD_FRAMES  # frames per word window (0.48 s at 25 fps)
     dataset: str = "words"  # WordDataset: one window per timed word, with its word and speaker labels
+    silence_items: bool = False  # ours: also windows of long pauses (word -1), for closed mouths in silence
     faces: bool = True  # the dataset adds the aligned faces (128 px) the generator learns to draw
     # sizes
     image_size: int = 128  # S: side of the generated face, a power of two >= 32 (the authors: 256)
@@ -108,6 +120,7 @@ class DAVSConfig:
     margin: float = 1.0  # contrastive margin on L2-normalised word-IDs
     w_domain: float = 5.0  # encoders fooling D_dom (authors: 5)
     w_pid_uniform: float = 1.0  # E_p making C_p uniform
+    w_pid_consistency: float = 0.0  # ours: person-IDs of frames of one clip together, of other clips apart
     w_speaker_uniform: float = 1.0  # E_w_v, E_w_a making C_s uniform
     w_l1: float = 4 * 127.5  # L1 on the whole frame (authors: 4, in 0-255 pixel units)
     w_mouth: float = 127.5  # L1 on the mouth box, mean over the box (authors: 8 over 1/8 of the frame)
@@ -144,12 +157,13 @@ PRESETS = {
     "cpu": DAVSConfig(image_size=64, embedding_size=128, pid_size=128, pid_channels=16, visual_channels=16,
                       audio_channels=16, gen_channels=12, d_channels=16, adversary_hidden=128,
                       identity_skip=True, both_sources=False, d_frames=4, w_domain=1.0, w_l1=10.0,
-                      w_mouth=10.0, w_frame_gan=0.5, w_seq_gan=0.5, lr=5e-4, lr_d=2e-4),
+                      w_mouth=10.0, w_frame_gan=0.5, w_seq_gan=0.5, w_pid_consistency=1.0, silence_items=True,
+                      lr=5e-4, lr_d=2e-4),
     # unit tests
     "tiny": DAVSConfig(image_size=32, embedding_size=16, pid_size=16, pid_channels=4, visual_channels=4,
                        audio_channels=4, gen_channels=4, d_channels=4, adversary_hidden=16,
                        identity_skip=True, both_sources=False, d_frames=2, w_domain=1.0, w_l1=10.0,
-                       w_mouth=10.0, w_frame_gan=0.5, w_seq_gan=0.5),
+                       w_mouth=10.0, w_frame_gan=0.5, w_seq_gan=0.5, w_pid_consistency=1.0),
 }
 
 
@@ -285,14 +299,23 @@ class AudioWordEncoder(nn.Module):
 
 
 class WordClassifier(nn.Module):
-    """C_w: word-ID (B, D) -> logits (B, V); one classifier for audio and video word-IDs."""
+    """C_w: word-ID (B, D) -> logits (B, V); one classifier for audio and video word-IDs.
+
+    fuse() combines the two modalities' predictions as a weighted sum of their log-probabilities, with one
+    learnt weight per modality (ours): a plain mean lets the weaker modality (video) overrule the stronger."""
 
     def __init__(self, cfg: DAVSConfig):
         super().__init__()
         self.fc = nn.Sequential(nn.Dropout(0.2), nn.Linear(cfg.embedding_size, cfg.vocabulary_size))
+        self.log_fusion_weights = nn.Parameter(torch.zeros(2))  # (video, audio), exp() > 0; 0 = equal weights
 
     def forward(self, word_id: torch.Tensor) -> torch.Tensor:
         return self.fc(word_id)
+
+    def fuse(self, logits_video: torch.Tensor, logits_audio: torch.Tensor) -> torch.Tensor:
+        """(B, V), (B, V) -> fused logits (B, V) = w_v log p_v + w_a log p_a."""
+        w = self.log_fusion_weights.exp()
+        return w[0] * F.log_softmax(logits_video.float(), 1) + w[1] * F.log_softmax(logits_audio.float(), 1)
 
 
 def _mlp(c_in: int, hidden: int, c_out: int) -> nn.Sequential:
@@ -320,11 +343,11 @@ class DomainDiscriminator(nn.Module):
 
 
 class PIDWordClassifier(nn.Module):
-    """C_p: person-IDs of k frames of a word clip, (B, k * P) -> word logits (B, V)."""
+    """C_p: the person-ID of one frame of a word clip, (N, P) -> word logits (N, V)."""
 
     def __init__(self, cfg: DAVSConfig):
         super().__init__()
-        self.net = _mlp(cfg.disentangle_frames * cfg.pid_size, cfg.adversary_hidden, cfg.vocabulary_size)
+        self.net = _mlp(cfg.pid_size, cfg.adversary_hidden, cfg.vocabulary_size)
 
     def forward(self, pids: torch.Tensor) -> torch.Tensor:
         return self.net(pids)
@@ -445,6 +468,29 @@ def contrastive_loss(x: torch.Tensor, y: torch.Tensor, match: torch.Tensor, marg
     return (match * d2 + (1 - match) * (margin - d).clamp_min(0).pow(2)).sum() / (2 * len(d))
 
 
+def pid_consistency_loss(pid: torch.Tensor, pid_frames: torch.Tensor, clip: torch.Tensor,
+                         margin: float = 1.0) -> torch.Tensor:
+    """Ours: who someone is does not change while they speak. pid (B, P): person-IDs of the items' identity
+    images; pid_frames (B*k, P): of k frames of each item's word; clip (B,): clip index of each item.
+    The contrastive loss on L2-normalised person-IDs over every (identity i, frame j) pair: pulled together
+    when both come from one clip, pushed `margin` apart when not. Mouth shape (and so the word) then
+    cannot be in person-ID, and person-ID cannot collapse to a constant."""
+    k = len(pid_frames) // len(pid)
+    frame_clip = clip.repeat_interleave(k)
+    rows, cols = torch.meshgrid(torch.arange(len(pid)), torch.arange(len(pid_frames)), indexing="ij")
+    rows, cols = rows.flatten().to(pid.device), cols.flatten().to(pid.device)
+    return contrastive_loss(F.normalize(pid.float(), dim=1)[rows], F.normalize(pid_frames.float(), dim=1)[cols],
+                            clip[rows] == frame_clip[cols], margin)
+
+
+def word_loss(logits: torch.Tensor, word: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the items that say a word (label != NO_WORD); 0 if none do."""
+    spoken = word != NO_WORD
+    if not spoken.any():
+        return logits.float().sum() * 0
+    return F.cross_entropy(logits[spoken].float(), word[spoken])
+
+
 def uniformity_loss(logits: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of softmax(logits) (N, K) to the uniform distribution, -1/K sum_k log p_k, mean over N.
     Equals KL(uniform || p) + log K: minimal, log K, exactly when the prediction is uniform."""
@@ -523,11 +569,13 @@ class DAVS(nn.Module):
     @torch.no_grad()
     def word_logits(self, mouth: torch.Tensor | None = None, mel: torch.Tensor | None = None) -> torch.Tensor:
         """Word logits (B, V) over GRID_VOCABULARY from mouth (B, 3, T, 64, 64), mel (B, 1, 4T, M), or both
-        (then the mean of the two modalities' logits)."""
+        (then the learnt fusion of the two, WordClassifier.fuse)."""
         if mouth is None and mel is None:
             raise ValueError("word_logits needs mouth, mel, or both.")
-        logits = [self.word_classifier(f.mean(1)) for f in self.word_features(mouth, mel) if f is not None]
-        return torch.stack(logits).float().mean(0)
+        logits = [None if f is None else self.word_classifier(f.mean(1)).float() for f in self.word_features(mouth, mel)]
+        if None in logits:
+            return logits[0] if logits[1] is None else logits[1]
+        return self.word_classifier.fuse(*logits)
 
     @torch.no_grad()
     def embed_video(self, mouth: torch.Tensor) -> torch.Tensor:
@@ -567,16 +615,19 @@ class DAVS(nn.Module):
         if face.shape[2] != batch["mouth"].shape[2]:
             raise ValueError(f"face has {face.shape[2]} frames and mouth {batch['mouth'].shape[2]}: they must match.")
         word = torch.as_tensor(batch["word"], device=face.device)
-        if word.min() < 0 or word.max() >= cfg.vocabulary_size:
-            raise ValueError(f"word labels must be in 0..{cfg.vocabulary_size - 1}, got {word.tolist()}.")
+        if word.min() < NO_WORD or word.max() >= cfg.vocabulary_size:
+            raise ValueError(f"word labels must be in 0..{cfg.vocabulary_size - 1} (or {NO_WORD}: silence), "
+                             f"got {word.tolist()}.")
         speaker = batch.get("speaker")
         if speaker is not None:
             speaker = torch.as_tensor(speaker, device=face.device)
             if speaker.min() < 0 or speaker.max() >= cfg.n_speakers:
                 raise ValueError(f"speaker labels must be in 0..{cfg.n_speakers - 1} (n_speakers), "
                                  f"got {speaker.tolist()}: raise n_speakers.")
+        clip = batch.get("clip")  # clip index of each item; None: every item is its own clip
+        clip = torch.arange(len(word), device=face.device) if clip is None else torch.as_tensor(clip, device=face.device)
         return {"mouth": batch["mouth"], "mel": batch["mel"], "face": face, "identity": identity,
-                "word": word, "speaker": speaker}
+                "word": word, "speaker": speaker, "clip": clip}
 
     def training_step(self, batch: dict, step: int, update) -> dict[str, float]:
         """One update of all adversaries, then one of encoders + classifier + generator.
@@ -594,7 +645,8 @@ class DAVS(nn.Module):
         k = cfg.disentangle_frames
         pids, skips = self.pid_encoder(torch.cat([identity, _frames(face, _frame_indices(T, k, centre=True))]))
         pid, skips = pids[:B], {r: s[:B] for r, s in skips.items()}  # person-ID of the identity image
-        pid_word = pids[B:].reshape(B, k, -1).flatten(1)  # (B, k * P): person-IDs of frames of the word
+        pid_word = pids[B:]  # (B*k, P): person-IDs of frames of the word, item-major
+        word_k = word.repeat_interleave(k)  # (B*k,) their words
 
         # ---- generation: from video and audio word features
         if cfg.both_sources:
@@ -611,7 +663,7 @@ class DAVS(nn.Module):
         # ---- adversaries, on detached inputs
         d_terms = {
             "domain": self.domain_discriminator.loss(f_a.detach().flatten(0, 1), f_v.detach().flatten(0, 1)),
-            "pid_word": F.cross_entropy(self.pid_word_classifier(pid_word.detach()).float(), word),
+            "pid_word": word_loss(self.pid_word_classifier(pid_word.detach()), word_k),
             "frame": 0.5 * (gan_loss(self.frame_discriminator(_frames(real, frame_idx)), True)
                             + gan_loss(self.frame_discriminator(_frames(fake.detach(), frame_idx)), False)),
             "seq": 0.5 * (gan_loss(self.sequence_discriminator(real), True)
@@ -628,23 +680,29 @@ class DAVS(nn.Module):
             m.requires_grad_(False)
         try:
             rows, cols = _batch_pairs(word)
+            logit_v, logit_a = self.word_classifier(w_v).float(), self.word_classifier(w_a).float()
             e_v, e_a = F.normalize(w_v.float(), dim=1), F.normalize(w_a.float(), dim=1)
             y0, y1, x0, x1 = self.mouth_box
             g_terms = {
-                "class_video": (cfg.w_class, F.cross_entropy(self.word_classifier(w_v).float(), word)),
-                "class_audio": (cfg.w_class, F.cross_entropy(self.word_classifier(w_a).float(), word)),
+                "class_video": (cfg.w_class, word_loss(logit_v, word)),
+                "class_audio": (cfg.w_class, word_loss(logit_a, word)),
+                # the fusion weights alone learn from this (the logits are detached)
+                "class_both": (cfg.w_class, word_loss(self.word_classifier.fuse(logit_v.detach(), logit_a.detach()),
+                                                      word)),
                 "contrastive": (cfg.w_contrastive, contrastive_loss(e_a[rows], e_v[cols], rows == cols, cfg.margin)),
                 "domain": (cfg.w_domain, self.domain_discriminator.confusion_loss(f_a.flatten(0, 1),
                                                                                     f_v.flatten(0, 1))),
                 "pid_uniform": (cfg.w_pid_uniform, uniformity_loss(self.pid_word_classifier(pid_word))),
+                "pid_consistency": (cfg.w_pid_consistency, pid_consistency_loss(pid, pid_word, x["clip"], cfg.margin)),
                 "l1": (cfg.w_l1, F.l1_loss(fake.float(), real)),
                 "l1_mouth": (cfg.w_mouth, F.l1_loss(fake[..., y0:y1, x0:x1].float(), real[..., y0:y1, x0:x1])),
                 "frame_gan": (cfg.w_frame_gan, gan_loss(self.frame_discriminator(_frames(fake, frame_idx)), True)),
                 "seq_gan": (cfg.w_seq_gan, gan_loss(self.sequence_discriminator(fake), True)),
             }
             if speakers_differ:
-                g_terms["speaker_uniform"] = (cfg.w_speaker_uniform,
-                                              uniformity_loss(self.speaker_classifier(torch.cat([w_v, w_a]))))
+                present = speaker.unique()  # uniform over the batch's speakers: the other classes never occur
+                g_terms["speaker_uniform"] = (cfg.w_speaker_uniform, uniformity_loss(
+                    self.speaker_classifier(torch.cat([w_v, w_a]))[:, present]))
             g_loss = sum(w * v for w, v in g_terms.values())
             update(g_loss, "generator")
         finally:
@@ -669,14 +727,19 @@ class DAVS(nn.Module):
         logit_v, logit_a = self.word_classifier(f_v.mean(1)).float(), self.word_classifier(f_a.mean(1)).float()
         e_v, e_a = F.normalize(f_v.mean(1).float(), dim=1), F.normalize(f_a.mean(1).float(), dim=1)
         k, T = cfg.disentangle_frames, face.shape[2]
-        pid_word = self.pid_encoder(_frames(face, _frame_indices(T, k, centre=True)))[0].reshape(len(word), -1)
+        pid_word = self.pid_encoder(_frames(face, _frame_indices(T, k, centre=True)))[0]  # (B*k, P)
         y0, y1, x0, x1 = self.mouth_box
-        logs = {"val/acc_video": (logit_v.argmax(1) == word).float().mean().item(),
-                "val/acc_audio": (logit_a.argmax(1) == word).float().mean().item(),
-                "val/acc_both": ((logit_v + logit_a).argmax(1) == word).float().mean().item(),
+        spoken, spoken_k = word != NO_WORD, word.repeat_interleave(k) != NO_WORD  # silence items have no word
+
+        def accuracy(logits, labels, keep):
+            return (logits.argmax(1) == labels)[keep].float().mean().item() if keep.any() else float("nan")
+
+        logs = {"val/acc_video": accuracy(logit_v, word, spoken),
+                "val/acc_audio": accuracy(logit_a, word, spoken),
+                "val/acc_both": accuracy(self.word_classifier.fuse(logit_v, logit_a), word, spoken),
                 "val/r1_audio_to_video": ((e_a @ e_v.T).argmax(1) == torch.arange(len(word), device=word.device))
                 .float().mean().item(),
-                "val/acc_pid_word": (self.pid_word_classifier(pid_word).argmax(1) == word).float().mean().item()}
+                "val/acc_pid_word": accuracy(self.pid_word_classifier(pid_word), word.repeat_interleave(k), spoken_k)}
         for name, f in (("audio", f_a), ("video", f_v)):
             fake = self._generate(f, identity).float()
             logs[f"val/l1_{name}"] = F.l1_loss(fake, face).item()
