@@ -8,7 +8,8 @@ person-ID and word-ID are kept apart, on the split's timed words (WordDataset):
   reverse); R@k = share of queries whose own clip is in the top k; median rank (1 = best);
 - disentanglement probe: a fresh linear classifier is trained to read the word from frozen person-ID
   features (of the face frame at the word's centre) and another from word-ID features; person-ID
-  should stay near chance, word-ID should not.
+  should stay near chance, word-ID should not. A control probe reads the word from the person-ID of a
+  random frame of the same clip: what person-ID holds about the clip rather than about the frame.
 
 CRGAN: its lip-reading discriminator's per-frame word accuracy on real clips (frames inside a timed word),
 beside chance and the share of the most frequent word (always guessing it).
@@ -28,7 +29,7 @@ from ..models.davs import to_image_size
 @torch.no_grad()
 def _features(system, data: WordDataset, batch_size: int = 32) -> dict[str, torch.Tensor]:
     out: dict[str, list] = {k: [] for k in ("logits_video", "logits_audio", "logits_both", "video", "audio",
-                                            "pid", "word")}
+                                            "pid", "pid_other_frame", "word")}
     for batch in DataLoader(data, batch_size=batch_size):
         mouth, mel = batch["mouth"], batch["mel"]
         out["logits_video"].append(system.word_logits(mouth=mouth))
@@ -39,6 +40,8 @@ def _features(system, data: WordDataset, batch_size: int = 32) -> dict[str, torc
         centre = batch["face"][:, :, batch["face"].shape[2] // 2]  # (B, 3, 128, 128): the frame mid-word
         pid, _ = system.pid_encoder(to_image_size(centre, system.config.image_size))
         out["pid"].append(pid.flatten(1).float())
+        other, _ = system.pid_encoder(to_image_size(batch["face_identity"], system.config.image_size))
+        out["pid_other_frame"].append(other.flatten(1).float())  # a random frame of the same clip
         out["word"].append(batch["word"])
     return {k: torch.cat(v) for k, v in out.items()}
 
@@ -88,6 +91,8 @@ def evaluate_representation(system, cache: str, split: str | None = "test", prob
     result.update({f"audio_to_video_{k}": v for k, v in retrieval(test["audio"], test["video"], test["word"]).items()})
     result.update({f"video_to_audio_{k}": v for k, v in retrieval(test["video"], test["audio"], test["word"]).items()})
     result["probe_word_from_person_id"] = linear_probe(train["pid"], train["word"], test["pid"], test["word"])
+    result["probe_word_from_person_id_other_frame"] = linear_probe(train["pid_other_frame"], train["word"],
+                                                                   test["pid_other_frame"], test["word"])
     result["probe_word_from_word_id"] = linear_probe(train["video"], train["word"], test["video"], test["word"])
     return result
 
