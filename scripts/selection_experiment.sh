@@ -2,9 +2,10 @@
 # CRGAN's phoneme-based sample selection, measured: the same CRGAN training (preset cpu, batch 4, same
 # steps) on all train clips, on a half picked by `lipgen select` (phoneme histogram matching) and on a
 # random half; then the three models in one `lipgen evaluate` table on the held-out clips.
-# SEED changes the training seed (data order) and the random half, for a repetition; ARMS picks arms.
+# SEED changes the training seed (data order) and the random half, for a repetition; ARMS picks arms;
+# EVAL_OUT is the report folder (default docs/eval/selection/seed$SEED).
 # Usage: [SEED=0] [ARMS="all matched random"] scripts/selection_experiment.sh [cache] [steps] [runs folder]
-#        -> docs/eval/selection/seed$SEED/; then python scripts/selection_table.py docs/eval/selection/seed*
+#        then python scripts/selection_table.py docs/eval/selection/seed*
 set -euo pipefail
 CACHE=${1:-cache/grid}
 STEPS=${2:-3000}
@@ -12,6 +13,7 @@ SEED=${SEED:-0}
 RUNS=${3:-runs/selection}/seed$SEED
 FRACTION=${FRACTION:-0.5}
 ARMS=${ARMS:-all matched random}
+EVAL_OUT=${EVAL_OUT:-docs/eval/selection/seed$SEED}
 mkdir -p "$RUNS"
 lipgen select --cache "$CACHE" --out "$RUNS/matched.jsonl" --fraction "$FRACTION"
 lipgen select --cache "$CACHE" --out "$RUNS/random.jsonl" --fraction "$FRACTION" --method random --seed "$SEED"
@@ -32,4 +34,4 @@ for arm in $ARMS; do
     esac
     models+=("$RUNS/$arm/model.safetensors")
 done
-lipgen evaluate "${models[@]}" --cache "$CACHE" --out "docs/eval/selection/seed$SEED" --split test
+lipgen evaluate "${models[@]}" --cache "$CACHE" --out "$EVAL_OUT" --split test
