@@ -175,6 +175,25 @@ def test_tiny_model_overfits_one_batch():
     assert end < start / 2, (start, end)
 
 
+def test_tiny_model_fits_real_clips_with_the_reconstruction_terms(grid_cache):
+    """Four real 16-frame windows: with l_pix + l_perc alone the generator fits them (L1 falls well below
+    copying the identity frame, 0.055 -> 0.030 measured). Adding l_corr holds L1 at the copy level in 150
+    steps (0.0545) and the GAN term raises it (0.061): at this scale those terms pull away from pixels."""
+    from torch.utils.data import DataLoader
+
+    from lipgen.data.dataset import LipDataset
+
+    torch.manual_seed(0)
+    batch = next(iter(DataLoader(LipDataset(grid_cache, None, window=16, stride=16), batch_size=4)))
+    copy = (batch["mouth"] - batch["identity"][:, :, None]).abs().mean().item()  # L1 of a still identity
+    model = Glance(replace(TINY, lr=5e-4, w_gan=0.0, w_corr=0.0))
+    update = trainer(model)
+    for step in range(150):
+        model.training_step(batch, step, update)
+    model.eval()
+    assert model.validation_step(batch)["val/l1"] < 0.7 * copy, copy
+
+
 def test_validation_and_sample():
     model = Glance(TINY).eval()
     batch = synthetic_batch(2)
