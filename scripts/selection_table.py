@@ -48,7 +48,7 @@ for folder in map(Path, args.reports):
 keys = KEYS + (["lip_reader_accuracy"] if table["all"]["lip_reader_accuracy"] else [])
 header = [COLUMNS[k][0] + (" ↓" if COLUMNS[k][1] == "lower" else " ↑") if k in COLUMNS else "lip reader acc. ↑"
           for k in keys]
-print(f"# CRGAN sample selection: {len(args.reports)} repetition(s), {', '.join(Path(r).name for r in args.reports)}")
+print(f"# CRGAN sample selection: reports {', '.join(Path(r).name for r in args.reports)}")
 print()
 print("Mean over repetitions (each repetition: the mean over the held-out clips); [min, max] over repetitions.")
 print()
