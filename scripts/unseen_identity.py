@@ -12,7 +12,13 @@ import numpy as np
 
 from lipgen import face as geometry
 from lipgen import media
-from lipgen.generate import SAMPLE_AUDIO, SAMPLE_FACE, FaceSource, load_generator, model_crops
+from lipgen.generate import (
+    SAMPLE_AUDIO,
+    SAMPLE_FACE,
+    FaceSource,
+    load_generator,
+    model_crops,
+)
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("-o", "--out", default="docs/unseen_identity.png")
