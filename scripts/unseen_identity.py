@@ -52,8 +52,6 @@ for name in args.models:
                 frame = geometry.paste_back(source.image, crop, source.face_matrix[0])
                 crop = geometry.crop(frame[None], source.mouth_matrix[:1], geometry.MOUTH_SIZE)[0]
             picked.append(crop)
-        if t >= n - 1:
-            break
     rows.append(labelled(name, np.concatenate(picked, 1)))
 cv2.imwrite(args.out, cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
 print(f"wrote {args.out}: {', '.join(args.models)}, frames {list(show)}")

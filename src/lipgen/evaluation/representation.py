@@ -31,17 +31,20 @@ def _features(system, data: WordDataset, batch_size: int = 32) -> dict[str, torc
     out: dict[str, list] = {k: [] for k in ("logits_video", "logits_audio", "logits_both", "video", "audio",
                                             "pid", "pid_other_frame", "word")}
     for batch in DataLoader(data, batch_size=batch_size):
-        mouth, mel = batch["mouth"], batch["mel"]
-        out["logits_video"].append(system.word_logits(mouth=mouth))
-        out["logits_audio"].append(system.word_logits(mel=mel))
-        out["logits_both"].append(system.word_logits(mouth=mouth, mel=mel))
-        out["video"].append(system.embed_video(mouth))
-        out["audio"].append(system.embed_audio(mel))
+        # each encoder runs once: logits, fused logits and embeddings all come from the same word-IDs
+        word_video, word_audio = (f.mean(1).float() for f in system.word_features(batch["mouth"], batch["mel"]))
+        logits_video, logits_audio = system.word_classifier(word_video), system.word_classifier(word_audio)
+        out["logits_video"].append(logits_video)
+        out["logits_audio"].append(logits_audio)
+        out["logits_both"].append(system.word_classifier.fuse(logits_video, logits_audio))
+        out["video"].append(F.normalize(word_video, dim=1))  # = system.embed_video(mouth)
+        out["audio"].append(F.normalize(word_audio, dim=1))
         centre = batch["face"][:, :, batch["face"].shape[2] // 2]  # (B, 3, 128, 128): the frame mid-word
-        pid, _ = system.pid_encoder(to_image_size(centre, system.config.image_size))
-        out["pid"].append(pid.flatten(1).float())
-        other, _ = system.pid_encoder(to_image_size(batch["face_identity"], system.config.image_size))
-        out["pid_other_frame"].append(other.flatten(1).float())  # a random frame of the same clip
+        other = batch["face_identity"]  # a random frame of the same clip
+        pids, _ = system.pid_encoder(to_image_size(torch.cat([centre, other]), system.config.image_size))
+        pid, pid_other = pids.float().chunk(2)
+        out["pid"].append(pid)
+        out["pid_other_frame"].append(pid_other)
         out["word"].append(batch["word"])
     return {k: torch.cat(v) for k, v in out.items()}
 
