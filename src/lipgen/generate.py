@@ -32,7 +32,7 @@ def window_hop(window: int) -> int:
 
 WINDOW_HOP = window_hop(16)  # Glance's seams fall every 12 frames
 ASSETS = Path(__file__).parent / "assets"
-DEFAULT_CHECKPOINTS = {name: ASSETS / f"{name}.safetensors" for name in ("glance", "crgan", "davs")}
+DEFAULT_CHECKPOINTS = {name: ASSETS / f"{name}.safetensors" for name in ("glance", "crgan", "davs", "motion")}
 SAMPLE_AUDIO = ASSETS / "jfk.flac"
 SAMPLE_FACE = ASSETS / "astronaut.png"
 
@@ -69,6 +69,7 @@ class FaceSource:
         else:  # first pass: landmarks only (a frame at a time), so long videos fit in memory
             frames = media.iter_video(path, max_seconds=max_seconds)
         landmarks, _ = geometry.track_landmarks(frames, face_index, where=str(path))
+        self.landmarks = landmarks  # (T, 68, 2) frame pixels
         self.face_matrix, self.mouth_matrix = geometry.crop_matrices(landmarks)  # (T, 2, 3) each
         first = self.image if self.still else next(media.iter_video(path, max_seconds=max_seconds))
         self.identity_mouth = geometry.crop(first[None], self.mouth_matrix[:1], geometry.MOUTH_SIZE)[0]  # (64, 64, 3)
@@ -177,13 +178,36 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
         mouths = geometry.crop(driving, track.mouth_matrix, geometry.MOUTH_SIZE)
         n_frames, kind = len(mouths), "face"
         crops = windowed(system, mouths, 1, source.identity_face, make=system.generate_driven)
+    elif getattr(system, "output", None) == "motion":  # any-face path: predicted motion warps the source itself
+        n_frames = -(-samples.size // media.SAMPLES_PER_FRAME)
+        frames = motion_frames(system, samples, n_frames, source)
+        return _write(out, frames, samples, n_frames, progress)
     else:
         n_frames = -(-samples.size // media.SAMPLES_PER_FRAME)  # ceil: the last partial frame is kept
         kind, crops = model_crops(system, media.log_mel(samples, n_frames), source.identity_mouth, source.identity_face)
+    frames = (geometry.paste_back(frame, crop, matrix) for crop, (frame, matrix) in zip(crops, source.frames(kind)))
+    return _write(out, frames, samples, n_frames, progress)
+
+
+def _write(out, frames, samples: np.ndarray, n_frames: int, progress: bool) -> Path:
     bar = tqdm(total=n_frames, desc="generate", unit="frame", disable=not progress)
     with media.Mp4Writer(out, audio=media.fit_audio(samples, n_frames)) as writer:
-        for crop, (frame, matrix) in zip(crops, source.frames(kind)):
-            writer.write(geometry.paste_back(frame, crop, matrix))
+        for frame in frames:
+            writer.write(frame)
             bar.update()
     bar.close()
     return Path(out)
+
+
+def motion_frames(system, samples: np.ndarray, n_frames: int, source: FaceSource):
+    """Frames of the source face moved by the motion model's prediction for `samples` (lipgen.render)."""
+    from . import render, voice
+    from .models.motion import rest_shape
+
+    motion = system.predict(voice.features(samples, n_frames))  # (T, 31, 2) aligned-face pixels
+    aligned = geometry.transform_points(source.landmarks.astype(np.float64), source.face_matrix)  # (S, 68, 2)
+    rest = rest_shape(aligned)  # the source's closed mouth (a photo: itself)
+    for t, (frame, _) in zip(range(n_frames), source.frames("face")):
+        i = t % len(source.landmarks)  # FaceSource loops a video from its start
+        points = source.landmarks[i].astype(np.float64)
+        yield render.render(frame, points, render.target_points(points, source.face_matrix[i], rest, motion[t]))

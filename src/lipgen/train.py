@@ -202,11 +202,16 @@ def make_dataset(model_cfg, cache: str, split: str, clips: list[str] | None = No
     long pause); `faces` adds face crops."""
     kind = getattr(model_cfg, "dataset", "windows")
     faces = getattr(model_cfg, "faces", False)
+    if kind == "motion":  # speech features and lower-face motion, augmented in training
+        from .data.motion import MotionDataset
+
+        return MotionDataset(cache, split, window=model_cfg.n_frames, augment=split == "train", clips=clips,
+                             seed=seed, progress=split == "train")
     if kind == "words":
         return WordDataset(cache, split, window=model_cfg.n_frames, faces=faces, clips=clips, seed=seed,
                            silences=getattr(model_cfg, "silence_items", False))
     if kind != "windows":
-        raise ValueError(f"unknown dataset kind {kind!r} in the model config: windows or words")
+        raise ValueError(f"unknown dataset kind {kind!r} in the model config: windows, words or motion")
     return LipDataset(cache, split, window=model_cfg.n_frames, stride=stride, faces=faces, clips=clips, seed=seed)
 
 

@@ -14,6 +14,7 @@ MODELS = {
     "syncnet": ("lipgen.models.syncnet", "SyncNet", "SyncNetConfig"),
     "crgan": ("lipgen.models.crgan", "CRGAN", "CRGANConfig"),
     "davs": ("lipgen.models.davs", "DAVS", "DAVSConfig"),
+    "motion": ("lipgen.models.motion", "Motion", "MotionConfig"),
 }
 
 

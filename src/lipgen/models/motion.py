@@ -1,0 +1,182 @@
+"""Motion: speech -> mouth and jaw motion in a normalised face frame, for any face.
+
+Ours, after the landmark route of MakeItTalk (Zhou et al., "MakeItTalk: Speaker-Aware Talking-Head
+Animation", SIGGRAPH Asia 2020: landmarks as the identity-free interface between audio and image)
+and the warping renderers of FOMM / LivePortrait (move the target's own pixels, synthesise only what
+a warp cannot show). The three seed systems draw the mouth from what GRID's six faces looked like;
+this model never sees a pixel. It predicts how 31 lower-face points (jaw 3-13, mouth 48-67) move
+away from the speaker's own closed mouth, in lipgen's aligned 128 px face frame (the template of
+lipgen.face: inter-ocular distance ~43 px), so what GRID teaches (how a mouth moves with speech)
+carries over to any face: lipgen.render turns the motion into a dense warp of the target photo or
+video at its own resolution and fills the opened lips with a mouth interior.
+
+The audio side is made not to know who speaks (lipgen.voice): per-utterance normalised log-mel
+plus a loudness row, trained under room, microphone, noise, codec, vocal-tract and tempo
+augmentation.
+
+Network (B batch, T frames, R = 4T feature rows, F = lipgen.voice.N_FEATURES, C channels):
+    features (B, R, F) -> Conv1d 5 taps at the 10 ms row rate -> Conv1d 4 taps stride 4 (to video
+    frames) -> residual dilated Conv1d blocks (non-causal: each frame hears +-`context_frames`) ->
+    1x1 Conv1d -> motion (B, T, 31, 2) in aligned-face pixels, relative to the closed mouth.
+
+Training target: for each frame, the 31 points in the aligned face minus the clip's "rest" shape
+(mean over its least-open frames, REST_SHARE of them; the same rule picks the rest shape of a
+target video at generation time; a photo is its own rest shape).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..voice import N_FEATURES
+
+JAW = np.arange(3, 14)  # lower jaw: moves with the mouth
+MOUTH = np.arange(48, 68)  # outer lip 48-59, inner lip 60-67
+MOTION_POINTS = np.r_[JAW, MOUTH]  # the 31 points this model moves
+INNER_GAPS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip point pairs
+TEMPLATE_IOD = 43.19  # inter-ocular distance of lipgen.face's template, pixels of the 128 px aligned face
+REST_SHARE = 0.1  # the least-open share of a clip's frames whose mean shape is its rest shape
+MOTION_SCALE = 4.0  # pixels: targets are divided by this so they are O(1)
+
+
+def motion_index(points) -> list[int]:
+    """Positions in MOTION_POINTS of dlib point numbers."""
+    where = {p: i for i, p in enumerate(MOTION_POINTS)}
+    return [where[p] for p in points]
+
+
+def opening(points: np.ndarray) -> np.ndarray:
+    """Inner-lip gap (mean of the three upper/lower pairs) of (..., 68, 2) landmarks: (...,)."""
+    return np.mean([np.linalg.norm(points[..., b, :] - points[..., a, :], axis=-1) for a, b in INNER_GAPS], axis=0)
+
+
+def rest_shape(aligned: np.ndarray) -> np.ndarray:
+    """The closed-mouth shape of a face track: (T, 68, 2) aligned landmarks -> (31, 2), the mean of
+    MOTION_POINTS over its REST_SHARE least-open frames (one frame: itself)."""
+    k = max(1, int(round(REST_SHARE * len(aligned))))
+    least_open = np.argsort(opening(aligned), kind="stable")[:k]
+    return aligned[least_open][:, MOTION_POINTS].mean(0)
+
+
+@dataclass
+class MotionConfig:
+    n_frames: int = 32  # frames per training window (1.28 s)
+    channels: int = 128
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2)
+    dropout: float = 0.1
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    w_opening: float = 2.0  # extra weight on the inner-lip gap, the measure that matters most for sync
+    w_velocity: float = 1.0  # frame-to-frame change: sharp openings and closings, no smearing
+    smooth_sigma: float = 0.7  # frames: light smoothing of the predicted motion at generation time
+    dataset: str = "motion"  # the training data this model declares (lipgen.data.motion.MotionDataset)
+
+    def __post_init__(self):
+        self.dilations = tuple(self.dilations)
+
+    @property
+    def context_frames(self) -> int:
+        """Frames heard on each side of a frame (the look-ahead a streaming caller must wait for)."""
+        return 1 + sum(self.dilations)
+
+
+PRESETS = {
+    "cpu": MotionConfig(),
+    "paper": MotionConfig(),  # no paper to follow: the same as cpu
+    "tiny": MotionConfig(n_frames=16, channels=32, dilations=(1, 2)),
+}
+
+
+class ResBlock1d(nn.Module):
+    def __init__(self, channels: int, dilation: int, dropout: float):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, 3, padding=dilation, dilation=dilation)
+        self.norm = nn.GroupNorm(8 if channels % 8 == 0 else 1, channels)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T) -> same
+        return x + self.drop(F.gelu(self.norm(self.conv(x))))
+
+
+class MotionNet(nn.Module):
+    """features (B, 4T, F) -> motion (B, T, 31, 2), in units of MOTION_SCALE pixels."""
+
+    def __init__(self, cfg: MotionConfig):
+        super().__init__()
+        c = cfg.channels
+        self.rows = nn.Conv1d(N_FEATURES, c, 5, padding=2)  # 10 ms rows
+        self.frames = nn.Conv1d(c, c, 4, stride=4)  # 4 rows -> 1 video frame
+        self.blocks = nn.Sequential(*[ResBlock1d(c, d, cfg.dropout) for d in cfg.dilations])
+        self.head = nn.Conv1d(c, 2 * len(MOTION_POINTS), 1)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        x = F.gelu(self.rows(feats.transpose(1, 2)))  # (B, C, 4T)
+        x = self.blocks(F.gelu(self.frames(x)))  # (B, C, T)
+        y = self.head(x).transpose(1, 2)  # (B, T, 62)
+        return y.reshape(y.shape[0], y.shape[1], len(MOTION_POINTS), 2)
+
+
+class Motion(nn.Module):
+    """The trainable system (lipgen.train drives it) and the predictor lipgen.render draws from."""
+
+    output = "motion"  # generation: lipgen.render warps the target with the predicted motion
+
+    def __init__(self, config: MotionConfig):
+        super().__init__()
+        self.config = config
+        self.net = MotionNet(config)
+        self._gap = (motion_index([a for a, _ in INNER_GAPS]), motion_index([b for _, b in INNER_GAPS]))
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"net": torch.optim.AdamW(self.net.parameters(), lr=self.config.lr,
+                                         weight_decay=self.config.weight_decay)}
+
+    def gap(self, motion: torch.Tensor) -> torch.Tensor:
+        """Change of the inner-lip gap: (B, T, 31, 2) motion -> (B, T), same units."""
+        upper, lower = self._gap
+        return (motion[:, :, lower, 1] - motion[:, :, upper, 1]).mean(-1)
+
+    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        pred = self.net(batch["features"])  # (B, T, 31, 2)
+        target = batch["motion"] / MOTION_SCALE
+        cfg = self.config
+        points = F.smooth_l1_loss(pred, target)
+        gap = F.l1_loss(self.gap(pred), self.gap(target))
+        velocity = F.l1_loss(pred.diff(dim=1), target.diff(dim=1))
+        loss = points + cfg.w_opening * gap + cfg.w_velocity * velocity
+        return {"loss": loss, "points": points, "gap": gap, "velocity": velocity, "pred": pred, "target": target}
+
+    def training_step(self, batch: dict, step: int, update) -> dict[str, float]:
+        out = self.losses(batch)
+        update(out["loss"], "net")
+        return {k: float(v) for k, v in out.items() if v.ndim == 0}
+
+    @torch.no_grad()
+    def validation_step(self, batch: dict) -> dict[str, float]:
+        out = self.losses(batch)
+        logs = {k: float(v) for k, v in out.items() if v.ndim == 0}
+        g_pred, g_real = self.gap(out["pred"]).flatten(), self.gap(out["target"]).flatten()
+        logs["gap_correlation"] = float(torch.corrcoef(torch.stack([g_pred, g_real]))[0, 1])
+        return logs
+
+    @torch.no_grad()
+    def predict(self, feats: np.ndarray) -> np.ndarray:
+        """Motion of a whole utterance: (4T, F) features (lipgen.voice.features) -> (T, 31, 2) pixels of the
+        aligned face, relative to the rest shape. Fully convolutional: any length in one pass."""
+        from scipy.ndimage import gaussian_filter1d
+
+        was_training = self.training
+        self.eval()
+        try:
+            y = self.net(torch.from_numpy(np.ascontiguousarray(feats, np.float32))[None])[0].numpy()
+        finally:
+            self.train(was_training)
+        y = y.astype(np.float64) * MOTION_SCALE
+        if self.config.smooth_sigma > 0 and len(y) > 1:
+            y = gaussian_filter1d(y, self.config.smooth_sigma, axis=0, mode="nearest")
+        return y

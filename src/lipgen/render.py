@@ -1,0 +1,182 @@
+"""Draw predicted mouth motion onto any face: a dense warp of the face's own pixels plus a mouth interior.
+
+The motion model (lipgen.models.motion) says where the 31 lower-face points (jaw 3-13, mouth 48-67)
+should be in every frame; this module moves the target's own pixels there, at the source's own
+resolution, so identity, skin, lighting, paint or marble, and sharpness are kept by construction
+(FOMM / LivePortrait's principle, MakeItTalk's warp for faces it never trained on). Only what a warp
+cannot show is synthesised: the inside of lips that open wider than in the source (a dark cavity with
+a hint of upper teeth), blended in with a soft mask.
+
+The warp: a thin-plate spline through the moved points, pinned by the eyes, brows, nose, the upper jaw
+and a ring around the lower face (all of which stay put), gives every output pixel of the lower-face
+box the source pixel it shows (backward mapping: out(x) = src(x - d(x)), d interpolated at the target
+positions). Outside that box the frame is untouched.
+
+Coordinates are (x, y) frame pixels; points are dlib's 68 (lipgen.face).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .face import invert, transform_points
+from .models.motion import MOTION_POINTS, opening
+
+PINNED = np.r_[0:3, 14:17, 17:48]  # brows, nose, eyes, upper jaw: do not move with speech
+BOX_MARGIN = 0.3  # lower-face box margin, in face widths (jaw point 0 to 16)
+RING_POINTS = 6  # pinned points per side of the box border
+GRID_STEP = 4  # pixels between thin-plate spline evaluations (bilinear in between)
+FILL_SOFTNESS = 0.06  # mask blur, in mouth widths
+UPPER_TEETH = 0.3  # share of the opening the upper teeth may take ...
+TEETH_MAX = 0.12  # ... but at most this many mouth widths
+CAVITY = np.array([0.30, 0.13, 0.12])  # cavity colour at the lip edge, as a share of the lip colour
+DEEP = 0.35  # the deepest cavity is this much darker than its edge
+
+
+def target_points(points: np.ndarray, face_matrix: np.ndarray, rest: np.ndarray, motion: np.ndarray) -> np.ndarray:
+    """Where the 68 points should be: MOTION_POINTS at rest + motion (aligned face), mapped back into
+    the frame by this frame's alignment; every other point stays. points (68, 2) frame pixels,
+    face_matrix (2, 3) frame -> aligned face, rest and motion (31, 2) aligned pixels -> (68, 2)."""
+    out = np.asarray(points, np.float64).copy()
+    out[MOTION_POINTS] = transform_points(rest + motion, invert(face_matrix))
+    return out
+
+
+def _box(points: np.ndarray, shape) -> tuple[int, int, int, int]:
+    lower = points[np.r_[2:15, 31:36, 48:68]]
+    width = np.linalg.norm(points[16] - points[0])
+    m = BOX_MARGIN * width
+    x0, y0 = np.floor(lower.min(0) - m).astype(int)
+    x1, y1 = np.ceil(lower.max(0) + m).astype(int)
+    h, w = shape[:2]
+    return max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+
+
+def _tps_fit(centres: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Thin-plate spline coefficients through (N, 2) centres with (N, 2) values: (N + 3, 2)."""
+    n = len(centres)
+    r2 = np.sum((centres[:, None] - centres[None]) ** 2, -1)
+    k = np.where(r2 > 0, 0.5 * r2 * np.log(r2 + 1e-12), 0.0)
+    p = np.c_[np.ones(n), centres]
+    a = np.zeros((n + 3, n + 3))
+    a[:n, :n], a[:n, n:], a[n:, :n] = k + 1e-6 * np.eye(n), p, p.T
+    b = np.zeros((n + 3, 2))
+    b[:n] = values
+    return np.linalg.solve(a, b)
+
+
+def _tps_eval(coef: np.ndarray, centres: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    r2 = np.sum((xy[:, None] - centres[None]) ** 2, -1)
+    k = np.where(r2 > 0, 0.5 * r2 * np.log(r2 + 1e-12), 0.0)
+    return k @ coef[:-3] + np.c_[np.ones(len(xy)), xy] @ coef[-3:]
+
+
+def warp(frame: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Move the lower face so that points `src` (68, 2) land on `dst` (68, 2): (H, W, 3) uint8 -> new frame."""
+    x0, y0, x1, y1 = _box(np.r_[src, dst], frame.shape)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return frame.copy()
+    scale = max(x1 - x0, y1 - y0)
+    t = np.linspace(0, 1, RING_POINTS, endpoint=False)
+    ring = np.r_[np.c_[x0 + t * (x1 - x0), np.full_like(t, y0)], np.c_[np.full_like(t, x1), y0 + t * (y1 - y0)],
+                 np.c_[x1 - t * (x1 - x0), np.full_like(t, y1)], np.c_[np.full_like(t, x0), y1 - t * (y1 - y0)]]
+    centres = np.r_[dst[MOTION_POINTS], src[PINNED], ring]
+    shift = np.r_[dst[MOTION_POINTS] - src[MOTION_POINTS], np.zeros((len(PINNED) + len(ring), 2))]
+    origin = np.array([x0, y0], np.float64)
+    coef = _tps_fit((centres - origin) / scale, shift)  # normalised coordinates: a well-conditioned system
+    gx = np.arange(0, x1 - x0 + GRID_STEP, GRID_STEP)
+    gy = np.arange(0, y1 - y0 + GRID_STEP, GRID_STEP)
+    grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2).astype(np.float64)
+    d = _tps_eval(coef, centres=(centres - origin) / scale, xy=grid / scale).reshape(len(gy), len(gx), 2)
+    d = cv2.resize(d.astype(np.float32), (len(gx) * GRID_STEP, len(gy) * GRID_STEP),
+                   interpolation=cv2.INTER_LINEAR)[: y1 - y0, : x1 - x0]
+    # the coarse grid is sampled at multiples of GRID_STEP; resize shifts it by (step - 1) / 2 pixels: undo
+    d = cv2.warpAffine(d, np.float32([[1, 0, -(GRID_STEP - 1) / 2], [0, 1, -(GRID_STEP - 1) / 2]]),
+                       (x1 - x0, y1 - y0), borderMode=cv2.BORDER_REPLICATE)
+    xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+    out = frame.copy()
+    out[y0:y1, x0:x1] = cv2.remap(frame, xs - d[..., 0], ys - d[..., 1], cv2.INTER_CUBIC,
+                                  borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
+def _lip_curve(points: np.ndarray, idx, xs: np.ndarray) -> np.ndarray:
+    p = points[list(idx)]
+    order = np.argsort(p[:, 0])
+    return np.interp(xs, p[order, 0], p[order, 1])
+
+
+def fill_mouth(frame: np.ndarray, dst: np.ndarray, source_gap: float, lips: np.ndarray,
+               teeth_colour: np.ndarray) -> np.ndarray:
+    """Paint the inside of the lips at `dst` (68, 2) where they open wider than the source's own
+    opening `source_gap` (pixels; up to that, the source's real interior, warped, is kept): a cavity
+    shaded from the lip colour `lips` (RGB) and a band of upper teeth of `teeth_colour` (RGB)."""
+    gap = float(opening(dst))
+    mouth_w = np.linalg.norm(dst[54] - dst[48])
+    strength = np.clip((gap - source_gap) / (0.3 * gap + 1e-6), 0, 1) * np.clip((gap - 0.5) / 1.5, 0, 1)
+    if strength <= 0 or mouth_w < 4:
+        return frame
+    inner = dst[60:68]
+    x0, y0 = np.floor(inner.min(0)).astype(int) - 2
+    x1, y1 = np.ceil(inner.max(0)).astype(int) + 3
+    h, w = frame.shape[:2]
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return frame
+    mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+    cv2.fillPoly(mask, [np.round((inner - [x0, y0]) * 4).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)  # 1/4 px
+    mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, FILL_SOFTNESS * mouth_w)) * strength
+    xs = np.arange(x0, x1) + 0.5
+    upper = _lip_curve(dst, (60, 61, 62, 63, 64), xs)
+    lower = _lip_curve(dst, (64, 65, 66, 67, 60), xs)
+    yy = np.arange(y0, y1)[:, None] + 0.5
+    span = np.maximum(lower - upper, 1e-3)
+    depth = np.clip((yy - upper) / span, 0, 1)  # 0 at the upper lip, 1 at the lower
+    half = 0.5 * np.linalg.norm(dst[64] - dst[60]) + 1e-6
+    across = np.clip(np.abs(xs - (dst[60, 0] + dst[64, 0]) / 2) / half, 0, 1)[None, :, None]  # 0 centre, 1 corner
+    cavity = lips * CAVITY * (1 - DEEP * np.sin(np.pi * depth)[..., None]) * (1 - 0.3 * across ** 2)
+    teeth_depth = min(UPPER_TEETH * gap, TEETH_MAX * mouth_w) / span  # per column, as a share of the opening
+    teeth = np.clip((teeth_depth - depth) * max(gap, 1.0), 0, 1)[..., None]  # 1 in the band, soft lower edge
+    teeth_shaded = teeth_colour * (1 - 0.5 * across ** 2) * (0.8 + 0.2 * (1 - depth[..., None]))
+    interior = teeth * teeth_shaded + (1 - teeth) * cavity
+    out = frame.copy()
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(mask[..., None] * interior + (1 - mask[..., None]) * region, 0, 255).round().astype(np.uint8)
+    return out
+
+
+def _teeth_colour(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Teeth as the source shows them (the brightest fifth of its open mouth), else a light enamel as
+    bright as the face's highlights allow (paintings and dim photos get dimmer teeth)."""
+    if opening(points) > 2.0:
+        mask = np.zeros(frame.shape[:2], np.uint8)
+        cv2.fillPoly(mask, [np.round(points[60:68]).astype(np.int32)], 1)
+        inside = frame[mask > 0].astype(np.float64)
+        if len(inside) >= 10:
+            luma = inside.mean(1)
+            return inside[luma >= np.percentile(luma, 80)].mean(0)
+    x0, y0, x1, y1 = _box(points, frame.shape)
+    skin = frame[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64)
+    bright = np.percentile(skin.mean(1), 95) if len(skin) else 200.0
+    return np.array([0.95, 0.93, 0.88]) * min(245.0, 1.1 * bright)
+
+
+def _lip_colour(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Mean RGB of the lips: a 3x3 patch at each outer-lip point, pulled a little toward the inner lip."""
+    h, w = frame.shape[:2]
+    samples = []
+    for o, i in zip(range(48, 60), (60, 61, 62, 62, 63, 64, 64, 65, 66, 66, 67, 60)):
+        x, y = np.round(0.6 * points[o] + 0.4 * points[i]).astype(int)
+        patch = frame[max(y - 1, 0):min(y + 2, h), max(x - 1, 0):min(x + 2, w)]
+        if patch.size:
+            samples.append(patch.reshape(-1, 3).mean(0))
+    return np.mean(samples, 0) if samples else np.array([150.0, 80.0, 80.0])
+
+
+def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The frame with its lower face moved from `src` to `dst` (68, 2) and the opened lips filled."""
+    lips, teeth = _lip_colour(frame, src), _teeth_colour(frame, src)
+    return fill_mouth(warp(frame, src, dst), dst, float(opening(src)), lips, teeth)
+
+
