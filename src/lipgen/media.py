@@ -7,6 +7,7 @@ maps audio to video frames uses these names, never literal numbers.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import tempfile
 from fractions import Fraction
@@ -48,46 +49,94 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
                          "Give a video (mp4, mpg, avi, mov, webm, mkv) or audio (wav, flac, mp3, m4a) file.") from e
 
 
+@contextlib.contextmanager
+def _ffmpeg_errors():
+    """FFmpeg's error messages logged while the block runs, in this thread: a list of (level, name, message).
+
+    PyAV's log callback takes the GIL, so it is installed only for the block (the caller decodes in its
+    own thread there, see _decoded) and the previous logging is restored after: FFmpeg threads that run
+    while lipgen is not decoding (an encoder's, a caller's) never wait for Python, and freeing a decoder
+    can never deadlock on one.
+    """
+    level, skip = av.logging.get_level(), av.logging.get_skip_repeated()
+    with av.logging.Capture(local=True) as logs:
+        av.logging.set_level(av.logging.ERROR)
+        av.logging.set_skip_repeated(False)  # the same error as the last file's must still be seen
+        try:
+            yield logs
+        finally:
+            av.logging.set_level(level)
+            av.logging.set_skip_repeated(skip)
+
+
+def _decoded(path, container, stream, kind: str):
+    """Decode one stream in the calling thread, one frame per next(); MediaError for a damaged file.
+
+    Damage is any FFmpeg error logged while decoding, a decode exception, or a frame the decoder marks
+    corrupt (concealed errors). Decoding runs without codec threads: their log messages would come
+    from other threads (missed by a thread-local capture), and freeing a threaded decoder half-way
+    (a dropped generator) could deadlock on a thread waiting for the GIL.
+    """
+    stream.codec_context.thread_count = 1
+    frames = container.decode(stream)
+    for index in itertools.count():
+        with _ffmpeg_errors() as logs:
+            try:
+                frame = next(frames, None)
+            except av.error.FFmpegError as e:
+                raise MediaError(f"{path}: damaged {kind}, decoding failed ({e}). Re-encode it from a good copy "
+                                 "or leave it out.") from e
+        errors = [msg.strip() for level, _, msg in logs if level <= av.logging.ERROR]
+        if errors:
+            raise MediaError(f"{path}: damaged {kind}, decode errors (first: '{errors[0]}'). "
+                             f"Its {'frames' if kind == 'video' else 'sound'} would be corrupt: re-encode it from a "
+                             "good copy or leave it out.")
+        if frame is None:
+            return
+        if frame.is_corrupt:
+            raise MediaError(f"{path}: damaged {kind}, frame {index} decoded with concealed errors. "
+                             "Re-encode it from a good copy or leave it out.")
+        yield frame
+
+
 def iter_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float = MAX_SECONDS):
     """Yield the frames of a video as RGB (H, W, 3) uint8 C-contiguous arrays, brought to `fps`.
 
     Output tick k shows the last source frame whose time is <= k / fps (frames are dropped or
-    repeated; a 25 fps source passes through unchanged). Memory stays at one frame however long
-    the video. Raises MediaError for a file with no video stream, decode errors (a damaged file:
-    its frames would be corrupt; raised when the damage is met), or more than max_seconds.
+    repeated; a 25 fps source passes through unchanged). Frames are turned upright by the video's
+    rotation metadata (phones record portrait video sideways). Memory stays at one frame however long
+    the video, and the generator may be dropped at any point. Raises MediaError for a file with no
+    video stream, decode errors (a damaged file: its frames would be corrupt; raised when the damage is
+    met), or more than max_seconds.
     """
-    with av.logging.Capture(local=True) as logs:
-        previous_level = av.logging.get_level()
-        av.logging.set_level(av.logging.ERROR)
-        try:
-            container = _open(path)
-            with container:
-                if not container.streams.video:
-                    raise MediaError(f"{path}: has no video stream. Give a video file, or an image for a still face.")
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                tick, previous, first_time, t = 0, None, None, 0.0
-                for frame in container.decode(stream):
-                    _raise_if_damaged(path, logs)
-                    t = float(frame.time) if frame.time is not None else tick / fps
-                    first_time = t if first_time is None else first_time
-                    t -= first_time
-                    if t > max_seconds:
-                        raise MediaError(f"{path}: longer than {max_seconds:.0f} s. Cut it, or raise max_seconds.")
-                    while previous is not None and tick / fps < t - 1e-6:
-                        yield previous
-                        tick += 1
-                    previous = _rgb(frame)
-                _raise_if_damaged(path, logs)
-                if previous is None:
-                    raise MediaError(f"{path}: no video frames could be decoded. Check that the file is a complete video.")
-                while tick / fps < t + _frame_period(stream) - 1e-6:
-                    yield previous
-                    tick += 1
-        except av.error.FFmpegError as e:
-            raise MediaError(f"{path}: damaged video, decoding failed ({e}). Re-encode it or leave it out.") from e
-        finally:
-            av.logging.set_level(previous_level)
+    container = _open(path)
+    with container:
+        if not container.streams.video:
+            raise MediaError(f"{path}: has no video stream. Give a video file, or an image for a still face.")
+        stream = container.streams.video[0]
+        tick, previous, first_time, t = 0, None, None, 0.0
+        for frame in _decoded(path, container, stream, "video"):
+            t = float(frame.time) if frame.time is not None else tick / fps
+            first_time = t if first_time is None else first_time
+            t -= first_time
+            if t > max_seconds:
+                raise MediaError(f"{path}: longer than {max_seconds:.0f} s. Cut it, or raise the limit "
+                                 "(--max-seconds, max_seconds in Python).")
+            while previous is not None and tick / fps < t - 1e-6:
+                yield previous
+                tick += 1
+            previous = _upright(_rgb(frame), frame)
+        if previous is None:
+            raise MediaError(f"{path}: no video frames could be decoded. Check that the file is a complete video.")
+        while tick / fps < t + _frame_period(stream) - 1e-6:
+            yield previous
+            tick += 1
+
+
+def _upright(image: np.ndarray, frame: av.VideoFrame) -> np.ndarray:
+    """The frame as it is meant to be shown: rotated by its display matrix (counter-clockwise degrees)."""
+    quarter_turns = round((frame.rotation or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
 
 
 def _rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -96,13 +145,6 @@ def _rgb(frame: av.VideoFrame) -> np.ndarray:
     if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
         return cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420)
     return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
-
-
-def _raise_if_damaged(path, logs) -> None:
-    errors = [msg.strip() for level, _, msg in logs if level <= av.logging.ERROR]
-    if errors:
-        raise MediaError(f"{path}: damaged video, decode errors (first: '{errors[0]}'). "
-                         "Its frames would be corrupt: re-encode it from a good copy or leave it out.")
 
 
 def read_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float = MAX_SECONDS) -> np.ndarray:
@@ -139,35 +181,98 @@ def read_frames(path: str | os.PathLike, max_seconds: float = MAX_SECONDS) -> np
 def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS) -> np.ndarray:
     """Decode the first audio stream, mixed to mono and resampled to SAMPLE_RATE.
 
-    Returns (N,) float32 in [-1, 1]. Raises MediaError for no audio stream, decode errors,
-    empty or silent audio, or more than max_seconds.
+    Returns (N,) float32 in [-1, 1]. Raises MediaError for no audio stream, decode errors, a file
+    cut short (fewer samples than its header declares), empty or silent audio, or more than max_seconds.
+    Memory: the samples once (4 bytes each, 230 MB for an hour), no copies.
     """
     container = _open(path)
     with container:
         if not container.streams.audio:
             raise MediaError(f"{path}: has no audio stream. Give a speech recording (wav, flac, mp3, m4a) "
                              "or a video with sound.")
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-        chunks = []
+        stream = container.streams.audio[0]
+        declared = _declared_seconds(container, stream)
+        limit = int(max_seconds * SAMPLE_RATE)
+        # room for the declared length: pages never written cost no memory, so guessing high is free
+        audio = np.empty(min(limit, int((declared or 60.0) * SAMPLE_RATE)) + SAMPLE_RATE, np.float32)
         n = 0
-        try:
-            for frame in container.decode(container.streams.audio[0]):
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-                    n += chunks[-1].size
-                if n > max_seconds * SAMPLE_RATE:
-                    raise MediaError(f"{path}: audio longer than {max_seconds:.0f} s. Cut it, or raise max_seconds.")
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
-        except av.error.FFmpegError as e:
-            raise MediaError(f"{path}: damaged audio, decoding failed ({e}). Re-encode it or leave it out.") from e
-    audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+
+        def append(blocks):
+            nonlocal audio, n
+            for out in blocks:
+                block = out.to_ndarray().reshape(-1)
+                if n + block.size > audio.size:
+                    bigger = np.empty(max(2 * audio.size, n + block.size), np.float32)
+                    bigger[:n] = audio[:n]
+                    audio = bigger
+                audio[n:n + block.size] = block
+                n += block.size
+
+        for frame in _decoded(path, container, stream, "audio"):
+            append(resampler.resample(frame))
+            if n > max_seconds * SAMPLE_RATE:
+                raise MediaError(f"{path}: audio longer than {max_seconds:.0f} s. Cut it, or raise the limit "
+                                 "(--max-seconds, max_seconds in Python).")
+        append(resampler.resample(None))
+    _refuse_truncated(path, container, n / SAMPLE_RATE, declared)
+    audio = audio[:n]
     if audio.size < SAMPLES_PER_FRAME:
         raise MediaError(f"{path}: audio is empty or shorter than one video frame "
                          f"({audio.size} samples at {SAMPLE_RATE} Hz). Give a recording with speech in it.")
-    if np.sqrt(np.mean(audio.astype(np.float64) ** 2)) < MIN_SPEECH_RMS:
+    if np.sqrt(_mean_square(audio)) < MIN_SPEECH_RMS:
         raise MediaError(f"{path}: audio is silent (RMS below {MIN_SPEECH_RMS}). Give a recording with speech in it.")
     return audio
+
+
+EXACT_DURATION_FORMATS = {"flac", "mov,mp4,m4a,3gp,3g2,mj2"}  # headers that state the length exactly
+TRUNCATION_TOLERANCE = 0.25  # seconds an audio stream may fall short of its declared length (codec priming)
+
+
+def _declared_seconds(container, stream) -> float | None:
+    """The audio length a header states exactly (FLAC STREAMINFO, mp4 sample tables, WAV data size), or None."""
+    if container.format.name == "wav":
+        return _wav_declared_seconds(container.name, stream)
+    if container.format.name in EXACT_DURATION_FORMATS and stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def _wav_declared_seconds(path, stream) -> float | None:
+    """Seconds of sound a WAV header's data chunk declares (None for streamed WAVs, which leave it unset)."""
+    with open(path, "rb") as f:
+        if f.read(12)[8:12] != b"WAVE":
+            return None
+        fmt = None
+        while header := f.read(8):
+            if len(header) < 8:
+                return None
+            chunk, size = header[:4], int.from_bytes(header[4:], "little")
+            if chunk == b"fmt ":
+                fmt = f.read(size)
+                size = size % 2  # only the pad byte remains to skip
+            elif chunk == b"data":
+                if fmt is None or len(fmt) < 16 or size in (0, 0xFFFFFFFF):
+                    return None
+                bytes_per_second = int.from_bytes(fmt[8:12], "little")
+                return size / bytes_per_second if bytes_per_second else None
+            f.seek(size + size % 2, os.SEEK_CUR)
+    return None
+
+
+def _refuse_truncated(path, container, decoded: float, declared: float | None) -> None:
+    if declared is not None and decoded < declared - TRUNCATION_TOLERANCE:
+        raise MediaError(f"{path}: damaged audio, cut short: its header declares {declared:.2f} s but only "
+                         f"{decoded:.2f} s are in the file (an interrupted download or copy?). Use a complete copy.")
+
+
+def _mean_square(x: np.ndarray, block: int = 1 << 20) -> float:
+    """Mean of x**2 in float64, a block at a time (no full-size temporaries)."""
+    total = 0.0
+    for i in range(0, x.size, block):
+        b = x[i:i + block].astype(np.float64)
+        total += float(b @ b)
+    return total / max(x.size, 1)
 
 
 def check_sample_rate(sample_rate: int) -> None:

@@ -1,0 +1,95 @@
+"""Issue 13: nothing hangs, nothing is silently wrong. One test (or a few) per class of bad input."""
+
+import subprocess
+import sys
+import textwrap
+import wave
+
+import numpy as np
+import pytest
+
+from lipgen import media
+from lipgen.errors import MediaError
+
+from .conftest import GRID
+
+CLIP = GRID / "s1" / "video" / "bbaf2n.mp4"  # 360x288, 75 frames, H.264 + AAC
+S4_CLIP = GRID / "s4" / "video" / "bbilzs.mp4"  # 720x576: the clip that hung the decoder
+FLAC = media.Path(media.__file__).parent / "assets" / "jfk.flac"
+
+
+def corrupt_copy(src, dst, n_bytes: int, seed: int = 0, at: float = 0.5):
+    """Copy src to dst with n_bytes random bytes written over the middle (at: share of the file)."""
+    data = bytearray(src.read_bytes())
+    start = int(len(data) * at)
+    data[start:start + n_bytes] = np.random.default_rng(seed).integers(0, 256, n_bytes, np.uint8).tobytes()
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def write_wav(path, samples: np.ndarray, rate: int = media.SAMPLE_RATE):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
+    return path
+
+
+# 1. Hang -----------------------------------------------------------------------------------------------------
+
+
+def test_dropping_half_read_videos_never_hangs():
+    """Reading the first frame and dropping the generator (FaceSource's pattern) used to deadlock within ~50
+    tries: freeing a threaded decoder waited for a thread that waited for the GIL."""
+    script = textwrap.dedent(f"""
+        from lipgen import media
+        for i in range(200):
+            next(media.iter_video({str(S4_CLIP)!r}))  # first frame, generator dropped half-read
+        for i in range(20):  # FaceSource.frames: the audio ends before the video
+            for _ in zip(range(3), media.iter_video({str(S4_CLIP)!r})):
+                pass
+        print("done")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0 and "done" in result.stdout, result.stderr[-2000:]
+
+
+# 2. Damaged media --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_h264_with_corrupt_middle_is_refused(tmp_path, seed):
+    bad = corrupt_copy(CLIP, tmp_path / "bad.mp4", 2000, seed)
+    with pytest.raises(MediaError, match="damaged video"):
+        for _ in media.iter_video(bad):
+            pass
+
+
+def test_h264_decoded_in_threads_before_is_checked_too(tmp_path):
+    """The 720x576 clip's errors were logged by decoder threads, where a thread-local capture missed them."""
+    bad = corrupt_copy(S4_CLIP, tmp_path / "bad.mp4", 2000, 0)
+    with pytest.raises(MediaError, match="damaged video"):
+        media.read_video(bad)
+    assert len(media.read_video(S4_CLIP)) == 75  # and the intact file reads
+
+
+def test_damaged_flac_and_truncated_wav_are_refused(tmp_path):
+    with pytest.raises(MediaError, match="damaged audio"):
+        media.read_audio(corrupt_copy(FLAC, tmp_path / "bad.flac", 20_000))
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(FLAC.read_bytes()[: FLAC.stat().st_size // 2])
+    with pytest.raises(MediaError, match="damaged audio"):
+        media.read_audio(cut)
+    speech = media.read_audio(CLIP)
+    whole = write_wav(tmp_path / "whole.wav", speech)
+    assert media.read_audio(whole).size == speech.size
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(MediaError, match="cut short"):
+        media.read_audio(truncated)
+
+
+def test_the_same_damage_is_seen_twice():
+    """FFmpeg's logger skips a message equal to the last one: a second read of a damaged file must still fail."""
+    for _ in range(2):
+        with pytest.raises(MediaError, match="damaged video"):
+            media.read_video(GRID / "s4" / "damaged" / "bbaf2a.mpg")
