@@ -93,3 +93,54 @@ def test_the_same_damage_is_seen_twice():
     for _ in range(2):
         with pytest.raises(MediaError, match="damaged video"):
             media.read_video(GRID / "s4" / "damaged" / "bbaf2a.mpg")
+
+
+# 3. Orientation ----------------------------------------------------------------------------------------------
+
+
+def test_jpeg_exif_orientation_is_applied(tmp_path):
+    from PIL import Image
+
+    upright = media.read_video(CLIP)[0]  # (288, 360, 3)
+    stored = np.ascontiguousarray(np.rot90(upright, 1))  # as a camera held sideways stores it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation 6: rotate 90 degrees clockwise to display
+    Image.fromarray(stored).save(tmp_path / "side.jpg", exif=exif, quality=95)
+    image = media.read_image(tmp_path / "side.jpg")
+    assert image.shape == upright.shape
+    assert np.abs(image.astype(int) - upright).mean() < 4
+
+
+def test_video_rotation_metadata_is_applied(tmp_path):
+    import av
+
+    upright = media.read_video(CLIP)[:10]  # (10, 288, 360, 3)
+    with av.open(str(tmp_path / "phone.mp4"), "w") as out:  # a phone's portrait video: stored sideways
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 288, 360, "yuv420p"
+        stream.set_display_rotation(-90)  # shown turned 90 degrees clockwise
+        for frame in upright:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(frame, 1)),
+                                                                   format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    frames = media.read_video(tmp_path / "phone.mp4")
+    assert frames.shape == upright.shape
+    assert np.abs(frames.astype(int) - upright).mean() < 4
+
+
+# 7. Size guard -----------------------------------------------------------------------------------------------
+
+
+def test_huge_photo_is_scaled_to_the_documented_limit(tmp_path, caplog):
+    from PIL import Image
+
+    from lipgen.generate import SAMPLE_FACE
+
+    big = np.asarray(Image.open(SAMPLE_FACE).convert("RGB").resize((6000, 4500)))
+    Image.fromarray(big).save(tmp_path / "big.jpg", quality=90)
+    with caplog.at_level("WARNING", logger="lipgen.media"):
+        image = media.read_image(tmp_path / "big.jpg")
+    assert image.shape == (1536, media.MAX_IMAGE_SIDE, 3)
+    assert "2048-pixel limit" in caplog.text and "6000x4500" in caplog.text

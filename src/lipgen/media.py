@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import tempfile
 from fractions import Fraction
@@ -19,6 +20,8 @@ import cv2
 import numpy as np
 
 from .errors import MediaError
+
+log = logging.getLogger(__name__)
 
 VIDEO_FPS = 25  # video frames per second, everything is brought to this rate
 SAMPLE_RATE = 16000  # audio samples per second, mono
@@ -33,6 +36,7 @@ MIN_SPEECH_RMS = 1e-4  # below this the audio is treated as silent/empty (full s
 TARGET_SPEECH_RMS = 0.05  # loudness the log-mel front end normalises speech to (about -26 dBFS)
 LOG_MEL_FLOOR = 1e-9  # power floor before log10, so silence maps to a fixed value
 MAX_SECONDS = 600.0  # longest input lipgen accepts by default (10 min); pass max_seconds to change
+MAX_IMAGE_SIDE = 2048  # pixels: a larger photo is scaled down to this on reading (logged)
 
 VIDEO_SUFFIXES = {".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".webm", ".mkv", ".m4v"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -104,7 +108,8 @@ def iter_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float
 
     Output tick k shows the last source frame whose time is <= k / fps (frames are dropped or
     repeated; a 25 fps source passes through unchanged). Frames are turned upright by the video's
-    rotation metadata (phones record portrait video sideways). Memory stays at one frame however long
+    rotation metadata (phones record portrait video sideways), and scaled down to MAX_IMAGE_SIDE
+    pixels on the longer side if larger (logged once). Memory stays at one frame however long
     the video, and the generator may be dropped at any point. Raises MediaError for a file with no
     video stream, decode errors (a damaged file: its frames would be corrupt; raised when the damage is
     met), or more than max_seconds.
@@ -114,7 +119,7 @@ def iter_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float
         if not container.streams.video:
             raise MediaError(f"{path}: has no video stream. Give a video file, or an image for a still face.")
         stream = container.streams.video[0]
-        tick, previous, first_time, t = 0, None, None, 0.0
+        tick, previous, first_time, t, said = 0, None, None, 0.0, False
         for frame in _decoded(path, container, stream, "video"):
             t = float(frame.time) if frame.time is not None else tick / fps
             first_time = t if first_time is None else first_time
@@ -125,7 +130,8 @@ def iter_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float
             while previous is not None and tick / fps < t - 1e-6:
                 yield previous
                 tick += 1
-            previous = _upright(_rgb(frame), frame)
+            previous = _fit_side(_upright(_rgb(frame), frame), path, said)
+            said = True  # an oversized video is noted once, not for every frame
         if previous is None:
             raise MediaError(f"{path}: no video frames could be decoded. Check that the file is a complete video.")
         while tick / fps < t + _frame_period(stream) - 1e-6:
@@ -158,17 +164,44 @@ def _frame_period(stream) -> float:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a still image as RGB. Returns (H, W, 3) uint8, C-contiguous."""
+    """Read a still image as RGB, upright (its EXIF Orientation applied, as viewers show it).
+
+    Returns (H, W, 3) uint8, C-contiguous. A photo whose longer side is over MAX_IMAGE_SIDE pixels is
+    scaled down to that (logged): lipgen works on faces, not on pixels beyond what the models use.
+    """
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"{path}: no such file. Check the path.")
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            return np.ascontiguousarray(np.asarray(im.convert("RGB")))
-    except (UnidentifiedImageError, OSError) as e:
+            stored = im.size
+            if max(stored) > MAX_IMAGE_SIDE:
+                im.draft("RGB", (MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))  # JPEG: decode at 1/2, 1/4 or 1/8 size
+            im = ImageOps.exif_transpose(im).convert("RGB")
+            return _fit_side(np.asarray(im), path, original=stored)
+    except Image.DecompressionBombError as e:
+        raise MediaError(f"{path}: image too large to read safely ({e}). Give a photo of at most "
+                         f"{MAX_IMAGE_SIDE} pixels a side.") from e
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise MediaError(f"{path}: not a readable image ({e}). Give a png or jpg photo of a face.") from e
+
+
+def _fit_side(image: np.ndarray, path, quiet: bool = False, original: tuple[int, int] | None = None) -> np.ndarray:
+    """The image with its longer side at most MAX_IMAGE_SIDE (INTER_AREA, logged unless quiet), C-contiguous.
+    original: (width, height) of the file, for the log, when the image was already decoded smaller."""
+    h, w = image.shape[:2]
+    if max(h, w) <= MAX_IMAGE_SIDE and (original is None or max(original) <= MAX_IMAGE_SIDE):
+        return np.ascontiguousarray(image)
+    scale = min(1.0, MAX_IMAGE_SIDE / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if not quiet:
+        log.warning("%s: %dx%d pixels is over lipgen's %d-pixel limit: scaled to %dx%d for analysis and output.",
+                    path, *(original or (w, h)), MAX_IMAGE_SIDE, *size)
+    if size == (w, h):
+        return np.ascontiguousarray(image)
+    return np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
 
 def read_frames(path: str | os.PathLike, max_seconds: float = MAX_SECONDS) -> np.ndarray:
