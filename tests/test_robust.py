@@ -144,3 +144,30 @@ def test_huge_photo_is_scaled_to_the_documented_limit(tmp_path, caplog):
         image = media.read_image(tmp_path / "big.jpg")
     assert image.shape == (1536, media.MAX_IMAGE_SIDE, 3)
     assert "2048-pixel limit" in caplog.text and "6000x4500" in caplog.text
+
+
+# 4. Output equal to an input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["--face", "--audio", "--drive-video"])
+def test_output_that_is_an_input_is_refused_before_any_work(tmp_path, flag, capsys):
+    from lipgen.cli import main
+
+    video = tmp_path / "me.mp4"
+    video.write_bytes(CLIP.read_bytes())
+    before = video.read_bytes()
+    args = {"--face": ["--face", str(video)], "--audio": ["--audio", str(video)],
+            "--drive-video": ["--drive-video", str(video), "--model", "davs"]}[flag]
+    alias = tmp_path / "sub" / ".." / "me.mp4"  # the same file by another spelling
+    (tmp_path / "sub").mkdir()
+    assert main(["generate", *args, "-o", str(alias)]) != 0
+    err = capsys.readouterr().err
+    assert f"the output is the {flag} input" in err and len(err.strip().splitlines()) == 1
+    assert video.read_bytes() == before and not list(tmp_path.glob(".me.*"))
+
+
+def test_output_folder_is_refused(tmp_path):
+    from lipgen.generate import SAMPLE_FACE, generate
+
+    with pytest.raises(MediaError, match="is a folder"):
+        generate(CLIP, SAMPLE_FACE, tmp_path, progress=False)

@@ -157,6 +157,7 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
     (models that read lips: DAVS); its own sound is muxed unless `audio` is given too.
     Raises MediaError (unreadable/empty/too-long audio or video), FaceNotFoundError, MultipleFacesError.
     """
+    media.check_output(out, {"--audio": audio, "--face": face, "--drive-video": drive_video})
     if isinstance(audio, np.ndarray):
         media.check_sample_rate(sample_rate)
         samples = audio.astype(np.float32).reshape(-1)

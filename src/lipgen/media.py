@@ -377,6 +377,27 @@ def log_mel(audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
     return ((np.log10(np.maximum(mel, LOG_MEL_FLOOR)) + 4.5) / 4.5).astype(np.float32)
 
 
+def check_output(out: str | os.PathLike, inputs: dict[str, object]) -> None:
+    """Refuse, before any work, an output path that cannot end well: one of the inputs (it would be
+    replaced while still read), an existing folder, or a place that cannot be written.
+
+    inputs: {name shown in the error (e.g. "--face"): path, array or None}. Raises MediaError.
+    """
+    out = Path(out)
+    for name, path in inputs.items():
+        if path is None or not isinstance(path, (str, os.PathLike)):
+            continue
+        path = Path(path)
+        if out.resolve() == path.resolve() or (out.exists() and path.exists() and os.path.samefile(out, path)):
+            raise MediaError(f"{out}: the output is the {name} input file; writing it would destroy the input. "
+                             "Give another output path (-o).")
+    if out.is_dir():
+        raise MediaError(f"{out}: is a folder. Give the output file's path, e.g. -o {out / 'out.mp4'}.")
+    folder = next((p for p in [out.parent, *out.parent.parents] if p.exists()), None)
+    if folder is not None and not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
+        raise MediaError(f"{out}: cannot write there ({folder} is not a writable folder). Give another output path.")
+
+
 class Mp4Writer:
     """Stream frames into an H.264 (yuv420p) mp4, then mux mono AAC audio at SAMPLE_RATE on close.
 
