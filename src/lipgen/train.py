@@ -88,7 +88,8 @@ def _save(out: Path, cfg: TrainConfig, system, step: int) -> None:
     tmp.mkdir(parents=True)
     save_model(tmp / "model.safetensors", cfg.model, system.config, system.state_dict(), step)
     torch.save({"step": step, "optimizers": {k: o.state_dict() for k, o in system.opts.items()},
-                "torch_rng": torch.get_rng_state(), "train_config": dataclasses.asdict(cfg)},
+                "torch_rng": torch.get_rng_state(), "train_config": dataclasses.asdict(cfg),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
                tmp / "train_state.pt")
     shutil.rmtree(final, ignore_errors=True)
     os.rename(tmp, final)
@@ -132,15 +133,19 @@ def train(cfg: TrainConfig) -> Path:
         for k, o in system.opts.items():
             o.load_state_dict(state["optimizers"][k])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         start = state["step"]
     elif cfg.resume and rank == 0:
         print(f"--resume: no checkpoint in {out}/checkpoints, starting at step 0")
 
     clips = clip_ids(cfg.clips) if cfg.clips else None
     data = make_dataset(model_cfg, cfg.cache, "train", clips=clips, seed=cfg.seed)
+    # The loader gets its own RNG: starting its iterator draws a seed, and from torch's global RNG that draw
+    # would come after the resume state was restored, shifting every random number of the resumed run.
     loader = DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.workers,
                         sampler=StepSampler(len(data), cfg.batch_size, start, cfg.steps, cfg.seed, rank),
-                        persistent_workers=False)
+                        persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed * 1000 + rank))
     val = _validation_set(cfg, model_cfg)
 
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.bf16 else contextlib.nullcontext
@@ -227,12 +232,19 @@ def _validation_set(cfg: TrainConfig, model_cfg) -> list[dict] | None:
     except ValueError:
         return None
     n = min(len(data), cfg.val_items)
-    loader = DataLoader(torch.utils.data.Subset(data, range(n)), batch_size=cfg.batch_size)
+    loader = DataLoader(torch.utils.data.Subset(data, range(n)), batch_size=cfg.batch_size,
+                        generator=torch.Generator().manual_seed(cfg.seed))  # leaves the global RNG alone
     return list(loader)
 
 
 @torch.no_grad()
 def _validate(system, val, writer, step, device, out: Path, with_samples: bool) -> None:
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # validation's random numbers never shift training's
+        _validate_once(system, val, writer, step, device, out, with_samples)
+
+
+def _validate_once(system, val, writer, step, device, out: Path, with_samples: bool) -> None:
     system.eval()
     sums: dict[str, float] = {}
     for batch in val:
