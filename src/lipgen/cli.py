@@ -58,6 +58,28 @@ def _evaluate(args) -> None:
     print(f"written: {args.out}/report.md, report.csv, report.json, mouth_opening.png ({summary['clips']} clips)")
 
 
+def _evaluate_videos(args) -> None:
+    from .evaluation.wild import evaluate_videos
+
+    summary = evaluate_videos(args.folder, args.out, models=args.models, seconds=args.seconds, manifest=args.manifest,
+                              work=args.work, limit=args.limit, max_side=args.max_side,
+                              expert=None if args.no_sync else args.expert)
+    print((Path(args.out) / "report.md").read_text().split("\n## per input")[0])
+    print(f"written: {args.out}/report.md, report.csv, report.json, opening.png ({summary['complete']} clips with "
+          f"every row, {len(summary['skipped'])} skipped)")
+
+
+def _evaluate_portraits(args) -> None:
+    from .evaluation.portraits import evaluate_portraits
+
+    summary = evaluate_portraits(args.folder, args.out, models=args.models, speech=args.speech,
+                                 manifest=args.manifest, work=args.work, limit=args.limit, max_side=args.max_side,
+                                 expert=None if args.no_sync else args.expert)
+    print((Path(args.out) / "report.md").read_text().split("\n## per input")[0])
+    print(f"written: {args.out}/report.md, report.csv, report.json, opening.png ({summary['complete']} images with "
+          f"every row; no face found: {', '.join(summary['no_face_found']) or 'none'})")
+
+
 def _select(args) -> None:
     from .data.select import select
 
@@ -187,6 +209,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expert", default="default", help="sync expert checkpoint (default: the shipped one)")
     p.add_argument("--no-sync", action="store_true", help="skip the sync metrics")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("evaluate-videos", help="evaluate models on any folder of talking-face videos (no cache)",
+                       description="For each video with sound in FOLDER (its first --seconds, at 25 fps, longer side "
+                                   "at most --max-side px), make the rows ground truth, static (first frame held) and, "
+                                   "per model, 'from photo' (first frame + the clip's audio) and 'dubbing' (the "
+                                   "clip's frames + its audio); measure mouth LMD / inter-ocular distance, opening "
+                                   "correlation, opening in speech and silence, identity, mouth CPBD and sync "
+                                   "against the real clip. Writes report.md/.csv/.json and opening.png.")
+    p.add_argument("folder", help="folder of videos with sound (the files directly in it)")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--models", nargs="+", help="shipped model names or checkpoint files (default: every shipped model)")
+    p.add_argument("--seconds", type=float, default=8.0, help="seconds of each clip, from its start (default 8)")
+    p.add_argument("--manifest", help="JSON or CSV of file name -> face index, for clips with several faces "
+                                      "(without an entry such a clip is skipped)")
+    p.add_argument("--work", help="folder for prepared clips, generated videos and landmarks, reused by later "
+                                  "runs (default: a temporary folder)")
+    p.add_argument("--limit", type=int, help="evaluate at most this many clips (the first by name)")
+    p.add_argument("--max-side", type=int, default=720, help="downscale frames whose longer side is larger (default 720)")
+    p.add_argument("--expert", default="default", help="sync expert checkpoint (default: the shipped one)")
+    p.add_argument("--no-sync", action="store_true", help="skip the sync columns")
+    p.set_defaults(func=_evaluate_videos)
+
+    p = sub.add_parser("evaluate-portraits", help="evaluate models on a folder of still portraits (no cache)",
+                       description="Make every image in FOLDER say the same speech with each model (and a static "
+                                   "row), and measure mouth opening in speech vs silence (word timings), its "
+                                   "correlation with the speech envelope, sync, identity kept and mouth CPBD vs "
+                                   "the photo. Images with no face are listed. Writes report.md/.csv/.json and "
+                                   "opening.png.")
+    p.add_argument("folder", help="folder of face images (the files directly in it)")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--models", nargs="+", help="shipped model names or checkpoint files (default: every shipped model)")
+    p.add_argument("--speech", nargs="+", help="speech files said one after another, each with a GRID .align beside it "
+                                               "(or in ../align/), a GRID sentence name, or a .txt transcript "
+                                               "(default: the bundled GRID clips, 9 s)")
+    p.add_argument("--manifest", help="JSON or CSV of file name -> face index (default: the largest face)")
+    p.add_argument("--work", help="folder for generated videos and landmarks, reused by later runs "
+                                  "(default: a temporary folder)")
+    p.add_argument("--limit", type=int, help="evaluate at most this many images (the first by name)")
+    p.add_argument("--max-side", type=int, default=720, help="downscale images whose longer side is larger (default 720)")
+    p.add_argument("--expert", default="default", help="sync expert checkpoint (default: the shipped one)")
+    p.add_argument("--no-sync", action="store_true", help="skip the sync columns")
+    p.set_defaults(func=_evaluate_portraits)
     return parser
 
 

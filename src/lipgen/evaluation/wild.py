@@ -1,0 +1,603 @@
+"""Evaluation on any folder of talking-face videos, with no preprocessing cache.
+
+    lipgen evaluate-videos FOLDER --out DIR [--models glance crgan] [--seconds 8] [--manifest F] [--work DIR]
+
+Each clip is cut to its first `seconds`, brought to 25 fps and, if larger, downscaled so its longer
+side is MAX_SIDE pixels: one prepared copy in the work folder that every row uses, so all rows are
+compared on the same frames. Rows:
+- "ground truth": the prepared clip itself (the ceiling: LMD 0, opening correlation 1);
+- "static": its first frame held for the whole clip (the floor: a face that never moves);
+- per model, "from photo": the first frame as the face photo + the clip's own audio (self-reenactment),
+  and "dubbing": the clip's own frames as the face video + its own audio.
+Every row is an mp4 at the prepared resolution; lipgen's tracker finds the 68 landmarks on it and each
+measure compares them with the real clip's, or reads the row's own pixels and sound (sharpness, identity,
+sync). Silence comes from the audio (an energy detector, `speech_frames`). Still portraits driven by
+speech with word timings: lipgen.evaluation.portraits. Column definitions: docs/metrics.md, "In the wild".
+
+Generated videos and landmarks stay in the work folder (--work), keyed by clip, row and the model
+checkpoint's size and modification time: a re-run, or a run with one more model, redoes only what changed.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy import ndimage
+from tqdm import tqdm
+
+from .. import face as geometry
+from .. import media
+from ..errors import MultipleFacesError
+from ..generate import DEFAULT_CHECKPOINTS, generate
+from . import metrics
+from .cpbd import BLOCK_SIZE, cpbd
+from .evaluate import IDENTITY_EVERY
+from .sync import MAX_OFFSET, SYNC_FRAMES
+
+MAX_SIDE = 720  # pixels: longer side of the prepared frames; larger inputs are downscaled to it
+DEFAULT_SECONDS = 8.0  # seconds of each clip evaluated (from its start)
+EYES = (slice(36, 42), slice(42, 48))  # dlib-68 eye points; the inter-ocular distance joins their centres
+CPBD_BOX = 1.5  # mouth widths (points 48-54): side of the square around the mouth that CPBD reads (whole blocks)
+SPEECH_PERCENTILE = 95  # the clip's speech level: this percentile of the per-frame (40 ms) RMS
+SPEECH_SHARE = 0.2  # a frame is speech if its RMS is at least this share of the speech level (-14 dB)
+SPEECH_GAP = 6  # frames: speech frames at most this far apart are joined (gaps up to 200 ms: stops, word joins)
+SPEECH_PAD = 2  # frames (80 ms) added to each side of speech: lips move before and after the sound
+SYNC_MIN_FRAMES = MAX_OFFSET + SYNC_FRAMES  # shortest clip the sync expert can score (20 frames)
+PLOTTED = 3  # clips (or portraits) whose opening curves are drawn
+REFERENCE = "reference"  # the mode of the ground truth and static rows
+MODES = ("from photo", "dubbing")
+
+COLUMNS = {  # key: (header, better: "lower" / "higher" / "" for a plain reading)
+    "lmd_iod": ("LMD / IOD", "lower"),
+    "lmd_vs_static": ("LMD vs static", "lower"),
+    "opening_corr": ("opening corr.", "higher"),
+    "opening_speech": ("opening in speech", ""),
+    "opening_silence": ("opening in silence", "lower"),
+    "opening_ratio": ("speech / silence", "higher"),
+    "identity_distance": ("identity dist.", "lower"),
+    "identity_kept": ("identity kept", "higher"),
+    "cpbd": ("CPBD mouth", "higher"),
+    "cpbd_vs_real": ("CPBD vs real", "higher"),
+    "sync_conf": ("sync conf.", "higher"),
+    "sync_dist": ("sync dist.", "lower"),
+    "sync_abs_offset": ("|offset| (frames)", "lower"),
+    "sync_offset": ("offset (frames)", ""),
+}
+CLIP_TABLE = ("lmd_iod", "lmd_vs_static", "opening_corr", "opening_ratio", "identity_kept", "cpbd", "sync_conf",
+              "sync_offset")  # the per-clip table of report.md (report.csv has every column)
+
+
+# ---------------------------------------------------------------- measures on landmarks, pixels and sound
+
+
+def eye_distance(landmarks: np.ndarray) -> np.ndarray:
+    """Inter-ocular distance (IOD) per frame: between the centres of points 36-41 and 42-47. (T, 68, 2) -> (T,)."""
+    return np.linalg.norm(landmarks[:, EYES[0]].mean(1) - landmarks[:, EYES[1]].mean(1), axis=-1)
+
+
+def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
+    """Inner-lip gap per frame over the same frame's IOD: mean of the pairs (61, 67), (62, 66), (63, 65).
+    (T, 68, 2) -> (T,) float64; about 0 with closed lips, 0.1-0.3 while speaking."""
+    landmarks = np.asarray(landmarks, np.float64)
+    gap = np.mean([np.linalg.norm(landmarks[:, i] - landmarks[:, j], axis=-1) for i, j in metrics.INNER_LIP_PAIRS],
+                  axis=0)
+    return gap / eye_distance(landmarks)
+
+
+def lmd_iod(landmarks: np.ndarray, real: np.ndarray) -> float:
+    """Mouth LMD (metrics.lmd: the 20 mouth points centred on their mean, mean point distance) with both
+    clips' points divided by the REAL frame's IOD first: a share of the eye distance. (T, 68, 2) each."""
+    scale = eye_distance(real)[:, None, None]
+    return metrics.lmd(landmarks / scale, real / scale)
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two curves (T,); 0 when either is flat (a face that never moves)."""
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def frame_rms(audio: np.ndarray, n_frames: int) -> np.ndarray:
+    """RMS of each video frame's 40 ms of audio: (n_frames * SAMPLES_PER_FRAME,) -> (n_frames,)."""
+    frames = media.fit_audio(audio, n_frames).reshape(n_frames, media.SAMPLES_PER_FRAME)
+    return np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
+
+
+def speech_frames(audio: np.ndarray, n_frames: int) -> np.ndarray:
+    """Energy voice-activity detection: (n_frames,) bool, True for speech.
+
+    A frame is speech if its RMS is at least SPEECH_SHARE of the clip's speech level (the
+    SPEECH_PERCENTILE-th percentile of frame RMS); gaps of at most SPEECH_GAP - 1 frames between speech
+    frames are filled; speech is then widened by SPEECH_PAD frames each side. On GRID it agrees with the
+    word timings (sil/sp = silence) on about 95 % of frames.
+    """
+    rms = frame_rms(audio, n_frames)
+    speech = rms >= SPEECH_SHARE * max(np.percentile(rms, SPEECH_PERCENTILE), media.MIN_SPEECH_RMS)
+    voiced = np.flatnonzero(speech)
+    for a, b in zip(voiced[:-1], voiced[1:]):
+        if b - a <= SPEECH_GAP:
+            speech[a:b] = True
+    return ndimage.binary_dilation(speech, iterations=SPEECH_PAD) if speech.any() else speech
+
+
+def openings(curve: np.ndarray, speech: np.ndarray) -> dict:
+    """Mean mouth opening in speech and in silence frames, and speech / silence (NaN where a side is empty)."""
+    in_speech = float(curve[speech].mean()) if speech.any() else float("nan")
+    in_silence = float(curve[~speech].mean()) if (~speech).any() else float("nan")
+    return {"opening_speech": in_speech, "opening_silence": in_silence,
+            "opening_ratio": in_speech / in_silence if in_silence > 0 else float("nan")}
+
+
+@functools.cache
+def _recogniser():
+    import dlib
+
+    return dlib.face_recognition_model_v1(geometry.dlib_model_path("dlib_face_recognition_resnet_model_v1.dat"))
+
+
+def face_descriptors(frames: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """dlib's 128-d face descriptors of the tracked face: (T, H, W, 3) uint8 + (T, 68, 2) -> (T, 128).
+
+    Unlike metrics.face_descriptors (largest detected face), the chip is aligned on the given landmarks,
+    so the face measured is the one tracked (clips with several faces) and no detector runs.
+    """
+    import dlib
+
+    out = np.empty((len(frames), 128))
+    for t, (frame, points) in enumerate(zip(frames, landmarks)):
+        x0, y0 = points.min(0)
+        x1, y1 = points.max(0)
+        shape = dlib.full_object_detection(dlib.rectangle(int(x0), int(y0), int(x1), int(y1)),
+                                           [dlib.point(int(round(x)), int(round(y))) for x, y in points])
+        chip = dlib.get_face_chip(np.ascontiguousarray(frame), shape, size=metrics.FACE_CHIP_SIZE)
+        out[t] = np.asarray(_recogniser().compute_face_descriptor(np.ascontiguousarray(chip)))
+    return out
+
+
+def identity(frames: np.ndarray, landmarks: np.ndarray, reference: np.ndarray) -> dict:
+    """Descriptor distance of every IDENTITY_EVERY-th frame to the reference descriptor (128,): its mean,
+    and the share of frames closer than dlib's same-person distance (0.6)."""
+    distances = np.linalg.norm(face_descriptors(frames[::IDENTITY_EVERY], landmarks[::IDENTITY_EVERY]) - reference,
+                               axis=1)
+    return {"identity_distance": float(distances.mean()),
+            "identity_kept": float(np.mean(distances < metrics.SAME_PERSON_DISTANCE))}
+
+
+def mouth_box(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The square around the mouth that CPBD reads, at the frame's resolution: side CPBD_BOX mouth widths
+    rounded to whole CPBD blocks (64 px, at least one: CPBD leaves out a part narrower than a block), centred
+    on the mean of points 48-67, moved inside the frame. (H, W, 3) + (68, 2) -> (S, S, 3)."""
+    width = np.linalg.norm(points[metrics.MOUTH_CORNERS[0]] - points[metrics.MOUTH_CORNERS[1]])
+    side = min(BLOCK_SIZE * max(1, int(round(CPBD_BOX * width / BLOCK_SIZE))), *frame.shape[:2])
+    x0, y0 = np.round(points[metrics.MOUTH].mean(0) - side / 2).astype(int)
+    x0 = int(np.clip(x0, 0, frame.shape[1] - side))
+    y0 = int(np.clip(y0, 0, frame.shape[0] - side))
+    return frame[y0:y0 + side, x0:x0 + side]
+
+
+def mouth_sharpness(frames: np.ndarray, landmarks: np.ndarray) -> float:
+    """Mean CPBD of the mouth boxes (see mouth_box) over the frames where it is defined; NaN if nowhere."""
+    values = np.array([cpbd(mouth_box(frame, points)) for frame, points in zip(frames, landmarks)])
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def sync_of(frames: np.ndarray, landmarks: np.ndarray, audio: np.ndarray, expert) -> dict:
+    """Audio-visual sync of a video by the sync expert: sync_conf (LSE-C), sync_dist (LSE-D), sync_offset
+    (frames, + = audio later) and its absolute value. frames (T, H, W, 3) uint8, landmarks (T, 68, 2),
+    audio (T * SAMPLES_PER_FRAME,) at SAMPLE_RATE. The 64 px mouth crops are lipgen's own (face.crop_matrices).
+    NaN without an expert or for clips shorter than SYNC_MIN_FRAMES."""
+    if expert is None or len(frames) < SYNC_MIN_FRAMES:
+        return dict.fromkeys(("sync_conf", "sync_dist", "sync_offset", "sync_abs_offset"), float("nan"))
+    from .sync import sync_scores
+
+    _, mouth_matrix = geometry.crop_matrices(landmarks)
+    mouths = geometry.crop(frames, mouth_matrix, geometry.MOUTH_SIZE)  # (T, 64, 64, 3)
+    scores = sync_scores(expert, mouths, media.log_mel(audio, len(frames)))
+    return {"sync_conf": scores["lse_c"], "sync_dist": scores["lse_d"], "sync_offset": scores["offset"],
+            "sync_abs_offset": abs(scores["offset"])}
+
+
+def measure(frames: np.ndarray, landmarks: np.ndarray, audio: np.ndarray, expert, reference: np.ndarray,
+            speech: np.ndarray) -> tuple[dict, np.ndarray]:
+    """The measures that need no real clip, for one row's video: openings in speech and silence (speech: (T,)
+    bool), identity against the reference descriptor (128,), mouth CPBD and sync. Returns (values, opening (T,))."""
+    curve = mouth_opening(landmarks)
+    values = {**openings(curve, speech), **identity(frames, landmarks, reference),
+              "cpbd": mouth_sharpness(frames, landmarks), **sync_of(frames, landmarks, audio, expert)}
+    return values, curve
+
+
+# ---------------------------------------------------------------- inputs, rows and the work folder
+
+
+def downscale(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
+    """Shrink an (H, W, 3) image so that its longer side is max_side (even sides: H.264 needs them); smaller
+    images are returned unchanged."""
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    size = (max(2, round(w * scale / 2) * 2), max(2, round(h * scale / 2) * 2))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def inputs_in(folder: str | os.PathLike, suffixes: set[str], what: str) -> list[Path]:
+    """The files directly in `folder` with these suffixes, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder. Give a folder of {what}.")
+    found = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes and p.is_file())
+    if not found:
+        raise FileNotFoundError(f"{folder}: no {what} in it ({', '.join(sorted(suffixes))}).")
+    return found
+
+
+def read_face_indices(path: str | os.PathLike | None) -> dict[str, int]:
+    """A manifest of face indices for inputs with several faces: JSON {"clip.mp4": 1}, or lines "clip.mp4,1"
+    (comma or spaces; '#' starts a comment). Keys are file names (or stems); an index counts the faces of the
+    input's first frame at its own resolution, largest first (as `lipgen generate --face-index`)."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such manifest. Give a JSON or CSV file of file name -> face index.")
+    if path.suffix.lower() == ".json":
+        entries = json.loads(path.read_text()).items()
+    else:
+        lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+        entries = [re.split(r"[,\s]+", line, maxsplit=1) for line in lines if line]
+    try:
+        return {str(name): int(index) for name, index in entries}
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: each entry must be a file name and a face index (0 = largest face), e.g. "
+                         f"'clip.mp4,1' ({e}).") from e
+
+
+def face_index_of(path: Path, indices: dict[str, int]) -> int | None:
+    return indices.get(path.name, indices.get(path.stem))
+
+
+def model_specs(models: list[str] | None) -> dict[str, tuple[str, Path]]:
+    """label -> (model name, checkpoint) for shipped model names (default: every model of
+    generate.DEFAULT_CHECKPOINTS whose file is there) or files from `lipgen train`."""
+    from ..checkpoint import read_header
+
+    specs = {}
+    shipped = [name for name, path in DEFAULT_CHECKPOINTS.items() if path.is_file()]
+    for spec in shipped if models is None else models:
+        if spec in DEFAULT_CHECKPOINTS:
+            specs[spec] = (spec, DEFAULT_CHECKPOINTS[spec])
+        elif Path(spec).is_file():
+            name = read_header(spec)["model"]
+            run = Path(spec).parent.name if Path(spec).name == "model.safetensors" else Path(spec).stem
+            specs[f"{name} ({run})"] = (name, Path(spec))
+        else:
+            raise ValueError(f"unknown model {spec!r}: give one of {', '.join(DEFAULT_CHECKPOINTS)} or a checkpoint "
+                             "file from `lipgen train`.")
+    return specs
+
+
+def file_key(*paths: Path, **settings) -> str:
+    """A short key for files (resolved path, size, modification time) and settings: what a cached result
+    was made from."""
+    parts = [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths]
+    parts += [f"{k}={v}" for k, v in sorted(settings.items())]
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
+
+
+def fresh_folder(folder: Path, key: str) -> bool:
+    """True if `folder` was prepared from `key`; otherwise empties it (its rows are stale) and returns False."""
+    stamp = folder / "prepared.key"
+    if stamp.is_file() and stamp.read_text() == key:
+        return True
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return False
+
+
+def tracked(video: Path, face_index: int | None, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """A row's frames (T, H, W, 3) uint8 and their landmarks (T, 68, 2), cached beside the video."""
+    frames = media.read_video(video)
+    cache = video.with_suffix(".landmarks.npy")
+    if cache.is_file() and cache.stat().st_mtime_ns >= video.stat().st_mtime_ns:
+        landmarks = np.load(cache)
+        if len(landmarks) == len(frames):
+            return frames, landmarks
+    landmarks, _ = geometry.track_landmarks(frames, face_index, where=where)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.npy")
+    np.save(tmp, landmarks)
+    os.replace(tmp, cache)
+    return frames, landmarks
+
+
+def held(frame: np.ndarray, audio: np.ndarray, n_frames: int):
+    """make(path) for a video of one frame held for n_frames, with audio: the static row."""
+    return lambda path: media.write_mp4(path, np.broadcast_to(frame, (n_frames, *frame.shape)), audio)
+
+
+def generated(spec: tuple[str, Path], audio: np.ndarray, face: Path, face_index: int | None):
+    """make(path) for a model's video of `face` (photo or video) saying `audio`."""
+    name, checkpoint = spec
+    return lambda path: generate(audio, face, path, model=name, checkpoint=checkpoint, face_index=face_index,
+                                 progress=False)
+
+
+def prepared_face_index(original: np.ndarray, prepared: np.ndarray, face_index: int | None) -> int | None:
+    """Face `face_index` of the original first frame (H, W, 3), as an index among the faces of the prepared
+    (downscaled) first frame: the detector's largest-first order can change with the resolution."""
+    if face_index is None:
+        return None
+    box = geometry.choose_face(geometry.detect_faces(original), face_index, "the first frame")
+    boxes = geometry.detect_faces(prepared)
+    if len(boxes) == 0:
+        return face_index  # the tracker will say that no face is found
+    centre = (box[:2] + box[2:]) / 2 * prepared.shape[1] / original.shape[1]
+    return int(np.argmin(np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=1)))
+
+
+def prepare_clip(path: Path, folder: Path, seconds: float, max_side: int,
+                 face_index: int | None = None) -> tuple[Path, np.ndarray, int | None]:
+    """The prepared copy of a clip in its work folder: (clip.mp4: its first `seconds` at 25 fps, longer side
+    at most max_side; its audio (T * SAMPLES_PER_FRAME,) float32, kept as audio.npy so that every row gets
+    the same samples, not an AAC round trip; the face index in the prepared frames (see prepared_face_index))."""
+    clip, sound, index_file = folder / "clip.mp4", folder / "audio.npy", folder / "face_index.json"
+    key = file_key(path, seconds=seconds, max_side=max_side, face_index=face_index)
+    if fresh_folder(folder, key) and clip.is_file() and sound.is_file() and index_file.is_file():
+        return clip, np.load(sound), json.loads(index_file.read_text())
+    n = max(1, int(round(seconds * media.VIDEO_FPS)))
+    frames, original = [], None
+    for t, frame in enumerate(media.iter_video(path)):  # read to the end: a half-read generator can hang PyAV
+        if t < n:
+            original = frame if original is None else original
+            frames.append(downscale(frame, max_side))
+    audio = media.fit_audio(media.read_audio(path), len(frames))  # (T * 640,): zero-padded if the sound is short
+    index = prepared_face_index(original, frames[0], face_index)
+    media.write_mp4(clip, frames, audio)
+    np.save(sound, audio)
+    index_file.write_text(json.dumps(index))
+    (folder / "prepared.key").write_text(key)
+    return clip, audio, index
+
+
+def load_sync_expert(expert: str | None):
+    """The sync expert for `expert` = "default" (the shipped one), a checkpoint path, or None (no sync columns)."""
+    if expert is None:
+        return None
+    from .sync import load_expert
+
+    return load_expert(None if expert == "default" else expert)
+
+
+# ---------------------------------------------------------------- videos
+
+
+def evaluate_clip(path: Path, work: Path, specs: dict, expert, seconds: float, max_side: int,
+                  face_index: int | None) -> tuple[list[dict], dict]:
+    """All rows of one clip: ([row dicts: input, row, mode, reason, measures], plot data: {"curves": {(row, mode):
+    opening (T,)}, "speech": (T,) bool}). Raises for a clip that cannot be evaluated at all (no face, several
+    faces without a face index, no sound, unreadable)."""
+    folder = work / slug(path.name)
+    clip, audio, face_index = prepare_clip(path, folder, seconds, max_side, face_index)
+    try:
+        real_frames, real = tracked(clip, face_index, path.name)
+    except MultipleFacesError as e:
+        raise MultipleFacesError(f"{e} To evaluate it, list it with its face index in --manifest.") from e
+    first = folder / "first_frame.png"
+    if not first.is_file():
+        cv2.imwrite(str(first), cv2.cvtColor(real_frames[0], cv2.COLOR_RGB2BGR))
+    n = len(real_frames)
+    index = 0 if face_index is None else face_index
+    speech = speech_frames(audio, n)
+    reference = face_descriptors(real_frames[:1], real[:1])[0]
+    videos = {("ground truth", REFERENCE): (clip, None),  # (video, make(path) when it is not there yet)
+              ("static", REFERENCE): (folder / "static.mp4", held(real_frames[0], audio, n))}
+    for label, spec in specs.items():
+        tag = file_key(spec[1])
+        videos[(label, "from photo")] = (folder / f"{slug(label)}-photo-{tag}.mp4",
+                                         generated(spec, audio, first, face_index))
+        videos[(label, "dubbing")] = (folder / f"{slug(label)}-dubbing-{tag}.mp4",
+                                      generated(spec, audio, clip, face_index))
+    rows, curves = [], {}
+    for (label, mode), (video, make) in videos.items():
+        row = {"input": path.name, "row": label, "mode": mode, "reason": ""}
+        try:
+            if not video.is_file():
+                make(video)  # written atomically: an interrupted run leaves no half file
+            frames, landmarks = tracked(video, index, path.name)
+            if len(frames) != n:
+                raise ValueError(f"{len(frames)} frames made for a clip of {n}")
+            values, curves[(label, mode)] = measure(frames, landmarks, audio, expert, reference, speech)
+            row.update(values, lmd_iod=lmd_iod(landmarks, real),
+                       opening_corr=correlation(curves[(label, mode)], mouth_opening(real)))
+        except Exception as e:  # reported in the row; the other rows and clips go on
+            row["reason"] = f"{type(e).__name__}: {e}"
+        rows.append(row)
+    real_row, static = rows[0], rows[1]
+    for row in rows:  # relative to the clip's own reference rows
+        row["lmd_vs_static"] = _ratio(row.get("lmd_iod"), static.get("lmd_iod"))
+        row["cpbd_vs_real"] = _ratio(row.get("cpbd"), real_row.get("cpbd"))
+    return rows, {"curves": curves, "speech": speech}
+
+
+def _ratio(a, b) -> float:
+    return a / b if a is not None and b is not None and np.isfinite(a) and np.isfinite(b) and b > 0 else float("nan")
+
+
+def evaluate_all(paths: list[Path], work: str | os.PathLike | None, desc: str, evaluate_one,
+                 progress: bool) -> tuple[list[dict], dict, dict[str, str]]:
+    """evaluate_one(path, work folder) -> (row dicts, plot data) for every input, under a progress bar; an input
+    that fails is listed with its reason and the run goes on. work None: a temporary folder, deleted after.
+    Returns (rows, {input: plot data} for the first PLOTTED inputs with every row measured, {input: reason})."""
+    rows, plotted, skipped = [], {}, {}
+    with tempfile.TemporaryDirectory(prefix="lipgen-evaluate-") as temporary:
+        work_dir = Path(work) if work is not None else Path(temporary)
+        for path in tqdm(paths, desc=desc, unit="input", disable=not progress):
+            try:
+                these, extra = evaluate_one(path, work_dir)
+            except Exception as e:  # reported with its reason; the run goes on
+                skipped[path.name] = f"{type(e).__name__}: {e}"
+                continue
+            rows += these
+            if len(plotted) < PLOTTED and not any(r["reason"] for r in these):
+                plotted[path.name] = extra
+    return rows, plotted, skipped
+
+
+def evaluate_videos(folder: str | os.PathLike, out: str | os.PathLike, models: list[str] | None = None,
+                    seconds: float = DEFAULT_SECONDS, manifest: str | os.PathLike | None = None,
+                    work: str | os.PathLike | None = None, limit: int | None = None, max_side: int = MAX_SIDE,
+                    expert: str | None = "default", progress: bool = True) -> dict:
+    """Evaluate models on a folder of talking-face videos with sound (module doc: rows and protocol).
+
+    models: shipped model names or checkpoint files (default: every shipped model). manifest: face index
+    per clip with several faces (see read_face_indices); such clips without an entry are skipped, with the
+    reason in the report, like any clip that fails. work: folder of prepared clips, generated videos and
+    landmarks, reused by later runs (default: a temporary folder, deleted after). Writes <out>/report.md,
+    report.csv (per clip and row), report.json and opening.png. Returns the JSON summary.
+    """
+    started = time.time()
+    paths = inputs_in(folder, media.VIDEO_SUFFIXES, "videos")[:limit]
+    indices = read_face_indices(manifest)
+    specs = model_specs(models)
+    sync_expert = load_sync_expert(expert)
+    rows, plotted, skipped = evaluate_all(
+        paths, work, "evaluate videos",
+        lambda path, work_dir: evaluate_clip(path, work_dir, specs, sync_expert, seconds, max_side,
+                                             face_index_of(path, indices)), progress)
+    order = [("ground truth", REFERENCE), ("static", REFERENCE)] + [(label, mode) for mode in MODES for label in specs]
+    summary = summarise(rows, order, skipped, COLUMNS)
+    summary["settings"] = {"folder": str(folder), "models": {k: str(v[1]) for k, v in specs.items()},
+                           "seconds": seconds, "max_side": max_side,
+                           "manifest": None if manifest is None else str(manifest),
+                           "sync_expert": expert, "run_seconds": round(time.time() - started, 1)}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {mode: [r for r in order if r[1] in (REFERENCE, mode)] for mode in MODES}
+    notes = [f"{summary['complete']} of {len(paths)} clips of `{folder}` evaluated with every row, first "
+             f"{seconds:g} s of each at 25 fps, longer side at most {max_side} px. Means over the clips where "
+             "the row was measured (n). "
+             "Reference rows: ground truth (the clip) and static (its first frame held). IOD = inter-ocular distance "
+             "of the real frame; silence from the audio's energy. Definitions: docs/metrics.md, \"In the wild\"."]
+    write_reports(out, "lipgen evaluation on videos", notes, summary, tables, rows, COLUMNS, CLIP_TABLE)
+    plot_videos(out / "opening.png", plotted, specs)
+    return summary
+
+
+# ---------------------------------------------------------------- summary and report files
+
+
+def summarise(rows: list[dict], order: list[tuple[str, str]], skipped: dict[str, str], columns: dict) -> dict:
+    """Means per (row, mode) over the inputs where that row was measured ("n"); NaN values (e.g. no silent
+    frame) are left out of a mean. "complete": inputs where every row was measured."""
+    means = {}
+    for label, mode in order:
+        mine = [r for r in rows if r["row"] == label and r["mode"] == mode and not r["reason"]]
+        means[f"{label} | {mode}"] = {"n": len(mine), **{k: _mean(r.get(k) for r in mine) for k in columns}}
+    failed = {r["input"] for r in rows if r["reason"]}
+    return {"means": means, "complete": len({r["input"] for r in rows} - failed), "skipped": skipped,
+            "failed_rows": [{k: r[k] for k in ("input", "row", "mode", "reason")} for r in rows if r["reason"]]}
+
+
+def _mean(values) -> float:
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _cell(value) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
+def _header(keys, columns: dict) -> list[str]:
+    arrows = {"lower": " ↓", "higher": " ↑", "": ""}
+    return [columns[k][0] + arrows[columns[k][1]] for k in keys]
+
+
+def _label(row: str, mode: str) -> str:
+    return row if mode == REFERENCE else f"{row} ({mode})"
+
+
+def markdown_table(head: list[str], lines: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(x) + " |" for x in lines]
+
+
+def write_reports(out: Path, title: str, notes: list[str], summary: dict, tables: dict, rows: list[dict],
+                  columns: dict, input_columns) -> None:
+    """report.md (a table of means per mode, a per-input table, what was skipped and why), report.csv (every
+    input x row x column) and report.json (the summary and the per-input rows). columns: key -> (header,
+    better); tables: title -> [(row, mode)]; input_columns: the keys shown in the per-input table."""
+    keys = [k for k in columns if k != "sync_offset"]
+    md = [f"# {title}", "", *notes, ""]
+    for mode, order in tables.items():
+        means = [summary["means"][f"{label} | {m}"] for label, m in order]
+        lines = [[_label(label, m), str(mean["n"]), *(_cell(mean[k]) for k in keys)]
+                 for (label, m), mean in zip(order, means)]
+        md += [f"## {mode}", "", *markdown_table(["row", "n", *_header(keys, columns)], lines), ""]
+    per_input = [[r["input"], _label(r["row"], r["mode"]), *(_cell(r.get(k)) for k in input_columns)]
+                 for r in rows if not r["reason"]]
+    md += ["## per input", "", *markdown_table(["input", "row", *_header(input_columns, columns)], per_input), ""]
+    if summary["skipped"] or summary["failed_rows"]:
+        md += ["## not evaluated", ""]
+        md += [f"- {name}: {reason.splitlines()[0]}" for name, reason in summary["skipped"].items()]
+        md += [f"- {r['input']}, {_label(r['row'], r['mode'])}: {r['reason'].splitlines()[0]}"
+               for r in summary["failed_rows"]]
+        md += [""]
+    md += ["![mouth opening](opening.png)", ""]
+    (out / "report.md").write_text("\n".join(md))
+    with open(out / "report.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["input", "row", "mode", *columns, "reason"])
+        for r in rows:
+            writer.writerow([r["input"], r["row"], r["mode"], *(r.get(k, "") for k in columns), r["reason"]])
+        for name, reason in summary["skipped"].items():
+            writer.writerow([name, "", "", *([""] * len(columns)), reason])
+    (out / "report.json").write_text(json.dumps({**summary, "rows": rows}, indent=1, default=float))
+
+
+def plot_videos(path: Path, plotted: dict, specs: dict) -> None:
+    """Opening curves of the real clip and every row, one line of panels per clip (from photo | dubbing)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(max(len(plotted), 1), 2, figsize=(12, 2.8 * max(len(plotted), 1)), squeeze=False)
+    for (clip, extra), panels in zip(plotted.items(), axes):
+        curves = extra["curves"]
+        for ax, mode in zip(panels, MODES):
+            shade_silence(ax, ~extra["speech"])
+            ax.plot(curves[("ground truth", REFERENCE)], color="black", lw=2, label="real")
+            ax.plot(curves[("static", REFERENCE)], color="0.5", ls="--", lw=1, label="static")
+            for label in specs:
+                ax.plot(curves[(label, mode)], lw=1.2, label=label)
+            ax.set(title=f"{clip}: {mode}", xlabel="frame (25 fps)", ylabel="opening / IOD")
+            ax.legend(fontsize=7, ncol=3)
+    fig.suptitle("mouth opening; grey = silence (energy detector)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def shade_silence(ax, silent: np.ndarray) -> None:
+    for t in np.flatnonzero(silent):
+        ax.axvspan(t, t + 1, color="0.92", lw=0)

@@ -1,0 +1,154 @@
+"""Cache-free evaluation on a folder of videos (lipgen.evaluation.wild) and of portraits (.portraits)."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lipgen import media
+from lipgen.cli import main
+from lipgen.data.corpora import SILENCE, read_align
+from lipgen.evaluation.portraits import PORTRAIT_COLUMNS, evaluate_portraits, prepare_speech
+from lipgen.evaluation.wild import COLUMNS, downscale, evaluate_videos, prepared_face_index, speech_frames
+
+from .conftest import FIXTURES, GRID, HELDOUT, SHARED, needs_shared
+
+WILD = FIXTURES / "wild"
+CLIP = WILD / "videos" / "s1_bbaf2n_2s.mp4"  # 2 s of GRID s1: 0.5 s of silence, then speech
+SPEECH = GRID / "s1" / "video" / "bbaf2n.mp4"  # 3 s, word timings in ../align/bbaf2n.align
+
+
+def silent_in_align(align, n_frames: int) -> np.ndarray:
+    centres = np.arange(n_frames) + 0.5
+    silent = np.zeros(n_frames, bool)
+    for w in read_align(align):
+        if w.word in SILENCE:
+            silent |= (centres >= w.start) & (centres < w.end)
+    return silent
+
+
+@pytest.fixture(scope="module")
+def reference_rows(tmp_path_factory):
+    """The ground truth and static rows of the fixture clip, cut to 1.6 s and downscaled to 320 px."""
+    out = tmp_path_factory.mktemp("videos")
+    summary = evaluate_videos(WILD / "videos", out / "report", models=[], seconds=1.6, max_side=320,
+                              work=out / "work", progress=False)
+    return out, summary
+
+
+def test_ground_truth_is_perfect_and_static_is_worse(reference_rows):
+    _, summary = reference_rows
+    truth, static = summary["means"]["ground truth | reference"], summary["means"]["static | reference"]
+    assert truth["n"] == static["n"] == 1 and summary["complete"] == 1
+    assert truth["lmd_iod"] == 0 and truth["opening_corr"] == pytest.approx(1)
+    assert static["lmd_iod"] > 0.01 and static["lmd_vs_static"] == pytest.approx(1)
+    assert static["opening_corr"] < 0.9
+    assert static["opening_ratio"] == pytest.approx(1, abs=0.05)  # a held frame: the same opening throughout
+    assert truth["identity_kept"] == static["identity_kept"] == 1
+    assert truth["sync_conf"] > static["sync_conf"] and truth["sync_abs_offset"] <= 1
+
+
+def test_video_reports(reference_rows):
+    out, _ = reference_rows
+    assert media.read_video(out / "work" / CLIP.name / "clip.mp4").shape == (40, 256, 320, 3)  # trimmed, downscaled
+    for name in ("report.md", "report.csv", "report.json", "opening.png"):
+        assert (out / "report" / name).stat().st_size > 0
+    with open(out / "report" / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["input"], r["row"]) for r in rows] == [(CLIP.name, "ground truth"), (CLIP.name, "static")]
+    assert set(COLUMNS) <= set(rows[0]) and all(r["reason"] == "" for r in rows)
+    assert "## from photo" in (out / "report" / "report.md").read_text()
+
+
+def test_silence_from_audio_agrees_with_grid_word_timings():
+    agreement = []
+    for video in sorted(GRID.glob("s1/video/*.mp4")) + sorted(HELDOUT.glob("s1/video/*.mp4")):
+        audio = media.read_audio(video)
+        n = audio.size // media.SAMPLES_PER_FRAME
+        silent = silent_in_align(video.parent.parent / "align" / f"{video.stem}.align", n)
+        agreement.append(np.mean(~speech_frames(audio, n) == silent))
+    assert min(agreement) > 0.85 and np.mean(agreement) > 0.9, agreement
+
+
+def test_speech_timings_from_align_file_or_forced_alignment(tmp_path):
+    audio, silent = prepare_speech([SPEECH])
+    assert audio.size == len(silent) * media.SAMPLES_PER_FRAME
+    assert np.array_equal(silent, silent_in_align(GRID / "s1" / "align" / "bbaf2n.align", len(silent)))
+    shutil.copy(SPEECH, tmp_path / "s1_bbaf2n.mp4")  # no .align beside it: the name spells the GRID sentence
+    _, aligned = prepare_speech([tmp_path / "s1_bbaf2n.mp4"])
+    assert np.mean(aligned == silent) > 0.9
+    (tmp_path / "speech.mp4").symlink_to(SPEECH)
+    with pytest.raises(Exception, match="no word timings"):
+        prepare_speech([tmp_path / "speech.mp4"])
+
+
+def test_several_faces_need_a_manifest(tmp_path):
+    frames = media.read_video(CLIP)[:20]
+    folder = tmp_path / "videos"
+    media.write_mp4(folder / "two.mp4", np.concatenate([frames, frames[:, :, ::-1]], axis=2),
+                    media.read_audio(CLIP)[:20 * media.SAMPLES_PER_FRAME])
+    summary = evaluate_videos(folder, tmp_path / "report", models=[], seconds=0.8, work=tmp_path / "work",
+                              expert=None, progress=False)
+    assert summary["complete"] == 0 and "manifest" in summary["skipped"]["two.mp4"]
+    assert "two.mp4" in (tmp_path / "report" / "report.md").read_text()
+    (tmp_path / "faces.csv").write_text("# file, face index\ntwo.mp4, 1\n")
+    summary = evaluate_videos(folder, tmp_path / "report", models=[], seconds=0.8, work=tmp_path / "work",
+                              manifest=tmp_path / "faces.csv", expert=None, progress=False)
+    assert summary["complete"] == 1 and summary["means"]["ground truth | reference"]["lmd_iod"] == 0
+
+
+def test_face_index_follows_the_face_through_downscaling():
+    frame = media.read_video(CLIP)[0]
+    bigger = np.asarray(Image.fromarray(frame).resize((468, 374)))[:288, :360]  # the same face, 1.3x larger
+    original = np.concatenate([bigger, frame[:, ::-1]], axis=1)  # (288, 720, 3): face 0 (largest) is on the left
+    prepared = downscale(original, 360)
+    from lipgen.face import detect_faces
+
+    left = prepared_face_index(original, prepared, 0)
+    right = prepared_face_index(original, prepared, 1)
+    boxes = detect_faces(prepared)
+    assert {left, right} == {0, 1} and boxes[left][0] < boxes[right][0]
+
+
+def test_portraits_end_to_end(tmp_path):
+    folder = tmp_path / "portraits"
+    folder.mkdir()
+    shutil.copy(WILD / "portraits" / "s4_bbilzs_frame0.jpg", folder)
+    Image.fromarray(np.full((120, 160, 3), 128, np.uint8)).save(folder / "wall.png")  # no face in it
+    summary = evaluate_portraits(folder, tmp_path / "report", models=["glance"], speech=[SPEECH],
+                                 work=tmp_path / "work", progress=False)
+    assert summary["no_face_found"] == ["wall.png"] and "no face found" in summary["skipped"]["wall.png"]
+    with open(tmp_path / "report" / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    measured = [r for r in rows if r["input"] == "s4_bbilzs_frame0.jpg"]
+    assert [r["row"] for r in measured] == ["static", "glance"]
+    assert set(PORTRAIT_COLUMNS) <= set(rows[0]) and all(r["reason"] == "" for r in measured)
+    assert all(int(float(r["frames"])) == 75 for r in measured)  # 3 s of speech at 25 fps
+    static, glance = summary["means"]["static | reference"], summary["means"]["glance | from photo"]
+    assert static["opening_ratio"] == pytest.approx(1) and static["envelope_corr"] == 0
+    assert glance["opening_ratio"] > 1 and glance["envelope_corr"] > 0 and glance["identity_kept"] > 0.5
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "wall.png: FaceNotFoundError: no face found" in report
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["no_face_found"] == ["wall.png"]
+
+
+def test_cli_evaluate_videos_with_a_model(tmp_path, capsys):
+    assert main(["evaluate-videos", str(WILD / "videos"), "--out", str(tmp_path / "report"), "--models", "glance",
+                 "--seconds", "1", "--max-side", "320", "--no-sync"]) == 0
+    printed = capsys.readouterr().out
+    assert "glance (from photo)" in printed and "glance (dubbing)" in printed
+    with pytest.raises(SystemExit) as help_exit:
+        main(["evaluate-portraits", "--help"])
+    assert help_exit.value.code == 0
+
+
+@needs_shared
+def test_an_unseen_clip(tmp_path):
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "clip.mp4").symlink_to(SHARED / "unseen" / "videos" / "vexpress_RD_Radio10.mp4")
+    summary = evaluate_videos(tmp_path / "videos", tmp_path / "report", models=[], seconds=2, expert=None,
+                              progress=False)
+    assert summary["complete"] == 1 and summary["means"]["ground truth | reference"]["lmd_iod"] == 0
