@@ -196,3 +196,41 @@ def test_resume_is_exact_for_models_that_draw_random_numbers(grid_cache, tmp_pat
     assert straight.keys() == resumed.keys()
     different = [k for k in straight if not torch.equal(straight[k], resumed[k])]
     assert not different, f"{len(different)}/{len(straight)} tensors differ, e.g. {different[:3]}"
+
+
+# 6. Memory flat in audio length ------------------------------------------------------------------------------
+
+
+def _log_mel_at_once(audio, n_frames):
+    """The former log_mel: the whole spectrogram in one go (the reference for the chunked one)."""
+    x = media.fit_audio(np.asarray(audio, np.float32), n_frames) * media.speech_gain(audio)
+    x = np.pad(x, media.N_FFT // 2, mode="reflect")
+    idx = np.arange(media.N_FFT)[None] + media.HOP_LENGTH * np.arange(n_frames * media.MELS_PER_FRAME)[:, None]
+    window = np.hanning(media.N_FFT + 1)[:-1].astype(np.float32)
+    power = np.abs(np.fft.rfft(x[idx] * window, axis=1)) ** 2
+    mel = power.astype(np.float32) @ media.MEL_FILTERS.T
+    return ((np.log10(np.maximum(mel, media.LOG_MEL_FLOOR)) + 4.5) / 4.5).astype(np.float32)
+
+
+def test_chunked_log_mel_equals_the_whole_spectrogram():
+    speech = media.read_audio(FLAC)  # 11 s
+    long = np.concatenate([speech, speech[::-1], speech])  # 33 s: several chunks
+    for audio, n_frames in [(speech, 1), (speech, 10), (speech, 251), (speech, 400), (long, 824), (long, 2000)]:
+        chunked, whole = media.log_mel(audio, n_frames), _log_mel_at_once(audio, n_frames)
+        assert chunked.shape == whole.shape == (4 * n_frames, media.N_MELS)
+        np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-6)
+
+
+def test_log_mel_memory_does_not_grow_with_audio_length():
+    import tracemalloc
+
+    speech = media.read_audio(FLAC)
+    peaks = []
+    for minutes in (1, 4):
+        audio = np.tile(speech, int(minutes * 60 * media.SAMPLE_RATE) // speech.size + 1)
+        tracemalloc.start()
+        mel = media.log_mel(audio)
+        peak = tracemalloc.get_traced_memory()[1] - mel.nbytes
+        tracemalloc.stop()
+        peaks.append(peak)
+    assert peaks[1] < 40e6 and peaks[1] < 1.3 * peaks[0], peaks  # the whole-at-once version: 330 MB at 4 min

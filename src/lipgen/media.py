@@ -348,8 +348,15 @@ MEL_FILTERS = _mel_filterbank()
 def speech_gain(audio: np.ndarray) -> float:
     """Gain that brings speech to TARGET_SPEECH_RMS; the speech level is the 95th percentile of 10 ms frame RMS."""
     frames = audio[: audio.size // HOP_LENGTH * HOP_LENGTH].reshape(-1, HOP_LENGTH)
-    level = np.percentile(np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1)), 95) if len(frames) else 0.0
-    return float(TARGET_SPEECH_RMS / max(level, MIN_SPEECH_RMS))
+    if not len(frames):
+        return float(TARGET_SPEECH_RMS / MIN_SPEECH_RMS)
+    step = MEL_CHUNK_FRAMES * MELS_PER_FRAME
+    rms = np.concatenate([np.sqrt(np.mean(frames[i:i + step].astype(np.float64) ** 2, axis=1))
+                          for i in range(0, len(frames), step)])  # a chunk at a time: no full float64 copy
+    return float(TARGET_SPEECH_RMS / max(np.percentile(rms, 95), MIN_SPEECH_RMS))
+
+
+MEL_CHUNK_FRAMES = 250  # video frames (10 s) of log-mel computed at a time, so memory is flat in audio length
 
 
 def log_mel(audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
@@ -360,21 +367,31 @@ def log_mel(audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
     Hann, N_FFT long, every HOP_LENGTH; the last, half-outside window is dropped, so the result is
     exactly (n_frames * MELS_PER_FRAME, N_MELS) float32, and row 4i..4i+3 covers video frame i.
     Values: log10(max(mel power, LOG_MEL_FLOOR)) after the waveform is scaled by speech_gain(),
-    then shifted and scaled to roughly [-1, 1]: (x + 4.5) / 4.5.
+    then shifted and scaled to roughly [-1, 1]: (x + 4.5) / 4.5. Computed MEL_CHUNK_FRAMES at a time:
+    beyond the result itself (1.3 kB per frame), memory does not grow with the audio's length.
     """
     if n_frames is None:
         n_frames = audio.size // SAMPLES_PER_FRAME
     if n_frames < 1:
         raise MediaError(f"audio of {audio.size} samples is shorter than one video frame "
                          f"({SAMPLES_PER_FRAME} samples). Give longer speech.")
-    x = fit_audio(np.asarray(audio, np.float32), n_frames) * speech_gain(audio)
-    x = np.pad(x, N_FFT // 2, mode="reflect")
+    audio = np.asarray(audio, np.float32)
+    gain = speech_gain(audio)
+    length = n_frames * SAMPLES_PER_FRAME  # the fitted signal: audio trimmed or zero-padded to n_frames
     n_windows = n_frames * MELS_PER_FRAME
-    idx = np.arange(N_FFT)[None] + HOP_LENGTH * np.arange(n_windows)[:, None]
     window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann
-    power = np.abs(np.fft.rfft(x[idx] * window, axis=1)) ** 2  # (n_windows, N_FFT//2+1)
-    mel = power.astype(np.float32) @ MEL_FILTERS.T
-    return ((np.log10(np.maximum(mel, LOG_MEL_FLOOR)) + 4.5) / 4.5).astype(np.float32)
+    offsets = np.arange(N_FFT)[None] + HOP_LENGTH * np.arange(MEL_CHUNK_FRAMES * MELS_PER_FRAME)[:, None]
+    out = np.empty((n_windows, N_MELS), np.float32)
+    for w0 in range(0, n_windows, MEL_CHUNK_FRAMES * MELS_PER_FRAME):
+        w1 = min(w0 + MEL_CHUNK_FRAMES * MELS_PER_FRAME, n_windows)
+        # samples under windows w0..w1-1 of the centred (reflect-padded) fitted signal
+        j = np.arange(w0 * HOP_LENGTH - N_FFT // 2, (w1 - 1) * HOP_LENGTH + N_FFT - N_FFT // 2)
+        j = np.where(j < 0, -j, np.where(j >= length, 2 * (length - 1) - j, j))
+        x = np.where(j < audio.size, audio[np.minimum(j, audio.size - 1)], np.float32(0)) * gain
+        power = np.abs(np.fft.rfft(x[offsets[:w1 - w0]] * window, axis=1)) ** 2  # (windows, N_FFT//2+1)
+        mel = power.astype(np.float32) @ MEL_FILTERS.T
+        out[w0:w1] = (np.log10(np.maximum(mel, LOG_MEL_FLOOR)) + 4.5) / 4.5
+    return out
 
 
 def check_output(out: str | os.PathLike, inputs: dict[str, object]) -> None:
@@ -443,10 +460,12 @@ class Mp4Writer:
             self.out.mux(packet)
         if self.audio is not None:
             sound = self.sound
-            samples = fit_audio(np.asarray(self.audio, np.float32), self.frames)
-            for start in range(0, samples.size, 1024):
-                block = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[None, start:start + 1024]),
-                                                   format="flt", layout="mono")
+            samples = np.asarray(self.audio, np.float32).reshape(-1)
+            n = self.frames * SAMPLES_PER_FRAME  # fitted to the frames: trimmed, or zero-padded block by block
+            for start in range(0, n, 1024):
+                piece = samples[start:min(start + 1024, n)]
+                piece = np.pad(piece, (0, min(1024, n - start) - piece.size))  # a copy: contiguous, and padded
+                block = av.AudioFrame.from_ndarray(piece[None], format="flt", layout="mono")
                 block.sample_rate, block.pts = SAMPLE_RATE, start
                 for packet in sound.encode(block):
                     self.out.mux(packet)
