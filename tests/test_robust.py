@@ -234,3 +234,45 @@ def test_log_mel_memory_does_not_grow_with_audio_length():
         tracemalloc.stop()
         peaks.append(peak)
     assert peaks[1] < 40e6 and peaks[1] < 1.3 * peaks[0], peaks  # the whole-at-once version: 330 MB at 4 min
+
+
+# 8. Frames without a face ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cutaway_video(tmp_path_factory):
+    """CLIP with its first 13 frames (0.5 s) and frames 40-49 replaced by face-less scenery."""
+    frames, audio = media.read_video(CLIP), media.read_audio(CLIP)
+    rng = np.random.default_rng(0)
+    for span in (slice(0, 13), slice(40, 50)):
+        coarse = rng.integers(0, 256, (6, 8, 3), np.uint8)  # a smooth, colourful landscape with no face in it
+        import cv2
+
+        frames[span] = cv2.resize(coarse, (frames.shape[2], frames.shape[1]), interpolation=cv2.INTER_CUBIC)
+    path = tmp_path_factory.mktemp("cutaway") / "cutaway.mp4"
+    return media.write_mp4(path, frames, audio)
+
+
+def test_faceless_frames_are_reported_not_invented(cutaway_video):
+    from lipgen.generate import FaceSource
+
+    source = FaceSource(cutaway_video)
+    with_face = [m is not None for _, (_, m) in zip(range(75), source.frames())]
+    assert with_face == [False] * 13 + [True] * 27 + [False] * 10 + [True] * 25
+    assert np.isnan(source.landmarks[:13]).all() and not np.isnan(source.landmarks[13:40]).any()
+
+
+def test_generate_leaves_faceless_frames_untouched(cutaway_video, tmp_path):
+    from lipgen.generate import generate
+
+    out = generate(CLIP, cutaway_video, tmp_path / "out.mp4", progress=False)
+    made, source = media.read_video(out), media.read_video(cutaway_video)
+    assert made.shape == source.shape
+    from lipgen.face import track_face
+
+    mouth = track_face(source[20:21]).landmarks[0, 48:68]
+    (x0, y0), (x1, y1) = mouth.min(0).astype(int) - 8, mouth.max(0).astype(int) + 8
+    change = np.abs(made[:, y0:y1, x0:x1].astype(int) - source[:, y0:y1, x0:x1]).mean(axis=(1, 2, 3))  # per frame
+    faceless = np.r_[0:13, 40:50]
+    assert change[faceless].max() < 2.0  # only the encoder's rounding
+    assert np.median(np.delete(change, faceless)) > 2 * change[faceless].max()  # a new mouth elsewhere

@@ -31,6 +31,9 @@ MOUTH_SIDE = 1.5  # mouth crop side, in template mouth widths (Glance used 1.3 x
 ALIGN_SIGMA = 2.0  # frames: temporal Gaussian smoothing of the points the alignment is fitted to
 MOUTH_CENTRE_SIGMA = 12.0  # frames: smoothing of the mouth centre, so speech does not shake the crop
 REDETECT_EVERY = 50  # frames: run the detector again this often even when tracking looks fine
+SMALL_IMAGE_SIDE = 640  # pixels: below this (longer side) the detectors also look for faces upsampled
+FOLLOW_LIMIT = 0.8  # share of a box shift its landmarks follow, from which a detection is taken for no face
+CUT_GREY_LEVELS = 24.0  # mean grey-level change (0-255) of a 32x32 thumbnail between frames that marks a scene cut
 FEATHER = 0.18  # share of a crop's side over which paste-back fades from crop to frame
 
 TEMPLATE_PATH = Path(__file__).parent / "assets" / "face_template.npy"
@@ -69,18 +72,63 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
 
 
-def detect_faces(image: np.ndarray, upsample: int | None = None) -> np.ndarray:
+@functools.cache
+def _cnn_detector():
+    return dlib.cnn_face_detection_model_v1(dlib_model_path("mmod_human_face_detector.dat"))
+
+
+def detect_faces(image: np.ndarray, upsample: int | None = None, fallback: bool | None = None) -> np.ndarray:
     """Faces in an RGB image, largest first: (N, 4) float boxes (x0, y0, x1, y1).
 
-    With upsample None, tries the image as is, then once upsampled x2 (finds faces ~40 px wide).
+    With upsample None, tries dlib's HOG detector on the image as is, then upsampled x2 (finds faces
+    ~40 px wide), and a small image (longer side under SMALL_IMAGE_SIDE) also x4 (~20 px). fallback
+    (default: when upsample is None): if HOG finds nothing, dlib's CNN detector (MMOD; finds turned,
+    tilted and badly lit faces HOG misses; ~1 s per 0.1 Mpx on a CPU core), upsampled x2 on images under
+    half SMALL_IMAGE_SIDE.
     """
     gray = _gray(image)
-    for up in ([upsample] if upsample is not None else [0, 1]):
+    fallback = upsample is None if fallback is None else fallback
+    if upsample is not None:
+        tries = [upsample]
+    else:
+        tries = [0, 1, 2] if max(gray.shape) < SMALL_IMAGE_SIDE else [0, 1]
+    for up in tries:
         rects = _detector()(gray, up)
         if len(rects):
-            boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float64)
-            return boxes[np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))]
+            return _largest_first([[r.left(), r.top(), r.right(), r.bottom()] for r in rects])
+    if fallback:
+        found = _cnn_detector()(np.ascontiguousarray(image), 1 if max(gray.shape) < SMALL_IMAGE_SIDE // 2 else 0)
+        if len(found):
+            return _largest_first([[d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()] for d in found])
     return np.zeros((0, 4))
+
+
+def _largest_first(boxes) -> np.ndarray:
+    boxes = np.array(boxes, np.float64)
+    return boxes[np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), kind="stable")]
+
+
+def plausible_faces(gray: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Of several detections, those whose landmarks behave like a face's (all of them if none does).
+
+    Landmarks are predicted in the box and in the box shifted by 15% of its side, four ways: on a real
+    face they stay on the features (they follow the shift by ~10%); in a box without a face they are
+    the mean shape dragged along with the box (>= FOLLOW_LIMIT). So a false detection, however large,
+    does not win over the face. gray: the image as _gray() gives it; boxes: (N, 4) largest first.
+    """
+    if len(boxes) < 2:
+        return boxes
+    keep = [_shift_following(gray, box) < FOLLOW_LIMIT for box in boxes]
+    return boxes[keep] if any(keep) else boxes
+
+
+def _shift_following(gray: np.ndarray, box: np.ndarray) -> float:
+    """How far landmarks move with their box, as a share of the box's shift (mean of four 15% shifts)."""
+    base = landmarks_in_box(None, box, gray)
+    side = box[2] - box[0]
+    moved = [np.linalg.norm((landmarks_in_box(None, box + np.r_[d, d] * side, gray) - base).mean(0)) / (0.15 * side)
+             for d in ([0.15, 0], [-0.15, 0], [0, 0.15], [0, -0.15])]
+    return float(np.mean(moved))
 
 
 def landmarks_in_box(image: np.ndarray, box: np.ndarray, gray: np.ndarray | None = None) -> np.ndarray:
@@ -113,42 +161,62 @@ def choose_face(boxes: np.ndarray, face_index: int | None, where: str = "the ima
 
 
 def track_landmarks(frames, face_index: int | None = None, redetect_every: int = REDETECT_EVERY,
-                    where: str = "the clip") -> tuple[np.ndarray, int]:
+                    where: str = "the clip", allow_missing: bool = False) -> tuple[np.ndarray, int]:
     """68-point landmarks through a clip, detecting only when needed.
 
-    The detector runs on the first frame, every `redetect_every` frames, and whenever the tracked
-    face jumps or changes size implausibly. In between, each frame's box comes from the previous
-    frame's landmarks, mapped through the detector-box / landmark-box relation measured at the last
-    detection (the predictor expects detector-like boxes). frames: (T, H, W, 3) uint8 or any iterable
-    of frames (streamed: one in memory). `where` names the source in errors.
+    The detector runs on the first frame, every `redetect_every` frames, at a scene cut, and whenever
+    the tracked face jumps or changes size implausibly. In between, each frame's box comes from the
+    previous frame's landmarks, mapped through the detector-box / landmark-box relation measured at
+    the last detection (the predictor expects detector-like boxes). frames: (T, H, W, 3) uint8 or any
+    iterable of frames (streamed: one in memory). `where` names the source in errors.
+
+    allow_missing=False: the first frame must show the face; a frame where it is lost (blur, occlusion)
+    keeps the last detection. allow_missing=True (videos with cutaways): frames without a face get NaN
+    landmarks - before the face first appears, and from a scene cut with no face until a face is found
+    again (looked for on every frame, thoroughly at cuts); only a clip with no face at all is an error.
     Returns ((T, 68, 2) float32, number of detector runs).
     """
     out = []
     rel = None  # detector box expressed in the landmark box's frame: (dx0, dy0, dx1, dy1) / size
-    det_box = prev = None
+    det_box = prev = last_seen = thumb = None
     n_detect = 0
     for t, frame in enumerate(frames):
         gray = _gray(frame)
+        thumb, before = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32), thumb
+        cut = before is not None and np.abs(thumb - before).mean() > CUT_GREY_LEVELS
         points = None
-        if prev is not None and t % redetect_every:  # follow the face from its last landmarks
+        if prev is not None and t % redetect_every and not (allow_missing and cut):  # follow the face
             points = landmarks_in_box(frame, _box_from(prev, rel), gray)
             if _implausible(prev, points):
                 points = None
         if points is None:
             n_detect += 1
-            boxes = detect_faces(frame)
-            if t == 0:
-                det_box = choose_face(boxes, face_index, f"the first frame of {where}")
+            quick = allow_missing and prev is None and t > 0 and not cut  # looking for a face that is gone
+            boxes = detect_faces(frame, upsample=0, fallback=False) if quick else detect_faces(frame)
+            if last_seen is None:  # the face is not chosen yet
+                if allow_missing and not len(boxes):
+                    out.append(np.full((68, 2), np.nan, np.float32))
+                    continue
+                det_box = choose_face(plausible_faces(gray, boxes), face_index,
+                                      f"the first frame of {where}" if t == 0 else f"frame {t} of {where}")
             elif len(boxes):  # the face nearest to the tracked one
-                centre = (prev.min(0) + prev.max(0)) / 2
+                centre = (prev if prev is not None else last_seen)
+                centre = (centre.min(0) + centre.max(0)) / 2
                 det_box = boxes[np.argmin(np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=1))]
+            elif allow_missing and (cut or prev is None):  # cut away from the face, or still away
+                out.append(np.full((68, 2), np.nan, np.float32))
+                prev = None
+                continue
             # else: lost for a frame (blur, occlusion): keep the last detection
             points = landmarks_in_box(frame, det_box, gray)
             rel = _box_relation(det_box, points)
         out.append(points)
-        prev = points
+        prev = last_seen = points
     if not out:
         raise FaceNotFoundError(f"{where} has no frames to find a face in.")
+    if last_seen is None:
+        raise FaceNotFoundError(f"no face found in any of the {len(out)} frames of {where}. Use a frontal, well-lit "
+                                "video where the face is at least ~40 pixels wide.")
     return np.stack(out), n_detect
 
 

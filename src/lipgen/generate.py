@@ -11,6 +11,7 @@ frames (looped if shorter than the audio) and gets new lips.
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -58,7 +59,11 @@ def load_generator(model: str = "glance", checkpoint: str | os.PathLike | None =
 
 
 class FaceSource:
-    """Frames of the target face, with their mouth-crop matrices, streamed for output frame 0, 1, 2, ..."""
+    """Frames of the target face, with their mouth-crop matrices, streamed for output frame 0, 1, 2, ...
+
+    A video's frames without the face (a cutaway, an opening before the face appears) have NaN landmarks
+    and matrices, and frames() gives None as their matrix: they are passed through untouched.
+    """
 
     def __init__(self, path: str | os.PathLike, face_index: int | None = None, max_seconds: float = media.MAX_SECONDS):
         self.path, self.max_seconds = Path(path), max_seconds
@@ -68,16 +73,26 @@ class FaceSource:
             frames = self.image[None]
         else:  # first pass: landmarks only (a frame at a time), so long videos fit in memory
             frames = media.iter_video(path, max_seconds=max_seconds)
-        landmarks, _ = geometry.track_landmarks(frames, face_index, where=str(path))
-        self.landmarks = landmarks  # (T, 68, 2) frame pixels
-        self.face_matrix, self.mouth_matrix = geometry.crop_matrices(landmarks)  # (T, 2, 3) each
-        first = self.image if self.still else next(media.iter_video(path, max_seconds=max_seconds))
-        self.identity_mouth = geometry.crop(first[None], self.mouth_matrix[:1], geometry.MOUTH_SIZE)[0]  # (64, 64, 3)
-        self.identity_face = geometry.crop(first[None], self.face_matrix[:1], geometry.FACE_SIZE)[0]  # (128, 128, 3)
+        landmarks, _ = geometry.track_landmarks(frames, face_index, where=str(path), allow_missing=not self.still)
+        self.landmarks = landmarks  # (T, 68, 2) frame pixels, NaN where a frame has no face
+        self.face_matrix = np.full((len(landmarks), 2, 3), np.nan)  # (T, 2, 3) each, NaN where no face
+        self.mouth_matrix = self.face_matrix.copy()
+        seen = ~np.isnan(landmarks[:, 0, 0])
+        for run in np.split(np.arange(len(seen)), np.flatnonzero(np.diff(seen)) + 1):  # runs of frames with a face
+            if seen[run[0]]:  # smoothed within a run, never across a cut
+                self.face_matrix[run], self.mouth_matrix[run] = geometry.crop_matrices(landmarks[run])
+        t = int(np.argmax(seen))  # the first frame with the face gives the identity crops
+        video = None if self.still else media.iter_video(path, max_seconds=max_seconds)
+        first = self.image if self.still else next(itertools.islice(video, t, None))
+        at = slice(t, t + 1)
+        self.identity_mouth = geometry.crop(first[None], self.mouth_matrix[at], geometry.MOUTH_SIZE)[0]  # (64, 64, 3)
+        self.identity_face = geometry.crop(first[None], self.face_matrix[at], geometry.FACE_SIZE)[0]  # (128, 128, 3)
 
     def frames(self, crop: str = "mouth"):
-        """Yield (frame, frame -> crop matrix) forever: the photo, or the video looped from its start."""
+        """Yield (frame, frame -> crop matrix, or None where the frame has no face) forever: the photo, or the
+        video looped from its start."""
         matrices = self.mouth_matrix if crop == "mouth" else self.face_matrix
+        matrices = [None if np.isnan(m).any() else m for m in matrices]
         if self.still:
             while True:
                 yield self.image, matrices[0]
@@ -186,7 +201,8 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
     else:
         n_frames = -(-samples.size // media.SAMPLES_PER_FRAME)  # ceil: the last partial frame is kept
         kind, crops = model_crops(system, media.log_mel(samples, n_frames), source.identity_mouth, source.identity_face)
-    frames = (geometry.paste_back(frame, crop, matrix) for crop, (frame, matrix) in zip(crops, source.frames(kind)))
+    frames = (frame if matrix is None else geometry.paste_back(frame, crop, matrix)  # no face: untouched
+              for crop, (frame, matrix) in zip(crops, source.frames(kind)))
     return _write(out, frames, samples, n_frames, progress)
 
 
