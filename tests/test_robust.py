@@ -276,3 +276,126 @@ def test_generate_leaves_faceless_frames_untouched(cutaway_video, tmp_path):
     faceless = np.r_[0:13, 40:50]
     assert change[faceless].max() < 2.0  # only the encoder's rounding
     assert np.median(np.delete(change, faceless)) > 2 * change[faceless].max()  # a new mouth elsewhere
+
+
+# 9. One CLI error boundary -----------------------------------------------------------------------------------
+
+
+def _cli(capsys, *argv):
+    """(exit code, stderr) of `lipgen argv`, run in this process."""
+    from lipgen.cli import main
+
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def float32_glance(tmp_path_factory):
+    """The shipped Glance generator saved as float32 (a checkpoint as `lipgen train` writes them)."""
+    from lipgen.checkpoint import load_system, save_model
+    from lipgen.generate import DEFAULT_CHECKPOINTS
+
+    system, header = load_system(DEFAULT_CHECKPOINTS["glance"], strict=False)
+    state = {k: v for k, v in system.state_dict().items() if k.split(".")[0] in system.loaded_parts}
+    return save_model(tmp_path_factory.mktemp("ckpt") / "glance.safetensors", "glance", system.config, state)
+
+
+def _damage_bits(path, key: str, dst, flip: int = 0, set_: int = 0):
+    """Copy a safetensors file with bits of tensor `key`'s first float32 element flipped (xor) or set (or)."""
+    import json
+    import struct
+
+    data = bytearray(path.read_bytes())
+    n = struct.unpack("<Q", data[:8])[0]
+    start = 8 + n + json.loads(data[8:8 + n])[key]["data_offsets"][0]
+    value = (struct.unpack("<I", data[start:start + 4])[0] ^ flip) | set_
+    data[start:start + 4] = struct.pack("<I", value)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage"])
+def test_damaged_checkpoint_is_one_clear_line(float32_glance, tmp_path, capsys, damage):
+    bad = tmp_path / "bad.safetensors"
+    whole = float32_glance.read_bytes()
+    bad.write_bytes({"empty": b"", "truncated": whole[: len(whole) // 2],
+                     "garbage": np.random.default_rng(0).bytes(5000)}[damage])
+    code, err = _cli(capsys, "generate", "--checkpoint", bad, "-o", tmp_path / "out.mp4")
+    assert code == 2 and "not a readable model file" in _one_error_line(err)
+    assert not list(tmp_path.glob("*.mp4")) and not list(tmp_path.glob(".out*"))
+
+
+def test_unknown_checkpoint_format_is_refused(float32_glance, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from lipgen.checkpoint import CheckpointError, read_header
+    from safetensors import safe_open
+
+    with safe_open(str(float32_glance), "pt") as f:
+        meta = dict(f.metadata(), format="99")
+    save_file(load_file(str(float32_glance)), str(tmp_path / "future.safetensors"), metadata=meta)
+    with pytest.raises(CheckpointError, match="format '99', but this lipgen reads format 1"):
+        read_header(tmp_path / "future.safetensors")
+
+
+def test_bit_flipped_checkpoint_is_refused_not_rendered(float32_glance, tmp_path):
+    from lipgen.errors import CheckpointError
+    from lipgen.generate import SAMPLE_FACE, generate
+
+    key = "generator.audio_encoder.0.0.weight"
+    huge = _damage_bits(float32_glance, key, tmp_path / "huge.safetensors", flip=1 << 30)  # 2^128 times larger: finite
+    with pytest.raises(CheckpointError, match="computed NaN/Inf"):
+        generate(CLIP, SAMPLE_FACE, tmp_path / "out.mp4", checkpoint=huge, progress=False)
+    nan = _damage_bits(float32_glance, key, tmp_path / "nan.safetensors", set_=0x7F800000)  # exponent 255: Inf/NaN
+    with pytest.raises(CheckpointError, match="NaN or Inf in"):
+        generate(CLIP, SAMPLE_FACE, tmp_path / "out.mp4", checkpoint=nan, progress=False)
+    assert not list(tmp_path.glob("*.mp4"))
+
+
+def test_bad_settings_are_one_line(capsys, tmp_path):
+    code, err = _cli(capsys, "train", "--cache", tmp_path, "--out", tmp_path / "run", "--set", '{"no_such_field": 1}')
+    assert code == 2 and "no_such_field not in the glance config" in _one_error_line(err)
+    code, err = _cli(capsys, "train", "--cache", tmp_path, "--out", tmp_path / "run", "--set", "{oops")
+    assert code == 2 and "--set is not valid JSON" in _one_error_line(err)
+    code, err = _cli(capsys, "train", "--cache", tmp_path, "--out", tmp_path / "run", "--steps", 0)
+    assert code == 2 and "at least 1 step" in _one_error_line(err)
+    code, err = _cli(capsys, "generate", "--model", "nosuch", "-o", tmp_path / "x.mp4")
+    line = _one_error_line(err)
+    assert code == 2 and "unknown model 'nosuch'" in line and "lipgen train" not in line
+    code, err = _cli(capsys, "generate", "--max-seconds", 1, "-o", tmp_path / "x.mp4")
+    assert code == 2 and "--max-seconds" in _one_error_line(err)
+
+
+@pytest.mark.parametrize("error, code, words", [
+    (OSError(28, "No space left on device", "out.mp4"), 2, "out.mp4: No space left on device - the disk is full"),
+    (PermissionError(13, "Permission denied", "/root/x.mp4"), 2, "Permission denied - check the permissions"),
+    (NotADirectoryError(20, "Not a directory", "a.txt/b"), 2, "a part of the path is a file"),
+    (KeyboardInterrupt(), 130, "interrupted"),
+])
+def test_expected_failures_are_one_line_with_an_exit_code(monkeypatch, capsys, error, code, words):
+    import lipgen.generate
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(lipgen.generate, "generate", fail)
+    got, err = _cli(capsys, "generate")
+    assert got == code and words in _one_error_line(err)
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    import lipgen.generate
+    from lipgen.cli import main
+
+    def bug(*args, **kwargs):
+        return None + 1
+
+    monkeypatch.setattr(lipgen.generate, "generate", bug)
+    with pytest.raises(TypeError):
+        main(["generate"])

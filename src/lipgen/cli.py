@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .errors import LipgenError
@@ -161,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drive-video", help="drive the face with this video's mouth movements instead of audio "
                                          "(--model davs); its sound is used unless --audio is given")
     p.add_argument("--face-index", type=int, help="which face when there are several (0 = largest)")
-    p.add_argument("--max-seconds", type=float, default=600, help="longest input accepted (default 600)")
+    p.add_argument("--max-seconds", type=float, default=600, help="longest input accepted, in seconds (default 600)")
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("select", help="phoneme-based training-sample selection (CRGAN)",
@@ -255,13 +259,73 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every expected failure - an input or setting lipgen cannot use, a file system
+    problem, Ctrl-C, SIGTERM or SIGHUP - ends it with one line on stderr and a non-zero exit code
+    (2; 130 for Ctrl-C; 128 + the signal's number), after the half-written output is removed. A bug
+    keeps its traceback."""
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
-    except (LipgenError, FileNotFoundError, ValueError) as e:
-        print(f"lipgen {args.command}: error: {e}", file=sys.stderr)
+        with _signals_stop():
+            args.func(args)
+    except KeyboardInterrupt:
+        print(f"lipgen {args.command}: interrupted; unfinished output removed", file=sys.stderr)
+        return 130
+    except _Stopped as e:
+        print(f"lipgen {args.command}: stopped by {e.name}; unfinished output removed", file=sys.stderr)
+        return e.code
+    except (LipgenError, OSError, ValueError) as e:
+        print(f"lipgen {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     return 0
+
+
+class _Stopped(SystemExit):
+    """Raised by SIGTERM/SIGHUP, so that `with` blocks (the mp4 writer's temporary file) clean up on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.name = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def _signals_stop():
+    """SIGTERM and SIGHUP raise _Stopped instead of killing the process outright (main thread only)."""
+    def stop(signum, frame):
+        raise _Stopped(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {sig: signal.signal(sig, stop) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space, or write somewhere else",
+    errno.EDQUOT: "over the disk quota: free some space, or write somewhere else",
+    errno.EACCES: "check the permissions, or use another path",
+    errno.EPERM: "check the permissions, or use another path",
+    errno.EROFS: "a read-only file system: write somewhere else",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "give a file, not a folder",
+    errno.ENOENT: "check the path",
+}
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception as one line that says what was wrong and, for file system errors, what to do."""
+    if isinstance(e, json.JSONDecodeError):
+        return f"--set is not valid JSON ({e}); write it like '{{\"use_corr\": false}}'"
+    if isinstance(e, OSError) and e.strerror:  # raised by the system (no message of lipgen's own)
+        where = f"{e.filename}: " if e.filename else ""
+        hint = _OS_HINTS.get(e.errno)
+        return f"{where}{e.strerror}" + (f" - {hint}" if hint else "")
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 if __name__ == "__main__":

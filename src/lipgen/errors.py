@@ -15,3 +15,7 @@ class FaceNotFoundError(LipgenError):
 
 class MultipleFacesError(LipgenError):
     """More than one face in the source and no choice made with --face-index."""
+
+
+class CheckpointError(LipgenError):
+    """A model file that cannot be used: damaged, cut short, of an unknown format, or computing NaN/Inf."""

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from . import face as geometry
 from . import media
 from .checkpoint import load_system
+from .models import model_classes
 
 WINDOW_OVERLAP = 4  # of every 4 frames of a window, 1 overlaps the next window and is cross-faded
 
@@ -48,6 +49,7 @@ def inference_autocast(device: str = "cpu"):
 def load_generator(model: str = "glance", checkpoint: str | os.PathLike | None = None):
     """The model for generation: the shipped default, or a checkpoint from `lipgen train`."""
     if checkpoint is None:
+        model_classes(model)  # an unknown name is refused with the list of known ones
         if model not in DEFAULT_CHECKPOINTS or not DEFAULT_CHECKPOINTS[model].is_file():
             raise FileNotFoundError(f"no shipped {model} model: train one with `lipgen train --model {model}` "
                                     "and pass --checkpoint PATH")

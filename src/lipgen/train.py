@@ -116,6 +116,13 @@ def train(cfg: TrainConfig) -> Path:
     system_cls, config_cls, presets = model_classes(cfg.model)
     if cfg.preset not in presets:
         raise ValueError(f"unknown preset {cfg.preset!r} for {cfg.model}: choose one of {sorted(presets)}")
+    if cfg.steps < 1:
+        raise ValueError(f"--steps {cfg.steps}: train for at least 1 step")
+    fields = {f.name for f in dataclasses.fields(presets[cfg.preset])}
+    unknown = sorted(set(cfg.overrides) - fields)
+    if unknown:
+        raise ValueError(f"--set: {', '.join(unknown)} not in the {cfg.model} config; "
+                         f"its fields: {', '.join(sorted(fields))}")
     model_cfg = dataclasses.replace(presets[cfg.preset], **cfg.overrides)
     torch.manual_seed(cfg.seed)  # same initial weights on every process
     system = system_cls(model_cfg)
