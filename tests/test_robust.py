@@ -399,3 +399,69 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(lipgen.generate, "generate", bug)
     with pytest.raises(TypeError):
         main(["generate"])
+
+
+# 10. Temporary files -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_signal_removes_the_half_written_output(tmp_path, sig):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "out.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "lipgen", "generate", "--audio", str(FLAC), "-o", str(out)],
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the writer's temporary file exists
+    assert list(tmp_path.glob(".out.*")), "the writer never started"
+    time.sleep(0.5)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + getattr(signal, sig), err
+    assert f"stopped by {sig}" in err
+    assert not list(tmp_path.iterdir())  # neither the output nor its temporary file
+
+
+def test_full_disk_ends_the_preprocessing_run_without_blaming_the_clip(tmp_path, monkeypatch):
+    import errno
+
+    from lipgen.data import preprocess as pre
+
+    root = tmp_path / "grid" / "s1" / "video"
+    root.mkdir(parents=True)
+    (root / "bbaf2n.mp4").write_bytes(CLIP.read_bytes())
+    real_save = np.save
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(pre.np, "save", full)
+    with pytest.raises(OSError, match="No space left"):
+        pre.preprocess(tmp_path / "grid", tmp_path / "cache", workers=1, progress=False)
+    assert not (tmp_path / "cache" / pre.FAILED).exists()  # not marked failed
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["manifest.jsonl"]  # no half-written clip
+    monkeypatch.setattr(pre.np, "save", real_save)  # space again: the next run does the clip
+    assert pre.preprocess(tmp_path / "grid", tmp_path / "cache", workers=1, progress=False)["clips_ok"] == 1
+
+
+# 11. Preprocessing streams the video -------------------------------------------------------------------------
+
+
+def test_preprocessing_memory_is_the_crops_not_the_video(tmp_path):
+    """A 720x576 clip decodes to 93 MB; process_clip holds a frame or two of it, plus the crops it returns."""
+    import tracemalloc
+
+    from lipgen.data.corpora import Utterance
+    from lipgen.data.preprocess import process_clip
+
+    utt = Utterance(id="s4/bbilzs", speaker="s4", path=str(S4_CLIP))  # no words: no forced alignment
+    tracemalloc.start()
+    arrays = process_clip(utt)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    kept = sum(a.nbytes for a in arrays.values() if isinstance(a, np.ndarray))
+    assert arrays["mouth"].shape == (75, 64, 64, 3) and arrays["meta"]["frame_size"] == [576, 720]
+    assert peak - kept < 20e6, (peak, kept)  # reading the whole video first: > 93 MB

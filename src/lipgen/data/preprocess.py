@@ -18,6 +18,8 @@ killed run loses at most the clips in flight, and a re-run skips what is done.
 
 from __future__ import annotations
 
+import errno
+import itertools
 import json
 import os
 import shutil
@@ -38,6 +40,7 @@ from .corpora import SILENCE, Utterance, load_corpus, write_manifest
 MIN_FRAMES = 16  # a clip shorter than one 16-frame window is of no use for training
 MAX_LEAD_TRIM = 0.6  # share of a clip that may be dropped at its start for having no face (corrupt opening frames)
 FAILED = "_failed"
+NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # disk full, over quota, read-only: the run's fault, not the clip's
 
 
 def clip_dir_name(clip_id: str) -> str:
@@ -45,32 +48,55 @@ def clip_dir_name(clip_id: str) -> str:
 
 
 def process_clip(utt: Utterance) -> dict[str, np.ndarray | dict]:
-    """Decode, track, crop and featurise one clip. Raises LipgenError (with the reason) if unusable."""
-    frames = media.read_video(utt.path)
-    if len(frames) < MIN_FRAMES:
-        raise LipgenError(f"too short: {len(frames)} frames, need at least {MIN_FRAMES}")
+    """Decode, track, crop and featurise one clip. Raises LipgenError (with the reason) if unusable.
+
+    Two passes over the video, a frame at a time: landmarks, then crops. Memory holds the crops (what the
+    cache stores), never the decoded video, so it does not depend on the frame size and grows with the
+    clip's length by 61 kB per frame only.
+    """
+    landmarks, detections = face.track_landmarks(media.iter_video(utt.path), face_index=0, where=utt.path,
+                                                 allow_missing=True)
+    if len(landmarks) < MIN_FRAMES:
+        raise LipgenError(f"too short: {len(landmarks)} frames, need at least {MIN_FRAMES}")
     audio = media.read_audio(utt.path)
     audio_frames = audio.size / media.SAMPLES_PER_FRAME
-    if audio_frames < 0.5 * len(frames):
-        raise LipgenError(f"audio covers {audio_frames:.0f} of {len(frames)} video frames: audio track cut short")
-    try:
-        track, lead = face.track_face(frames, face_index=0, where=utt.path), 0
-    except FaceNotFoundError:  # some corpus clips open on grey or corrupt frames: drop them, with their audio
-        lead = first_face_frame(frames, utt.path)
-        if len(frames) - lead < MIN_FRAMES:
-            raise LipgenError(f"too short: {len(frames) - lead} frames with a face, need at least {MIN_FRAMES}")
-        frames, audio = frames[lead:], audio[lead * media.SAMPLES_PER_FRAME:]
+    if audio_frames < 0.5 * len(landmarks):
+        raise LipgenError(f"audio covers {audio_frames:.0f} of {len(landmarks)} video frames: audio track cut short")
+    seen = ~np.isnan(landmarks[:, 0, 0])
+    lead = int(np.argmax(seen))  # some corpus clips open on grey or corrupt frames: drop them, with their audio
+    limit = int(MAX_LEAD_TRIM * len(landmarks))
+    if lead > limit:
+        raise FaceNotFoundError(f"no face found in the first {limit + 1} frames of {utt.path}. Use a frontal, "
+                                "well-lit video where the face is at least ~40 pixels wide.")
+    if not seen[lead:].all():
+        raise LipgenError(f"the face is missing from {int((~seen[lead:]).sum())} frames after frame {lead} (a cut "
+                          "away?): a training clip needs the face throughout")
+    n_frames = len(landmarks) - lead
+    if n_frames < MIN_FRAMES:
+        raise LipgenError(f"too short: {n_frames} frames with a face, need at least {MIN_FRAMES}")
+    if lead:
+        audio = audio[lead * media.SAMPLES_PER_FRAME:]
         utt = replace(utt, words=[replace(w, start=max(w.start - lead, 0), end=max(w.end - lead, 0))
                                   if w.start is not None else w for w in utt.words])
-        track = face.track_face(frames, face_index=0, where=utt.path)
+    face_matrix, mouth_matrix = face.crop_matrices(landmarks[lead:])
+    track = face.FaceTrack(landmarks[lead:], face_matrix, mouth_matrix, detections)
+    mouths = np.empty((n_frames, face.MOUTH_SIZE, face.MOUTH_SIZE, 3), np.uint8)
+    faces = np.empty((n_frames, face.FACE_SIZE, face.FACE_SIZE, 3), np.uint8)
+    done = 0
+    for t, frame in enumerate(itertools.islice(media.iter_video(utt.path), lead, lead + n_frames)):
+        mouths[t] = face.crop(frame[None], mouth_matrix[t:t + 1], face.MOUTH_SIZE)[0]
+        faces[t] = face.crop(frame[None], face_matrix[t:t + 1], face.FACE_SIZE)[0]
+        done = t + 1
+    if done != n_frames:
+        raise LipgenError(f"the video gave {lead + done} frames on a second reading, {len(landmarks)} on the first")
     utt, timing = timed(utt, audio)
-    meta = dict(asdict(utt), n_frames=len(frames), fps=media.VIDEO_FPS, frame_size=list(frames.shape[1:3]),
+    meta = dict(asdict(utt), n_frames=n_frames, fps=media.VIDEO_FPS, frame_size=list(frame.shape[:2]),
                 audio_frames=round(audio.size / media.SAMPLES_PER_FRAME, 2), detections=track.detections,
                 trimmed_start_frames=lead, timing=timing)
     return {
-        "mouth": face.crop(frames, track.mouth_matrix, face.MOUTH_SIZE),
-        "face": face.crop(frames, track.face_matrix, face.FACE_SIZE),
-        "mel": media.log_mel(audio, len(frames)),
+        "mouth": mouths,
+        "face": faces,
+        "mel": media.log_mel(audio, n_frames),
         "landmarks": track.landmarks,
         "landmarks_mouth": track.landmarks_in(track.mouth_matrix),
         "landmarks_face": track.landmarks_in(track.face_matrix),
@@ -95,16 +121,6 @@ def timed(utt: Utterance, audio: np.ndarray) -> tuple[Utterance, str]:
         return utt, f"none: {e}"
 
 
-def first_face_frame(frames: np.ndarray, where: str) -> int:
-    """Index of the first frame after frame 0 with a face. Raises if none in the first MAX_LEAD_TRIM of the clip."""
-    limit = int(MAX_LEAD_TRIM * len(frames))
-    for t in range(1, limit + 1):
-        if len(face.detect_faces(frames[t], upsample=0)):
-            return t
-    raise FaceNotFoundError(f"no face found in the first {limit + 1} frames of {where}. Use a frontal, well-lit "
-                            "video where the face is at least ~40 pixels wide.")
-
-
 def _write_atomic_json(path: Path, obj) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=1))
@@ -112,7 +128,12 @@ def _write_atomic_json(path: Path, obj) -> None:
 
 
 def _work(args: tuple[Utterance, str]) -> tuple[str, str | None, float]:
-    """Process one clip into the cache. Returns (id, failure reason or None, seconds)."""
+    """Process one clip into the cache. Returns (id, failure reason or None, seconds).
+
+    A clip that cannot be used is recorded under _failed/ and skipped by later runs. A failure to write the
+    cache (disk full, permissions) is no fault of the clip: it is raised, ending the run, and the clip is
+    tried again by the next one.
+    """
     utt, cache = args
     cache = Path(cache)
     start = time.perf_counter()
@@ -120,6 +141,14 @@ def _work(args: tuple[Utterance, str]) -> tuple[str, str | None, float]:
     tmp = cache / f".{final.name}.tmp{os.getpid()}"
     try:
         arrays = process_clip(utt)
+    except Exception as e:  # one bad clip never ends a corpus run: record it and go on
+        if isinstance(e, OSError) and e.errno in NO_ROOM:
+            raise
+        reason = str(e) if isinstance(e, LipgenError) else f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
+        (cache / FAILED).mkdir(exist_ok=True)
+        _write_atomic_json(cache / FAILED / f"{final.name}.json", {"id": utt.id, "path": utt.path, "reason": reason})
+        return utt.id, reason, time.perf_counter() - start
+    try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         meta = arrays.pop("meta")
@@ -127,13 +156,11 @@ def _work(args: tuple[Utterance, str]) -> tuple[str, str | None, float]:
             np.save(tmp / f"{name}.npy", value)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         os.rename(tmp, final)
-        return utt.id, None, time.perf_counter() - start
-    except Exception as e:  # one bad clip never ends a corpus run: record it and go on
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        reason = str(e) if isinstance(e, LipgenError) else f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
-        (cache / FAILED).mkdir(exist_ok=True)
-        _write_atomic_json(cache / FAILED / f"{final.name}.json", {"id": utt.id, "path": utt.path, "reason": reason})
-        return utt.id, reason, time.perf_counter() - start
+        raise
+    (cache / FAILED / f"{final.name}.json").unlink(missing_ok=True)  # a retried clip that now worked
+    return utt.id, None, time.perf_counter() - start
 
 
 def _init_worker():
