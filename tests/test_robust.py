@@ -465,3 +465,36 @@ def test_preprocessing_memory_is_the_crops_not_the_video(tmp_path):
     kept = sum(a.nbytes for a in arrays.values() if isinstance(a, np.ndarray))
     assert arrays["mouth"].shape == (75, 64, 64, 3) and arrays["meta"]["frame_size"] == [576, 720]
     assert peak - kept < 20e6, (peak, kept)  # reading the whole video first: > 93 MB
+
+
+# 12. Face detection ------------------------------------------------------------------------------------------
+
+
+def test_small_and_turned_faces_are_found():
+    import cv2
+
+    from lipgen import face
+
+    frame = media.read_video(CLIP)[0]  # (288, 360, 3), face ~110 px wide
+    small = cv2.resize(frame, (72, 58), interpolation=cv2.INTER_AREA)  # face ~22 px wide
+    assert len(face.detect_faces(small, upsample=1)) == 0  # what the detector did before
+    assert len(face.detect_faces(small)) == 1  # small images are also searched upsampled x4
+    turned = cv2.warpAffine(frame, cv2.getRotationMatrix2D((180, 144), 50, 1.0), (360, 288),
+                            borderMode=cv2.BORDER_REFLECT)  # head tilted 50 degrees: HOG gives up
+    assert len(face.detect_faces(turned, fallback=False)) == 0
+    (box,) = face.detect_faces(turned)  # dlib's CNN detector finds it
+    assert box[0] < 180 < box[2] and box[1] < 144 < box[3]
+
+
+def test_a_large_false_detection_does_not_win_over_the_face(monkeypatch):
+    from lipgen import face
+
+    frames = media.read_video(CLIP)[:5]
+    real = face.detect_faces(frames[0])[0]
+    fake = np.array([228.0, 15, 356, 145])  # larger than the face, on the background: no face in it
+    detect = face.detect_faces
+    monkeypatch.setattr(face, "detect_faces", lambda image, *a, **k: np.stack([fake, real]) if not a and not k
+                        else detect(image, *a, **k))
+    landmarks = face.track_face(frames, face_index=0).landmarks
+    centre = landmarks[0].mean(0)
+    assert real[0] < centre[0] < real[2] and real[1] < centre[1] < real[3]
