@@ -268,15 +268,24 @@ def main(argv: list[str] | None = None) -> int:
         with _signals_stop():
             args.func(args)
     except KeyboardInterrupt:
-        print(f"lipgen {args.command}: interrupted; unfinished output removed", file=sys.stderr)
+        _say(f"lipgen {args.command}: interrupted; unfinished output removed")
         return 130
     except _Stopped as e:
-        print(f"lipgen {args.command}: stopped by {e.name}; unfinished output removed", file=sys.stderr)
+        _say(f"lipgen {args.command}: stopped by {e.name}; unfinished output removed")
         return e.code
     except (LipgenError, OSError, ValueError) as e:
-        print(f"lipgen {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        _say(f"lipgen {args.command}: error: {_one_line(e)}")
         return 2
     return 0
+
+
+def _say(line: str) -> None:
+    """Print a line on stderr, on a line of its own: a progress bar the failure interrupted is closed first."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+    print(line, file=sys.stderr)
 
 
 class _Stopped(SystemExit):

@@ -32,6 +32,7 @@ ALIGN_SIGMA = 2.0  # frames: temporal Gaussian smoothing of the points the align
 MOUTH_CENTRE_SIGMA = 12.0  # frames: smoothing of the mouth centre, so speech does not shake the crop
 REDETECT_EVERY = 50  # frames: run the detector again this often even when tracking looks fine
 SMALL_IMAGE_SIDE = 640  # pixels: below this (longer side) the detectors also look for faces upsampled
+WEAK_DETECTION = 0.5  # a detection scoring under this share of the image's best is taken for a false one
 FOLLOW_LIMIT = 0.8  # share of a box shift its landmarks follow, from which a detection is taken for no face
 CUT_GREY_LEVELS = 24.0  # mean grey-level change (0-255) of a 32x32 thumbnail between frames that marks a scene cut
 FEATHER = 0.18  # share of a crop's side over which paste-back fades from crop to frame
@@ -84,7 +85,8 @@ def detect_faces(image: np.ndarray, upsample: int | None = None, fallback: bool 
     ~40 px wide), and a small image (longer side under SMALL_IMAGE_SIDE) also x4 (~20 px). fallback
     (default: when upsample is None): if HOG finds nothing, dlib's CNN detector (MMOD; finds turned,
     tilted and badly lit faces HOG misses; ~1 s per 0.1 Mpx on a CPU core), upsampled x2 on images under
-    half SMALL_IMAGE_SIDE.
+    half SMALL_IMAGE_SIDE. Detections scoring under WEAK_DETECTION of the best one are dropped (upsampling
+    finds false faces in small images).
     """
     gray = _gray(image)
     fallback = upsample is None if fallback is None else fallback
@@ -93,18 +95,21 @@ def detect_faces(image: np.ndarray, upsample: int | None = None, fallback: bool 
     else:
         tries = [0, 1, 2] if max(gray.shape) < SMALL_IMAGE_SIDE else [0, 1]
     for up in tries:
-        rects = _detector()(gray, up)
+        rects, scores, _ = _detector().run(gray, up, 0.0)
         if len(rects):
-            return _largest_first([[r.left(), r.top(), r.right(), r.bottom()] for r in rects])
+            return _confident_largest_first(rects, scores)
     if fallback:
         found = _cnn_detector()(np.ascontiguousarray(image), 1 if max(gray.shape) < SMALL_IMAGE_SIDE // 2 else 0)
         if len(found):
-            return _largest_first([[d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()] for d in found])
+            return _confident_largest_first([d.rect for d in found], [d.confidence for d in found])
     return np.zeros((0, 4))
 
 
-def _largest_first(boxes) -> np.ndarray:
-    boxes = np.array(boxes, np.float64)
+def _confident_largest_first(rects, scores) -> np.ndarray:
+    """(N, 4) boxes, largest first, without those scoring under WEAK_DETECTION of the best in the image."""
+    scores = np.asarray(scores, np.float64)
+    boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float64)
+    boxes = boxes[scores >= WEAK_DETECTION * scores.max()]
     return boxes[np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), kind="stable")]
 
 

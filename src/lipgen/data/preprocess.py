@@ -156,6 +156,11 @@ def _work(args: tuple[Utterance, str]) -> tuple[str, str | None, float]:
             np.save(tmp / f"{name}.npy", value)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         os.rename(tmp, final)
+    except OSError as e:  # numpy reports a short write (a full disk) without an errno
+        shutil.rmtree(tmp, ignore_errors=True)
+        code = e.errno or errno.ENOSPC
+        raise OSError(code, f"{os.strerror(code)} while writing the cache ({e}); the clips done so far are "
+                            "kept, run again to go on", str(tmp)) from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
