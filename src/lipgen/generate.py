@@ -221,11 +221,11 @@ def _write(out, frames, samples: np.ndarray, n_frames: int, progress: bool) -> P
 def motion_frames(system, samples: np.ndarray, n_frames: int, source: FaceSource):
     """Frames of the source face moved by the motion model's prediction for `samples` (lipgen.render)."""
     from . import render, voice
-    from .models.motion import rest_shape
+    from .models.motion import closed, rest_shape
 
     motion = system.predict(voice.features(samples, n_frames))  # (T, 31, 2) aligned-face pixels
     aligned = geometry.transform_points(source.landmarks.astype(np.float64), source.face_matrix)  # (S, 68, 2)
-    rest = rest_shape(aligned)  # the source's closed mouth (a photo: itself)
+    rest = closed(rest_shape(aligned))  # the source's mouth at rest (a photo: itself), lips brought together
     for t, (frame, _) in zip(range(n_frames), source.frames("face")):
         i = t % len(source.landmarks)  # FaceSource loops a video from its start
         points = source.landmarks[i].astype(np.float64)

@@ -24,7 +24,14 @@ from .face import invert, transform_points
 from .models.motion import MOTION_POINTS, opening
 
 PINNED = np.r_[0:3, 14:17, 17:48]  # brows, nose, eyes, upper jaw: do not move with speech
+UPPER_LIP = [49, 50, 51, 52, 53, 61, 62, 63]
+LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
+UPPER_PART = [p for p in MOTION_POINTS if p not in LOWER_LIP and not 5 <= p <= 11]  # what moves above the parting
+LOWER_PART = [p for p in MOTION_POINTS if p not in UPPER_LIP]  # ... and below it
+PARTING_BLEND = 0.5  # beyond the mouth corners the parting softens by this many pixels per pixel
 BOX_MARGIN = 0.3  # lower-face box margin, in face widths (jaw point 0 to 16)
+MASK_SOFTNESS = 0.04  # the warp fades out over this share of the box beyond the jaw line
+JAW_HALO = 1.3  # pinned points this many times further from the nose tip than the jaw line
 RING_POINTS = 6  # pinned points per side of the box border
 GRID_STEP = 4  # pixels between thin-plate spline evaluations (bilinear in between)
 FILL_SOFTNESS = 0.06  # mask blur, in mouth widths
@@ -73,32 +80,76 @@ def _tps_eval(coef: np.ndarray, centres: np.ndarray, xy: np.ndarray) -> np.ndarr
 
 
 def warp(frame: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Move the lower face so that points `src` (68, 2) land on `dst` (68, 2): (H, W, 3) uint8 -> new frame."""
+    """Move the lower face so that points `src` (68, 2) land on `dst` (68, 2): (H, W, 3) uint8 -> new frame.
+
+    The lips part along the mouth line: above it the upper lip (and the upper teeth, if the source shows
+    them) follow one spline, below it the lower lip and jaw follow another, so lips can close over
+    teeth and open without stretching what lies between them; beyond the mouth corners the two
+    blend smoothly into one.
+    """
     x0, y0, x1, y1 = _box(np.r_[src, dst], frame.shape)
     if x1 - x0 < 4 or y1 - y0 < 4:
         return frame.copy()
-    scale = max(x1 - x0, y1 - y0)
+    size = (y1 - y0, x1 - x0)
+    origin = np.array([x0, y0], np.float64)
+    scale = max(size)
     t = np.linspace(0, 1, RING_POINTS, endpoint=False)
     ring = np.r_[np.c_[x0 + t * (x1 - x0), np.full_like(t, y0)], np.c_[np.full_like(t, x1), y0 + t * (y1 - y0)],
                  np.c_[x1 - t * (x1 - x0), np.full_like(t, y1)], np.c_[np.full_like(t, x0), y1 - t * (y1 - y0)]]
-    centres = np.r_[dst[MOTION_POINTS], src[PINNED], ring]
-    shift = np.r_[dst[MOTION_POINTS] - src[MOTION_POINTS], np.zeros((len(PINNED) + len(ring), 2))]
-    origin = np.array([x0, y0], np.float64)
-    coef = _tps_fit((centres - origin) / scale, shift)  # normalised coordinates: a well-conditioned system
-    gx = np.arange(0, x1 - x0 + GRID_STEP, GRID_STEP)
-    gy = np.arange(0, y1 - y0 + GRID_STEP, GRID_STEP)
-    grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2).astype(np.float64)
-    d = _tps_eval(coef, centres=(centres - origin) / scale, xy=grid / scale).reshape(len(gy), len(gx), 2)
-    d = cv2.resize(d.astype(np.float32), (len(gx) * GRID_STEP, len(gy) * GRID_STEP),
-                   interpolation=cv2.INTER_LINEAR)[: y1 - y0, : x1 - x0]
-    # the coarse grid is sampled at multiples of GRID_STEP; resize shifts it by (step - 1) / 2 pixels: undo
-    d = cv2.warpAffine(d, np.float32([[1, 0, -(GRID_STEP - 1) / 2], [0, 1, -(GRID_STEP - 1) / 2]]),
-                       (x1 - x0, y1 - y0), borderMode=cv2.BORDER_REPLICATE)
+    nose = src[30]
+    beyond_jaw = nose + JAW_HALO * (src[2:15] - nose)  # pinned just outside the jaw line: cheeks, neck and
+    still = np.r_[src[PINNED], beyond_jaw, ring]  # background beside them stay put
+    fields = []
+    for moving in (UPPER_PART, LOWER_PART):
+        centres = np.r_[dst[moving], still]
+        shift = np.r_[dst[moving] - src[moving], np.zeros((len(still), 2))]
+        fields.append(_field(centres - origin, shift, scale, size))
+    below = _below_mouth_line(dst, origin, size)[..., None]  # 0 above the lips' parting, 1 below
+    d = (1 - below) * fields[0] + below * fields[1]
+    d *= _lower_face_mask(np.r_[src, dst] - origin, size, scale)[..., None]
     xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
     out = frame.copy()
     out[y0:y1, x0:x1] = cv2.remap(frame, xs - d[..., 0], ys - d[..., 1], cv2.INTER_CUBIC,
                                   borderMode=cv2.BORDER_REPLICATE)
     return out
+
+
+def _field(centres: np.ndarray, shift: np.ndarray, scale: float, size) -> np.ndarray:
+    """Thin-plate spline displacement through (N, 2) centres (box pixels) with (N, 2) shifts, evaluated
+    every GRID_STEP pixels and interpolated: (H, W, 2) float32."""
+    coef = _tps_fit(centres / scale, shift)  # normalised coordinates: a well-conditioned system
+    gx = np.arange(0, size[1] + GRID_STEP, GRID_STEP)
+    gy = np.arange(0, size[0] + GRID_STEP, GRID_STEP)
+    grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2).astype(np.float64)
+    d = _tps_eval(coef, centres / scale, grid / scale).reshape(len(gy), len(gx), 2).astype(np.float32)
+    d = cv2.resize(d, (len(gx) * GRID_STEP, len(gy) * GRID_STEP), interpolation=cv2.INTER_LINEAR)
+    # resize puts grid sample k at pixel k * step + (step - 1) / 2; shift it back onto pixel k * step
+    d = cv2.warpAffine(d, np.float32([[1, 0, -(GRID_STEP - 1) / 2], [0, 1, -(GRID_STEP - 1) / 2]]),
+                       (d.shape[1], d.shape[0]), borderMode=cv2.BORDER_REPLICATE)
+    return d[: size[0], : size[1]]
+
+
+def _below_mouth_line(dst: np.ndarray, origin: np.ndarray, size) -> np.ndarray:
+    """(H, W) weight of the lower part: a sharp step at the middle of the target lips' opening between the
+    mouth corners, widening to a smooth blend beyond them."""
+    xs = np.arange(size[1]) + origin[0] + 0.5
+    mid = 0.5 * (_lip_curve(dst, (60, 61, 62, 63, 64), xs) + _lip_curve(dst, (64, 65, 66, 67, 60), xs))
+    left, right = sorted((dst[60, 0], dst[64, 0]))
+    outside = np.maximum(left - xs, 0) + np.maximum(xs - right, 0)
+    soft = 0.5 + PARTING_BLEND * outside  # pixels
+    yy = np.arange(size[0])[:, None] + origin[1] + 0.5
+    return (1 / (1 + np.exp(-(yy - mid) / soft))).astype(np.float32)
+
+
+def _lower_face_mask(points: np.ndarray, shape, scale: float) -> np.ndarray:
+    """1 inside the hull of the jaw line and nose base (source and target, (136, 2) in box pixels), fading
+    to 0 a little outside it: the warp may move nothing beyond the jaw (cheek edges, neck, background)."""
+    hull_points = np.r_[points[2:15], points[31:36], points[68 + 2:68 + 15]]
+    mask = np.zeros(shape, np.float32)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(hull_points).astype(np.int32)), 1.0)
+    soft = max(1.0, MASK_SOFTNESS * scale)
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(2 * soft) | 1,) * 2))
+    return cv2.GaussianBlur(mask, (0, 0), soft / 2)
 
 
 def _lip_curve(points: np.ndarray, idx, xs: np.ndarray) -> np.ndarray:

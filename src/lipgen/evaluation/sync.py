@@ -96,6 +96,12 @@ def sync_distances(expert, mouth: np.ndarray, mel: np.ndarray, max_offset: int =
         a = _embed(expert.embed_audio, audio, MELS_PER_FRAME)  # (W, D)
     finally:
         expert.train(was_training)
+    return offset_distances(v, a, max_offset)
+
+
+def offset_distances(v: torch.Tensor, a: torch.Tensor, max_offset: int) -> np.ndarray:
+    """Mean distance between video window t and audio window t + k, for k = -max_offset..max_offset, over
+    the windows whose shifted audio exists: v, a (W, D) -> (2 max_offset + 1,) float64."""
     W = v.shape[0]
     dists = []
     for k in range(-max_offset, max_offset + 1):
@@ -114,7 +120,57 @@ def sync_scores(expert, mouth: np.ndarray, mel: np.ndarray, max_offset: int = MA
         offsets: (2K+1,)    the offsets -K..K, K = max_offset
         distances: (2K+1,)  mean distance per offset
     """
-    d = sync_distances(expert, mouth, mel, max_offset)
+    return _scores(sync_distances(expert, mouth, mel, max_offset), max_offset)
+
+
+def _scores(d: np.ndarray, max_offset: int) -> dict:
     best = int(np.argmin(d))
     return {"lse_d": float(d[best]), "lse_c": float(np.median(d) - d[best]), "offset": best - max_offset,
             "offsets": np.arange(-max_offset, max_offset + 1), "distances": d}
+
+
+# The landmark expert (lipgen.models.lmsync): the judge for faces and voices outside GRID.
+LANDMARK_EXPERT_PATH = EXPERT_PATH.with_name("lmsync.safetensors")
+
+
+def load_landmark_expert(path: str | os.PathLike | None = None):
+    """The in-the-wild sync expert: the shipped lipgen/assets/lmsync.safetensors, or a
+    `lipgen train --model lmsync` checkpoint. Returns it in eval mode (float32, CPU)."""
+    from ..checkpoint import load_system, read_header
+
+    path = Path(path) if path is not None else LANDMARK_EXPERT_PATH
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no landmark sync expert here. Train one with `lipgen train --model lmsync` "
+                                "and pass its model.safetensors, or restore lipgen/assets/lmsync.safetensors.")
+    if read_header(path)["model"] != "lmsync":
+        raise ValueError(f"{path}: a {read_header(path)['model']} checkpoint, not an lmsync expert.")
+    expert, _ = load_system(path)
+    return expert
+
+
+def landmark_motion(landmarks: np.ndarray) -> np.ndarray:
+    """Lower-face motion of a face track, as the landmark expert and the motion model see it:
+    (T, 68, 2) frame pixels -> (T, 31, 2) aligned-face pixels minus the track's rest shape."""
+    from ..face import crop_matrices, transform_points
+    from ..models.motion import MOTION_POINTS, rest_shape
+
+    face_matrix, _ = crop_matrices(landmarks)
+    aligned = transform_points(np.asarray(landmarks, np.float64), face_matrix)
+    return aligned[:, MOTION_POINTS] - rest_shape(aligned)
+
+
+def landmark_sync_scores(expert, landmarks: np.ndarray, audio: np.ndarray, max_offset: int = MAX_OFFSET) -> dict:
+    """LSE-D, LSE-C and offset from the landmark expert, same protocol and keys as sync_scores.
+
+    landmarks: (T, 68, 2) dlib points of the face in every frame (lipgen.face.track_landmarks);
+    audio: (N,) float32 at 16 kHz, the clip's sound (fitted to T frames).
+    """
+    from ..models.lmsync import embed_clip
+    from ..voice import features
+
+    T = len(landmarks)
+    if max_offset < 0 or T < max_offset + SYNC_FRAMES:
+        raise ValueError(f"a clip of {T} frames is too short for offsets up to +-{max_offset}: need at least "
+                         f"{max_offset + SYNC_FRAMES} frames, or pass a smaller max_offset.")
+    v, a = embed_clip(expert, landmark_motion(landmarks), features(audio, T))
+    return _scores(offset_distances(v, a, max_offset), max_offset)

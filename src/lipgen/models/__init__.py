@@ -15,6 +15,7 @@ MODELS = {
     "crgan": ("lipgen.models.crgan", "CRGAN", "CRGANConfig"),
     "davs": ("lipgen.models.davs", "DAVS", "DAVSConfig"),
     "motion": ("lipgen.models.motion", "Motion", "MotionConfig"),
+    "lmsync": ("lipgen.models.lmsync", "LmSync", "LmSyncConfig"),
 }
 
 

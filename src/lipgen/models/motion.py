@@ -63,6 +63,23 @@ def rest_shape(aligned: np.ndarray) -> np.ndarray:
     return aligned[least_open][:, MOTION_POINTS].mean(0)
 
 
+def closed(rest: np.ndarray) -> np.ndarray:
+    """A rest shape (31, 2) with its lips brought together: a photo that smiles with its teeth showing,
+    or a video whose speaker never quite closes, gets a closed mouth to open from (and to return to in
+    silence). The lower lip rises to the upper (inner points by their own gap, outer points by the mean
+    gap, half at the corners) and the chin with it, half as far; the upper lip stays."""
+    out = rest.copy()
+    gaps = [max(0.0, rest[motion_index([b])[0], 1] - rest[motion_index([a])[0], 1]) for a, b in INNER_GAPS]
+    for (_, lower), g in zip(INNER_GAPS, gaps):
+        out[motion_index([lower]), 1] -= g
+    g = float(np.mean(gaps))
+    out[motion_index([56, 57, 58]), 1] -= g
+    out[motion_index([55, 59]), 1] -= 0.5 * g
+    out[motion_index([6, 7, 8, 9, 10]), 1] -= 0.5 * g
+    out[motion_index([5, 11]), 1] -= 0.25 * g
+    return out
+
+
 @dataclass
 class MotionConfig:
     n_frames: int = 32  # frames per training window (1.28 s)

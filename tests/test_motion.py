@@ -1,0 +1,152 @@
+"""The any-face path: speaker-normalised audio features, the motion model, the warp renderer, and the
+shipped motion model on a face it never saw (the bundled astronaut photo) with GRID speech."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import signal
+from scipy.ndimage import binary_erosion
+
+from .conftest import GRID, trainer
+from lipgen import face, media, render, voice
+from lipgen.checkpoint import load_system
+from lipgen.data.corpora import SILENCE
+from lipgen.generate import DEFAULT_CHECKPOINTS, SAMPLE_FACE, generate
+from lipgen.models.motion import MOTION_POINTS, PRESETS, Motion, closed, motion_index, opening, rest_shape
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return media.read_audio(GRID / "s1" / "video" / "bbaf2n.mp4")
+
+
+def _silent_frames(n_frames):
+    silent = np.zeros(n_frames, bool)
+    for line in (GRID / "s1" / "align" / "bbaf2n.align").read_text().split("\n"):
+        if line.strip():
+            start, end, word = line.split()
+            if word in SILENCE:
+                silent[int(start) // 1000:int(end) // 1000] = True
+    return silent
+
+
+def test_features_cancel_the_microphone_and_the_level(speech):
+    n = speech.size // media.SAMPLES_PER_FRAME
+    tilt = signal.sosfilt(signal.butter(1, 1500, btype="high", fs=media.SAMPLE_RATE, output="sos"), speech)
+    other_mic = (0.1 * (0.5 * speech + tilt)).astype(np.float32)  # quieter, brighter
+    raw = [media.log_mel(x, n)[:, 10:70] for x in (speech, other_mic)]
+    norm = [voice.features(x, n)[:, 10:70] for x in (speech, other_mic)]
+    assert norm[0].shape == (n * media.MELS_PER_FRAME, 60)
+    assert np.abs(norm[0].mean(0)).max() < 1e-4  # CMVN: every bin zero-mean over the utterance
+    raw_gap, norm_gap = np.abs(raw[0] - raw[1]).mean(), np.abs(norm[0] - norm[1]).mean()
+    assert norm_gap < 0.5 * raw_gap / raw[0].std() * norm[0].std()  # relative change at least halved
+    loud = voice.features(speech, n)[:, -1]
+    assert loud.max() == 0 and loud.min() >= -1
+
+
+def test_augment_keeps_length_and_changes_the_sound(speech):
+    rng = np.random.default_rng(0)
+    outs = [voice.augment(speech, rng, babble=speech[::-1].copy()) for _ in range(6)]
+    assert all(o.shape == speech.shape and o.dtype == np.float32 and np.isfinite(o).all() for o in outs)
+    assert all(np.abs(o - speech).mean() > 1e-4 for o in outs)
+    assert abs(voice.stretch(speech, 1.25).size - speech.size / 1.25) < 200
+
+
+def test_motion_model_fits_real_clips(grid_cache):
+    from lipgen.data.motion import MotionDataset
+
+    data = MotionDataset(grid_cache, split=None, window=16, augment=False)
+    batch = {k: torch.stack([data[i][k] for i in range(4)]) for k in ("features", "motion", "silent")}
+    assert batch["features"].shape == (4, 64, voice.N_FEATURES) and batch["motion"].shape == (4, 16, 31, 2)
+    torch.manual_seed(0)
+    model = Motion(PRESETS["tiny"])
+    update = trainer(model)
+    first = model.training_step(batch, 0, update)["loss"]
+    for step in range(150):
+        last = model.training_step(batch, step, update)["loss"]
+    assert last < 0.5 * first
+
+
+def test_tiny_motion_model_trains_and_predicts(grid_cache, tmp_path):
+    from lipgen.train import TrainConfig, train
+
+    path = train(TrainConfig(model="motion", preset="tiny", cache=str(grid_cache), out=str(tmp_path), steps=2,
+                             batch_size=2, workers=0, val_every=1000, sample_every=1000))
+    system, header = load_system(path)
+    assert header["model"] == "motion"
+    motion = system.predict(np.zeros((40, voice.N_FEATURES), np.float32))
+    assert motion.shape == (10, len(MOTION_POINTS), 2) and np.isfinite(motion).all()
+
+
+@pytest.fixture(scope="module")
+def photo():
+    image = media.read_image(SAMPLE_FACE)
+    landmarks, _ = face.track_landmarks(image[None])
+    face_matrix, _ = face.crop_matrices(landmarks)
+    return image, landmarks[0].astype(np.float64), face_matrix[0]
+
+
+def _open(photo, amount, close=True):
+    image, points, matrix = photo
+    rest = rest_shape(face.transform_points(points[None], matrix[None]))
+    rest = closed(rest) if close else rest
+    motion = np.zeros((31, 2))
+    motion[motion_index([57, 58, 59, 65, 66, 67, 56, 55]), 1] = amount  # lower lip down
+    motion[motion_index(range(5, 12)), 1] = 0.6 * amount  # chin with it
+    return render.target_points(points, matrix, rest, motion)
+
+
+def test_render_opens_the_mouth_and_leaves_the_rest(photo):
+    image, points, _ = photo
+    still = render.render(image, points, _open(photo, 0.0, close=False))
+    assert np.abs(still.astype(int) - image).max() <= 2  # no motion: the photo itself
+    assert opening(_open(photo, 0.0)) < 0.2 * opening(points)  # her smile, lips brought together
+    dst = _open(photo, 14.0)
+    moved = render.render(image, points, dst)
+    assert opening(dst) > opening(points) + 5
+    changed = np.abs(moved.astype(int) - image).max(-1) > 8
+    ys, xs = np.nonzero(changed)
+    width = np.linalg.norm(points[16] - points[0])
+    assert changed.sum() > 200
+    assert ys.min() > points[29, 1] - 0.05 * width  # nothing above the nose tip moves
+    assert np.all(np.abs(xs - points[48:68, 0].mean()) < 0.6 * width)  # nor beyond the cheeks
+    inner = np.zeros(image.shape[:2], np.uint8)
+    import cv2
+
+    cv2.fillPoly(inner, [np.round(dst[60:68]).astype(np.int32)], 1)
+    assert moved[inner > 0].mean() < image[inner > 0].mean() - 15  # the opened lips show a dark mouth
+
+
+def points_of(image):
+    return face.track_landmarks(image[None])[0][0]
+
+
+def test_shipped_motion_model_moves_an_unseen_face_with_speech(tmp_path, speech):
+    """The astronaut (never trained on) says a GRID sentence: her mouth opens in speech, stays closed in
+    silence, and nothing away from the mouth and jaw changes."""
+    out = generate(speech, SAMPLE_FACE, tmp_path / "out.mp4", model="motion", progress=False)
+    video = media.read_video(out)
+    image = media.read_image(SAMPLE_FACE)
+    assert len(video) == -(-speech.size // media.SAMPLES_PER_FRAME)
+    landmarks, _ = face.track_landmarks(video)
+    iod = np.linalg.norm(landmarks[:, 36:42].mean(1) - landmarks[:, 42:48].mean(1), axis=1)
+    gap = opening(landmarks) / iod
+    silent = _silent_frames(len(video))
+    # deep silence: 10+ frames (0.4 s) from speech; mouths open ahead of a word and close after it, as GRID's do
+    speech, silent = ~silent, binary_erosion(silent, np.ones(21, bool), border_value=True)
+    smile = opening(points_of(image)) / iod[0]  # the photo shows her teeth: in silence her lips close
+    assert gap[silent].mean() < 0.6 * smile
+    assert gap[speech].mean() > 1.2 * gap[silent].mean()  # opens in speech
+    points = points_of(image)[None]
+    x0, y0 = points[0, 48:68].min(0).astype(int) - 5
+    x1, y1 = points[0, 48:68].max(0).astype(int) + 5
+    change = np.abs(video[:, y0:y1, x0:x1].astype(int) - video[0, y0:y1, x0:x1]).mean((1, 2, 3))  # vs closed
+    assert change[speech].mean() > 2.5 * change[silent].mean()  # the mouth moves in speech, rests in silence
+    assert change[speech].std() > 2  # and keeps moving: not one fixed open mouth
+    width = np.linalg.norm(points[0, 16] - points[0, 0])
+    top = int(points[0, 29, 1] - 0.05 * width)
+    codec = np.abs(video[0, :top].astype(int) - image[:top]).mean()  # H.264 + 4:2:0 chroma on a still
+    assert codec < 4
+    above = np.abs(video[:, :top].astype(int) - video[0, :top]).mean((1, 2, 3))  # above the nose tip, over time
+    assert above.max() < 1.0 and above.max() < 0.1 * change[speech].mean()
+    assert DEFAULT_CHECKPOINTS["motion"].is_file()
