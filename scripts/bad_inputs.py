@@ -76,6 +76,10 @@ def case(root: Path, name: str, args, make=None, **kw):
         make(folder)
     inputs = {p.name for p in folder.iterdir()}
     code, seconds, message = lipgen(args, folder, **kw)
+    cache = folder / "cache" / "report.json"
+    if not message and cache.is_file():  # preprocess: what its report says about the failed clips
+        failed = json.loads(cache.read_text())["failed"]
+        message = "; ".join(f"clip {clip} failed: {reason}" for clip, reason in failed.items()) or "no clip failed"
     report(name, code, seconds, message, left(folder, inputs))
 
 
