@@ -224,9 +224,16 @@ def motion_frames(system, samples: np.ndarray, n_frames: int, source: FaceSource
     from .models.motion import closed, rest_shape
 
     motion = system.predict(voice.features(samples, n_frames))  # (T, 31, 2) aligned-face pixels
-    aligned = geometry.transform_points(source.landmarks.astype(np.float64), source.face_matrix)  # (S, 68, 2)
+    seen = ~np.isnan(source.landmarks[:, 0, 0])  # frames with the face (the rest pass through untouched)
+    aligned = geometry.transform_points(source.landmarks[seen].astype(np.float64), source.face_matrix[seen])
     rest = closed(rest_shape(aligned))  # the source's mouth at rest (a photo: itself), lips brought together
-    for t, (frame, _) in zip(range(n_frames), source.frames("face")):
+    paints = {}
+    for t, (frame, matrix) in zip(range(n_frames), source.frames("face")):
         i = t % len(source.landmarks)  # FaceSource loops a video from its start
+        if matrix is None:
+            yield frame
+            continue
         points = source.landmarks[i].astype(np.float64)
-        yield render.render(frame, points, render.target_points(points, source.face_matrix[i], rest, motion[t]))
+        if i not in paints:  # a photo's colours once; a video's per frame
+            paints = {i: render.colours(frame, points)}
+        yield render.render(frame, points, render.target_points(points, matrix, rest, motion[t]), paints[i])

@@ -60,23 +60,25 @@ def _box(points: np.ndarray, shape) -> tuple[int, int, int, int]:
     return max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
 
 
+def _tps_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """U(r) = r^2 log r between (N, 2) and (M, 2) points: (N, M)."""
+    r2 = np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T, 0)
+    return 0.5 * r2 * np.log(r2 + 1e-12)
+
+
 def _tps_fit(centres: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Thin-plate spline coefficients through (N, 2) centres with (N, 2) values: (N + 3, 2)."""
     n = len(centres)
-    r2 = np.sum((centres[:, None] - centres[None]) ** 2, -1)
-    k = np.where(r2 > 0, 0.5 * r2 * np.log(r2 + 1e-12), 0.0)
     p = np.c_[np.ones(n), centres]
     a = np.zeros((n + 3, n + 3))
-    a[:n, :n], a[:n, n:], a[n:, :n] = k + 1e-6 * np.eye(n), p, p.T
+    a[:n, :n], a[:n, n:], a[n:, :n] = _tps_kernel(centres, centres) + 1e-6 * np.eye(n), p, p.T
     b = np.zeros((n + 3, 2))
     b[:n] = values
     return np.linalg.solve(a, b)
 
 
 def _tps_eval(coef: np.ndarray, centres: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    r2 = np.sum((xy[:, None] - centres[None]) ** 2, -1)
-    k = np.where(r2 > 0, 0.5 * r2 * np.log(r2 + 1e-12), 0.0)
-    return k @ coef[:-3] + np.c_[np.ones(len(xy)), xy] @ coef[-3:]
+    return _tps_kernel(xy, centres) @ coef[:-3] + np.c_[np.ones(len(xy)), xy] @ coef[-3:]
 
 
 def warp(frame: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -118,14 +120,12 @@ def _field(centres: np.ndarray, shift: np.ndarray, scale: float, size) -> np.nda
     """Thin-plate spline displacement through (N, 2) centres (box pixels) with (N, 2) shifts, evaluated
     every GRID_STEP pixels and interpolated: (H, W, 2) float32."""
     coef = _tps_fit(centres / scale, shift)  # normalised coordinates: a well-conditioned system
-    gx = np.arange(0, size[1] + GRID_STEP, GRID_STEP)
-    gy = np.arange(0, size[0] + GRID_STEP, GRID_STEP)
-    grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2).astype(np.float64)
+    # samples at pixel k * step + (step - 1) / 2: cv2.resize (pixel-centre aligned) then lands them exactly
+    gx = np.arange(-(-size[1] // GRID_STEP)) * GRID_STEP + (GRID_STEP - 1) / 2
+    gy = np.arange(-(-size[0] // GRID_STEP)) * GRID_STEP + (GRID_STEP - 1) / 2
+    grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
     d = _tps_eval(coef, centres / scale, grid / scale).reshape(len(gy), len(gx), 2).astype(np.float32)
     d = cv2.resize(d, (len(gx) * GRID_STEP, len(gy) * GRID_STEP), interpolation=cv2.INTER_LINEAR)
-    # resize puts grid sample k at pixel k * step + (step - 1) / 2; shift it back onto pixel k * step
-    d = cv2.warpAffine(d, np.float32([[1, 0, -(GRID_STEP - 1) / 2], [0, 1, -(GRID_STEP - 1) / 2]]),
-                       (d.shape[1], d.shape[0]), borderMode=cv2.BORDER_REPLICATE)
     return d[: size[0], : size[1]]
 
 
@@ -225,9 +225,13 @@ def _lip_colour(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.mean(samples, 0) if samples else np.array([150.0, 80.0, 80.0])
 
 
-def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The frame with its lower face moved from `src` to `dst` (68, 2) and the opened lips filled."""
-    lips, teeth = _lip_colour(frame, src), _teeth_colour(frame, src)
+def colours(frame: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The source's lip and teeth colours (RGB): what render() paints an opened mouth with."""
+    return _lip_colour(frame, src), _teeth_colour(frame, src)
+
+
+def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple | None = None) -> np.ndarray:
+    """The frame with its lower face moved from `src` to `dst` (68, 2) and the opened lips filled.
+    paints: colours(frame, src) when already known (a photo's, for every frame)."""
+    lips, teeth = paints if paints is not None else colours(frame, src)
     return fill_mouth(warp(frame, src, dst), dst, float(opening(src)), lips, teeth)
-
-

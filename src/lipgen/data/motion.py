@@ -4,7 +4,7 @@ Each clip's audio is read once from its source file (the cache keeps log-mel, bu
 the waveform) and kept in memory (GRID: ~190 MB for 1000 clips of 3 s). Each item draws a clip and a
 window from an RNG seeded by (seed, index), and, when augmenting, a tempo (the audio and the motion
 timeline stretched together), a room/microphone/noise/codec draw (lipgen.voice.augment), a vocal-tract
-warp and feature-row dropout.
+warp, feature-row dropout and a masked band of mel bins.
 
 Item:
     features  (4T, F) float32   lipgen.voice.features of the (augmented) clip, the window's rows
@@ -30,6 +30,7 @@ from .corpora import SILENCE
 TEMPO_RANGE = (0.85, 1.2)  # speech played this much slower .. faster
 VTLP_RANGE = (0.85, 1.15)
 ROW_DROPOUT = 0.05  # share of feature rows zeroed (SpecAugment-like time masking, short)
+FREQ_MASK = 15  # widest band of mel bins zeroed
 
 
 class MotionDataset(Dataset):
@@ -95,6 +96,10 @@ class MotionDataset(Dataset):
         feats = feats[rows].copy()
         if self.augment:
             feats[rng.random(len(feats)) < ROW_DROPOUT] = 0.0
+            if rng.random() < 0.5:  # a band of mel bins lost (SpecAugment): no single formant is relied on
+                width = int(rng.integers(1, FREQ_MASK + 1))
+                low = int(rng.integers(0, voice.N_FEATURES - 1 - width))
+                feats[:, low:low + width] = 0.0
         return {"features": torch.from_numpy(feats),
                 "motion": torch.from_numpy(np.ascontiguousarray(motion[start:start + self.window])),
                 "silent": torch.from_numpy(silent[start:start + self.window].copy())}
