@@ -243,11 +243,11 @@ def test_log_mel_memory_does_not_grow_with_audio_length():
 def cutaway_video(tmp_path_factory):
     """CLIP with its first 13 frames (0.5 s) and frames 40-49 replaced by face-less scenery."""
     frames, audio = media.read_video(CLIP), media.read_audio(CLIP)
+    import cv2
+
     rng = np.random.default_rng(0)
     for span in (slice(0, 13), slice(40, 50)):
         coarse = rng.integers(0, 256, (6, 8, 3), np.uint8)  # a smooth, colourful landscape with no face in it
-        import cv2
-
         frames[span] = cv2.resize(coarse, (frames.shape[2], frames.shape[1]), interpolation=cv2.INTER_CUBIC)
     path = tmp_path_factory.mktemp("cutaway") / "cutaway.mp4"
     return media.write_mp4(path, frames, audio)
@@ -332,10 +332,10 @@ def test_damaged_checkpoint_is_one_clear_line(float32_glance, tmp_path, capsys, 
 
 
 def test_unknown_checkpoint_format_is_refused(float32_glance, tmp_path):
+    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     from lipgen.checkpoint import CheckpointError, read_header
-    from safetensors import safe_open
 
     with safe_open(str(float32_glance), "pt") as f:
         meta = dict(f.metadata(), format="99")
