@@ -275,6 +275,9 @@ def run_cases(root: Path) -> None:
     for how in ("empty", "truncated", "garbage", "format", "bitflip", "nan"):
         case(root, f"9 --checkpoint {how}", ["generate", "--audio", SPEECH, "--checkpoint", "model.safetensors",
                                              *out], lambda f, how=how: checkpoint_copy(f, how))
+    case(root, "9 evaluate --expert empty file", ["evaluate", "glance", "--cache", root / "5_resume" / "cache",
+                                                  "--split", "train", "--limit", "1", "--expert", "expert.safetensors",
+                                                  "--out", "eval"], lambda f: (f / "expert.safetensors").touch())
     case(root, "9 train --set unknown field", ["train", "--cache", "c", "--out", "run", "--set",
                                                '{"no_such_field": 1}'])
     case(root, "9 train --set not JSON", ["train", "--cache", "c", "--out", "run", "--set", "{oops"])

@@ -68,7 +68,7 @@ def _readable(path: Path):
             yield f
     except SafetensorError as e:
         raise CheckpointError(f"{path}: not a readable model file ({e}): it is damaged or incomplete (an interrupted "
-                              "download or copy?). Download or train it again, or pass another --checkpoint.") from e
+                              "download or copy?). Download or train it again, or give another model file.") from e
 
 
 def load_system(path: str | os.PathLike, strict: bool = True):
