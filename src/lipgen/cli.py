@@ -49,7 +49,8 @@ def _generate(args) -> None:
 
     audio = args.audio or (None if args.drive_video else SAMPLE_AUDIO)
     out = generate(audio, args.face or SAMPLE_FACE, args.out, model=args.model, checkpoint=args.checkpoint,
-                   face_index=args.face_index, drive_video=args.drive_video, max_seconds=args.max_seconds)
+                   face_index=args.face_index, drive_video=args.drive_video, max_seconds=args.max_seconds,
+                   expressiveness=args.expressiveness)
     print(out)
 
 
@@ -166,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(--model davs); its sound is used unless --audio is given")
     p.add_argument("--face-index", type=int, help="which face when there are several (0 = largest)")
     p.add_argument("--max-seconds", type=float, default=600, help="longest input accepted, in seconds (default 600)")
+    p.add_argument("--expressiveness", type=float, help="motion model: how far the mouth moves, times the prediction "
+                                                        "(default 1.5; 1 = as GRID's speakers, mostly s1)")
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("select", help="phoneme-based training-sample selection (CRGAN)",

@@ -165,13 +165,16 @@ def model_crops(system, mel: np.ndarray, identity_mouth: np.ndarray, identity_fa
 def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLike, out: str | os.PathLike = "out.mp4",
              model: str = "glance", checkpoint: str | os.PathLike | None = None, face_index: int | None = None,
              drive_video: str | os.PathLike | None = None, sample_rate: int = media.SAMPLE_RATE,
-             max_seconds: float = media.MAX_SECONDS, progress: bool = True) -> Path:
+             max_seconds: float = media.MAX_SECONDS, progress: bool = True,
+             expressiveness: float | None = None) -> Path:
     """Make `out` (mp4, 25 fps, audio muxed): the face in `face` saying `audio`.
 
     audio: a file ffmpeg reads, or a (N,) float array at `sample_rate` (must be SAMPLE_RATE).
     face: a photo (png, jpg, ...) or a video; face_index picks one of several faces (largest first).
     drive_video: instead of audio, drive the face with the mouth movements of the person in this video
     (models that read lips: DAVS); its own sound is muxed unless `audio` is given too.
+    expressiveness: how far the motion model moves the mouth, times its prediction (default
+    lipgen.models.motion.EXPRESSIVENESS); other models ignore it.
     Raises MediaError (unreadable/empty/too-long audio or video), FaceNotFoundError, MultipleFacesError.
     """
     media.check_output(out, {"--audio": audio, "--face": face, "--drive-video": drive_video})
@@ -198,7 +201,7 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
         crops = windowed(system, mouths, 1, source.identity_face, make=system.generate_driven)
     elif getattr(system, "output", None) == "motion":  # any-face path: predicted motion warps the source itself
         n_frames = -(-samples.size // media.SAMPLES_PER_FRAME)
-        frames = motion_frames(system, samples, n_frames, source)
+        frames = motion_frames(system, samples, n_frames, source, expressiveness)
         return _write(out, frames, samples, n_frames, progress)
     else:
         n_frames = -(-samples.size // media.SAMPLES_PER_FRAME)  # ceil: the last partial frame is kept
@@ -218,12 +221,13 @@ def _write(out, frames, samples: np.ndarray, n_frames: int, progress: bool) -> P
     return Path(out)
 
 
-def motion_frames(system, samples: np.ndarray, n_frames: int, source: FaceSource):
+def motion_frames(system, samples: np.ndarray, n_frames: int, source: FaceSource, expressiveness: float | None = None):
     """Frames of the source face moved by the motion model's prediction for `samples` (lipgen.render)."""
     from . import render, voice
-    from .models.motion import closed, rest_shape
+    from .models.motion import EXPRESSIVENESS, closed, rest_shape
 
-    motion = system.predict(voice.features(samples, n_frames))  # (T, 31, 2) aligned-face pixels
+    gain = EXPRESSIVENESS if expressiveness is None else expressiveness
+    motion = gain * system.predict(voice.features(samples, n_frames))  # (T, 31, 2) aligned-face pixels
     seen = ~np.isnan(source.landmarks[:, 0, 0])  # frames with the face (the rest pass through untouched)
     aligned = geometry.transform_points(source.landmarks[seen].astype(np.float64), source.face_matrix[seen])
     rest = closed(rest_shape(aligned))  # the source's mouth at rest (a photo: itself), lips brought together
