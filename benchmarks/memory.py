@@ -4,9 +4,9 @@
 
 Speech-like audio of each length (plus half a video frame, as real recordings are) is made by tiling
 the sound of the repo's GRID fixture clips (six sentences, ~18 s, one after another) and written as a
-16 kHz WAV; each length is then generated
-onto the bundled 512x512 face photo by the CLI in a fresh process (--max-seconds set to fit), and
-that process's peak resident memory (ru_maxrss) is printed with its wall time.
+16 kHz WAV; each length is then generated onto the bundled 512x512 face photo by the CLI in a fresh
+process (--max-seconds set to fit), and that process's peak resident memory (ru_maxrss) is printed
+with its wall time.
 """
 
 import argparse
