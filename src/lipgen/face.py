@@ -178,7 +178,8 @@ def track_landmarks(frames, face_index: int | None = None, redetect_every: int =
     allow_missing=False: the first frame must show the face; a frame where it is lost (blur, occlusion)
     keeps the last detection. allow_missing=True (videos with cutaways): frames without a face get NaN
     landmarks - before the face first appears, and from a scene cut with no face until a face is found
-    again (looked for on every frame, thoroughly at cuts); only a clip with no face at all is an error.
+    again (looked for on every frame, thoroughly at cuts and every redetect_every frames); only a clip
+    with no face at all is an error.
     Returns ((T, 68, 2) float32, number of detector runs).
     """
     out = []
@@ -196,7 +197,8 @@ def track_landmarks(frames, face_index: int | None = None, redetect_every: int =
                 points = None
         if points is None:
             n_detect += 1
-            quick = allow_missing and prev is None and t > 0 and not cut  # looking for a face that is gone
+            # looking for a face that is gone: a quick look, a thorough one at cuts and every redetect_every frames
+            quick = allow_missing and prev is None and not cut and t % redetect_every
             boxes = detect_faces(frame, upsample=0, fallback=False) if quick else detect_faces(frame)
             if last_seen is None:  # the face is not chosen yet
                 if allow_missing and not len(boxes):
