@@ -223,21 +223,19 @@ def _write(out, frames, samples: np.ndarray, n_frames: int, progress: bool) -> P
 
 def motion_frames(system, samples: np.ndarray, n_frames: int, source: FaceSource, expressiveness: float | None = None):
     """Frames of the source face moved by the motion model's prediction for `samples` (lipgen.render)."""
-    from . import render, voice
-    from .models.motion import EXPRESSIVENESS, closed, rest_shape
+    from . import render
+
+    motion = predicted_motion(system, samples, n_frames, expressiveness)
+    tracked = ((frame, source.landmarks[t % len(source.landmarks)], matrix)  # FaceSource loops a video
+               for t, (frame, matrix) in zip(range(n_frames), source.frames("face")))
+    return render.animate(tracked, render.rest_of(source.landmarks, source.face_matrix), motion)
+
+
+def predicted_motion(system, samples: np.ndarray, n_frames: int, expressiveness: float | None = None) -> np.ndarray:
+    """The motion model's lower-face motion for speech: (n_frames, 31, 2) aligned-face pixels, times the
+    expressiveness (default lipgen.models.motion.EXPRESSIVENESS)."""
+    from . import voice
+    from .models.motion import EXPRESSIVENESS
 
     gain = EXPRESSIVENESS if expressiveness is None else expressiveness
-    motion = gain * system.predict(voice.features(samples, n_frames))  # (T, 31, 2) aligned-face pixels
-    seen = ~np.isnan(source.landmarks[:, 0, 0])  # frames with the face (the rest pass through untouched)
-    aligned = geometry.transform_points(source.landmarks[seen].astype(np.float64), source.face_matrix[seen])
-    rest = closed(rest_shape(aligned))  # the source's mouth at rest (a photo: itself), lips brought together
-    paints = {}
-    for t, (frame, matrix) in zip(range(n_frames), source.frames("face")):
-        i = t % len(source.landmarks)  # FaceSource loops a video from its start
-        if matrix is None:
-            yield frame
-            continue
-        points = source.landmarks[i].astype(np.float64)
-        if i not in paints:  # a photo's colours once; a video's per frame
-            paints = {i: render.colours(frame, points)}
-        yield render.render(frame, points, render.target_points(points, matrix, rest, motion[t]), paints[i])
+    return gain * system.predict(voice.features(samples, n_frames))

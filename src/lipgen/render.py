@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .face import invert, transform_points
-from .models.motion import MOTION_POINTS, opening
+from .models.motion import MOTION_POINTS, closed, opening, rest_shape
 
 PINNED = np.r_[0:3, 14:17, 17:48]  # brows, nose, eyes, upper jaw: do not move with speech
 UPPER_LIP = [49, 50, 51, 52, 53, 61, 62, 63]
@@ -235,3 +235,24 @@ def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple | 
     paints: colours(frame, src) when already known (a photo's, for every frame)."""
     lips, teeth = paints if paints is not None else colours(frame, src)
     return fill_mouth(warp(frame, src, dst), dst, float(opening(src)), lips, teeth)
+
+
+def rest_of(landmarks: np.ndarray, face_matrix: np.ndarray) -> np.ndarray:
+    """The rest shape (31, 2) a face track is animated from: its least-open frames' lower face (a photo: itself),
+    lips brought together. landmarks (T, 68, 2) and face_matrix (T, 2, 3), NaN where a frame has no face."""
+    seen = ~np.isnan(landmarks[:, 0, 0])
+    return closed(rest_shape(transform_points(landmarks[seen].astype(np.float64), face_matrix[seen])))
+
+
+def animate(tracked, rest: np.ndarray, motion: np.ndarray):
+    """Yield frame t moved by motion[t] (31, 2) from the rest shape; tracked yields (frame, its (68, 2)
+    landmarks, its frame -> aligned face matrix), with matrix None where the frame has no face (passed through)."""
+    paints, source = None, None
+    for t, (frame, points, matrix) in enumerate(tracked):
+        if matrix is None or t >= len(motion):
+            yield frame
+            continue
+        points = np.asarray(points, np.float64)
+        if source is None or frame is not source[0] or not np.array_equal(points, source[1]):
+            paints, source = colours(frame, points), (frame, points)  # a photo's colours once; a video's per frame
+        yield render(frame, points, target_points(points, matrix, rest, motion[t]), paints)

@@ -69,6 +69,22 @@ def _face_to_mouth(face_crops: np.ndarray, face_matrix: np.ndarray, mouth_matrix
     return geometry.crop(face_crops, relation, geometry.MOUTH_SIZE)
 
 
+def _motion_crops(system, meta: dict, frames: np.ndarray, cached: dict) -> np.ndarray:
+    """Mouth crops of the motion model: the clip's first frame, at its own resolution, moved by the motion
+    predicted from the clip's audio, cut by the first frame's mouth matrix like the static row: (T, 64, 64, 3)."""
+    from .. import render
+    from ..generate import predicted_motion
+
+    lead = meta.get("trimmed_start_frames", 0) * media.SAMPLES_PER_FRAME
+    audio = media.fit_audio(media.read_audio(meta["path"])[lead:], len(frames))
+    points = np.load(Path(meta["cache_dir"]) / "landmarks.npy")[:1].astype(np.float64)
+    face_matrix = cached["face_matrix"][:1].astype(np.float64)
+    tracked = ((frames[0], points[0], face_matrix[0]) for _ in range(len(frames)))
+    moved = render.animate(tracked, render.rest_of(points, face_matrix), predicted_motion(system, audio, len(frames)))
+    matrix = cached["mouth_matrix"][:1].astype(np.float64)
+    return np.concatenate([geometry.crop(f[None], matrix, geometry.MOUTH_SIZE) for f in moved])
+
+
 def _clip_frames(meta: dict) -> np.ndarray:
     frames = media.read_video(meta["path"])
     return frames[meta.get("trimmed_start_frames", 0):][: meta["n_frames"]]
@@ -145,8 +161,12 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
                   ("mouth", "face", "mel", "landmarks_mouth", "mouth_matrix", "face_matrix")}
         cached["silent"] = data.silent_frames(data.clips.index(meta))
         frames = _clip_frames(meta)
+        meta = {**meta, "cache_dir": str(folder)}
         rows = {"ground truth": cached["mouth"], "static": np.repeat(cached["mouth"][:1], len(frames), 0)}
         for name, system in systems.items():
+            if getattr(system, "output", None) == "motion":  # the first frame moved, its mouth crop cut out
+                rows[name] = _motion_crops(system, meta, frames, cached)
+                continue
             kind, crops = model_crops(system, cached["mel"], cached["mouth"][0], cached["face"][0])
             crops = np.stack(list(crops))[: len(frames)]
             if kind == "face":

@@ -72,7 +72,8 @@ def closed(rest: np.ndarray) -> np.ndarray:
     """A rest shape (31, 2) with its lips brought together: a photo that smiles with its teeth showing,
     or a video whose speaker never quite closes, gets a closed mouth to open from (and to return to in
     silence). The lower lip rises to the upper (inner points by their own gap, outer points by the mean
-    gap, half at the corners) and the chin with it, half as far; the upper lip stays."""
+    gap, half at the corners) and the chin with it, half as far; the upper lip stays. (Leaving GRID's own small
+    resting gap instead made its held-out mouths worse: LMD 1.17 vs 1.02 on 3 clips.)"""
     out = rest.copy()
     gaps = [max(0.0, rest[motion_index([b])[0], 1] - rest[motion_index([a])[0], 1]) for a, b in INNER_GAPS]
     for (_, lower), g in zip(INNER_GAPS, gaps):
