@@ -16,6 +16,11 @@ lipgen train --model syncnet --preset cpu --cache $CACHE --out runs/syncnet --st
 lipgen train --model davs --preset cpu --cache $CACHE --out runs/davs_cpu --steps 5000 --batch-size 8 --bf16 &
 lipgen train --model crgan --preset cpu --cache $CACHE --out runs/crgan_cpu --steps 4000 --batch-size 4 --bf16 &
 wait
+# the any-face path (session 3): the motion model and the landmark sync expert, side by side, fp32
+# (they read the clips' waveforms from the corpus paths in the cache: run from the folder preprocessing ran in)
+lipgen train --model motion --preset cpu --cache $CACHE --out runs/motion --steps 3000 --batch-size 32 --workers 1 --val-every 250 &
+lipgen train --model lmsync --preset cpu --cache $CACHE --out runs/lmsync --steps 3000 --batch-size 32 --workers 1 --val-every 250 &
+wait
 
 python scripts/export_model.py runs/glance_cpu/model.safetensors src/lipgen/assets/glance.safetensors
 python scripts/export_model.py runs/crgan_cpu/model.safetensors src/lipgen/assets/crgan.safetensors \
@@ -24,3 +29,5 @@ python scripts/export_model.py runs/davs_cpu/model.safetensors src/lipgen/assets
     --parts pid_encoder visual_encoder audio_encoder word_classifier generator
 python scripts/export_model.py runs/syncnet/model.safetensors src/lipgen/assets/syncnet.safetensors \
     --parts mouth_encoder audio_encoder
+python scripts/export_model.py runs/motion/model.safetensors src/lipgen/assets/motion.safetensors --parts net
+cp runs/lmsync/model.safetensors src/lipgen/assets/lmsync.safetensors  # fp32, whole (0.9 MB)

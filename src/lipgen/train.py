@@ -218,7 +218,7 @@ def make_dataset(model_cfg, cache: str, split: str, clips: list[str] | None = No
         from .data.motion import MotionDataset
 
         return MotionDataset(cache, split, window=model_cfg.n_frames, augment=split == "train", clips=clips,
-                             seed=seed, progress=split == "train")
+                             seed=seed, progress=split == "train", freq_mask=getattr(model_cfg, "freq_mask", 0))
     if kind == "words":
         return WordDataset(cache, split, window=model_cfg.n_frames, faces=faces, clips=clips, seed=seed,
                            silences=getattr(model_cfg, "silence_items", False))

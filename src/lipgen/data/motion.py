@@ -4,7 +4,7 @@ Each clip's audio is read once from its source file (the cache keeps log-mel, bu
 the waveform) and kept in memory (GRID: ~190 MB for 1000 clips of 3 s). Each item draws a clip and a
 window from an RNG seeded by (seed, index), and, when augmenting, a tempo (the audio and the motion
 timeline stretched together), a room/microphone/noise/codec draw (lipgen.voice.augment), a vocal-tract
-warp, feature-row dropout and a masked band of mel bins.
+warp, feature-row dropout and (with freq_mask) a masked band of mel bins.
 
 Item:
     features  (4T, F) float32   lipgen.voice.features of the (augmented) clip, the window's rows
@@ -30,14 +30,14 @@ from .corpora import SILENCE
 TEMPO_RANGE = (0.85, 1.2)  # speech played this much slower .. faster
 VTLP_RANGE = (0.85, 1.15)
 ROW_DROPOUT = 0.05  # share of feature rows zeroed (SpecAugment-like time masking, short)
-FREQ_MASK = 15  # widest band of mel bins zeroed
 
 
 class MotionDataset(Dataset):
     def __init__(self, cache: str | os.PathLike, split: str | None = "train", window: int = 32,
                  augment: bool = True, seed: int = 0, clips: list[str] | None = None, items_per_clip: int = 8,
-                 progress: bool = False):
+                 progress: bool = False, freq_mask: int = 0):
         self.cache, self.window, self.augment, self.seed = Path(cache), window, augment, seed
+        self.freq_mask = freq_mask  # widest band of mel bins zeroed in augmentation (0: none)
         wanted = set(clips) if clips is not None else None
         metas = [json.loads(p.read_text()) for p in sorted(self.cache.glob("*/meta.json"))
                  if not p.parent.name.startswith((".", "_"))]
@@ -96,8 +96,8 @@ class MotionDataset(Dataset):
         feats = feats[rows].copy()
         if self.augment:
             feats[rng.random(len(feats)) < ROW_DROPOUT] = 0.0
-            if rng.random() < 0.5:  # a band of mel bins lost (SpecAugment): no single formant is relied on
-                width = int(rng.integers(1, FREQ_MASK + 1))
+            if self.freq_mask and rng.random() < 0.5:  # a band of mel bins lost (SpecAugment)
+                width = int(rng.integers(1, self.freq_mask + 1))
                 low = int(rng.integers(0, voice.N_FEATURES - 1 - width))
                 feats[:, low:low + width] = 0.0
         return {"features": torch.from_numpy(feats),

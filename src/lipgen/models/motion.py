@@ -97,6 +97,7 @@ class MotionConfig:
     w_opening: float = 2.0  # extra weight on the inner-lip gap, the measure that matters most for sync
     w_velocity: float = 1.0  # frame-to-frame change: sharp openings and closings, no smearing
     smooth_sigma: float = 0.7  # frames: light smoothing of the predicted motion at generation time
+    freq_mask: int = 0  # training: widest band of mel bins masked (SpecAugment); 0 = none (the shipped model)
     dataset: str = "motion"  # the training data this model declares (lipgen.data.motion.MotionDataset)
 
     def __post_init__(self):
