@@ -136,9 +136,10 @@ def evaluate_portrait(path: Path, work: Path, specs: dict, expert, audio: np.nda
     photo = media.read_image(photo_path)
     index = 0 if face_index is None else face_index  # a photo with several faces: the largest, unless listed
     try:
-        landmarks, _ = geometry.track_landmarks(photo[None], index, where=path.name)
+        box = geometry.choose_face(geometry.detect_faces(photo), index, path.name)  # every row: the photo's head
     except FaceNotFoundError as e:
         raise FaceNotFoundError(f"no face found ({e})") from e
+    landmarks = geometry.landmarks_in_box(photo, box)[None]  # (1, 68, 2)
     reference = face_descriptors(photo[None], landmarks)[0]
     photo_cpbd = mouth_sharpness(photo[None], landmarks)
     n = len(silent)
@@ -153,7 +154,7 @@ def evaluate_portrait(path: Path, work: Path, specs: dict, expert, audio: np.nda
         try:
             if not video.is_file():
                 make(video)  # written atomically: an interrupted run leaves no half file
-            frames, marks = tracked(video, index, path.name)
+            frames, marks = tracked(video, index, path.name, box)
             values, curves[label] = measure(frames, marks, audio, expert, reference, ~silent)
             row.update(values, frames=len(frames), envelope_corr=correlation(curves[label], envelope[:len(frames)]),
                        ratio_at_least_2=float(values["opening_ratio"] >= RATIO_ENOUGH),

@@ -311,15 +311,25 @@ def fresh_folder(folder: Path, key: str) -> bool:
     return False
 
 
-def tracked(video: Path, face_index: int | None, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """A row's frames (T, H, W, 3) uint8 and their landmarks (T, 68, 2), cached beside the video."""
+def tracked(video: Path, face_index: int | None, where: str,
+            box: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A row's frames (T, H, W, 3) uint8 and their landmarks (T, 68, 2), cached beside the video.
+
+    Without a box, lipgen's tracker follows the face. box: the detector box (x0, y0, x1, y1) of a head that
+    does not move (a held photo, and what a model makes of one): the landmarks are found in that same box in
+    every frame, so they cannot drift (tracked from frame to frame, a hard face's points can wander by tens of
+    pixels on identical frames).
+    """
     frames = media.read_video(video)
-    cache = video.with_suffix(".landmarks.npy")
+    cache = video.with_suffix(".landmarks.npy" if box is None else ".still-landmarks.npy")
     if cache.is_file() and cache.stat().st_mtime_ns >= video.stat().st_mtime_ns:
         landmarks = np.load(cache)
         if len(landmarks) == len(frames):
             return frames, landmarks
-    landmarks, _ = geometry.track_landmarks(frames, face_index, where=where)
+    if box is None:
+        landmarks, _ = geometry.track_landmarks(frames, face_index, where=where)
+    else:
+        landmarks = np.stack([geometry.landmarks_in_box(frame, box) for frame in frames])
     tmp = cache.with_name(f".{cache.name}.{os.getpid()}.npy")
     np.save(tmp, landmarks)
     os.replace(tmp, cache)
@@ -403,23 +413,25 @@ def evaluate_clip(path: Path, work: Path, specs: dict, expert, seconds: float, m
         cv2.imwrite(str(first), cv2.cvtColor(real_frames[0], cv2.COLOR_RGB2BGR))
     n = len(real_frames)
     index = 0 if face_index is None else face_index
+    still = geometry.choose_face(geometry.detect_faces(real_frames[0]), index, path.name)  # the held head's box
     speech = speech_frames(audio, n)
     reference = face_descriptors(real_frames[:1], real[:1])[0]
-    videos = {("ground truth", REFERENCE): (clip, None),  # (video, make(path) when it is not there yet)
-              ("static", REFERENCE): (folder / "static.mp4", held(real_frames[0], audio, n))}
+    # (video, make(path) when it is not there yet, the fixed face box of a row whose head does not move)
+    videos = {("ground truth", REFERENCE): (clip, None, None),
+              ("static", REFERENCE): (folder / "static.mp4", held(real_frames[0], audio, n), still)}
     for label, spec in specs.items():
         tag = file_key(spec[1])
         videos[(label, "from photo")] = (folder / f"{slug(label)}-photo-{tag}.mp4",
-                                         generated(spec, audio, first, face_index))
+                                         generated(spec, audio, first, face_index), still)
         videos[(label, "dubbing")] = (folder / f"{slug(label)}-dubbing-{tag}.mp4",
-                                      generated(spec, audio, clip, face_index))
+                                      generated(spec, audio, clip, face_index), None)
     rows, curves = [], {}
-    for (label, mode), (video, make) in videos.items():
+    for (label, mode), (video, make, box) in videos.items():
         row = {"input": path.name, "row": label, "mode": mode, "reason": ""}
         try:
             if not video.is_file():
                 make(video)  # written atomically: an interrupted run leaves no half file
-            frames, landmarks = tracked(video, index, path.name)
+            frames, landmarks = tracked(video, index, path.name, box)
             if len(frames) != n:
                 raise ValueError(f"{len(frames)} frames made for a clip of {n}")
             values, curves[(label, mode)] = measure(frames, landmarks, audio, expert, reference, speech)
