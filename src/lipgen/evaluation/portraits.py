@@ -65,6 +65,10 @@ PORTRAIT_COLUMNS = {  # key: (header, better); the others come from wild.COLUMNS
     "opening_ratio": COLUMNS["opening_ratio"],
     "ratio_at_least_2": ("share speech/silence >= 2", "higher"),
     "envelope_corr": ("opening corr. with envelope", "higher"),
+    "wild_conf": COLUMNS["wild_conf"],
+    "wild_dist": COLUMNS["wild_dist"],
+    "wild_abs_offset": COLUMNS["wild_abs_offset"],
+    "wild_offset": COLUMNS["wild_offset"],
     "sync_conf": COLUMNS["sync_conf"],
     "sync_dist": COLUMNS["sync_dist"],
     "sync_abs_offset": COLUMNS["sync_abs_offset"],
@@ -75,7 +79,7 @@ PORTRAIT_COLUMNS = {  # key: (header, better); the others come from wild.COLUMNS
     "cpbd_vs_photo": ("CPBD vs photo", "higher"),
     "frames": ("frames", ""),
 }
-PORTRAIT_TABLE = ("opening_ratio", "envelope_corr", "sync_conf", "sync_offset", "identity_kept", "cpbd_vs_photo")
+PORTRAIT_TABLE = ("opening_ratio", "envelope_corr", "wild_conf", "wild_offset", "identity_kept", "cpbd_vs_photo")
 
 
 def speech_words(path: Path, audio: np.ndarray) -> list[Word]:

@@ -8,7 +8,11 @@ compared on the same frames. Rows:
 - "ground truth": the prepared clip itself (the ceiling: LMD 0, opening correlation 1);
 - "static": its first frame held for the whole clip (the floor: a face that never moves);
 - per model, "from photo": the first frame as the face photo + the clip's own audio (self-reenactment),
-  and "dubbing": the clip's own frames as the face video + its own audio.
+  "dubbing": the clip's own frames as the face video + its own audio, and "voice only": a face the models
+  know (GRID s1's first frame, VOICE_FACE) + the clip's audio, scored only by how its mouth opening follows
+  the real speaker's (the audio side alone).
+Sync is judged by two experts: the landmark expert (lipgen.models.lmsync, the judge in the wild) and
+lipgen's GRID pixel expert (kept for comparison).
 Every row is an mp4 at the prepared resolution; lipgen's tracker finds the 68 landmarks on it and each
 measure compares them with the real clip's, or reads the row's own pixels and sound (sharpness, identity,
 sync). Silence comes from the audio (an energy detector, `speech_frames`). Still portraits driven by
@@ -56,7 +60,10 @@ SPEECH_PAD = 2  # frames (80 ms) added to each side of speech: lips move before 
 SYNC_MIN_FRAMES = MAX_OFFSET + SYNC_FRAMES  # shortest clip the sync expert can score (20 frames)
 PLOTTED = 3  # clips (or portraits) whose opening curves are drawn
 REFERENCE = "reference"  # the mode of the ground truth and static rows
-MODES = ("from photo", "dubbing")
+MODES = ("from photo", "dubbing", "voice only")
+# "voice only": a face the models know well (GRID s1's first frame, bundled) driven by each clip's audio, scored
+# by the correlation of its mouth opening with the real speaker's: does the audio side generalise to the voice?
+VOICE_FACE = Path(__file__).resolve().parents[1] / "assets" / "clips" / "s1_bbaf2n.mp4"
 
 COLUMNS = {  # key: (header, better: "lower" / "higher" / "" for a plain reading)
     "lmd_iod": ("LMD / IOD", "lower"),
@@ -69,13 +76,17 @@ COLUMNS = {  # key: (header, better: "lower" / "higher" / "" for a plain reading
     "identity_kept": ("identity kept", "higher"),
     "cpbd": ("CPBD mouth", "higher"),
     "cpbd_vs_real": ("CPBD vs real", "higher"),
-    "sync_conf": ("sync conf.", "higher"),
-    "sync_dist": ("sync dist.", "lower"),
-    "sync_abs_offset": ("|offset| (frames)", "lower"),
-    "sync_offset": ("offset (frames)", ""),
+    "wild_conf": ("sync conf. (landmark expert)", "higher"),
+    "wild_dist": ("sync dist. (landmark expert)", "lower"),
+    "wild_abs_offset": ("|offset| (landmark expert)", "lower"),
+    "wild_offset": ("offset (landmark expert)", ""),
+    "sync_conf": ("sync conf. (GRID pixel expert)", "higher"),
+    "sync_dist": ("sync dist. (GRID pixel expert)", "lower"),
+    "sync_abs_offset": ("|offset| (GRID pixel expert)", "lower"),
+    "sync_offset": ("offset (GRID pixel expert)", ""),
 }
-CLIP_TABLE = ("lmd_iod", "lmd_vs_static", "opening_corr", "opening_ratio", "identity_kept", "cpbd", "sync_conf",
-              "sync_offset")  # the per-clip table of report.md (report.csv has every column)
+CLIP_TABLE = ("lmd_iod", "lmd_vs_static", "opening_corr", "opening_ratio", "identity_kept", "cpbd", "wild_conf",
+              "wild_offset")  # the per-clip table of report.md (report.csv has every column)
 
 
 # ---------------------------------------------------------------- measures on landmarks, pixels and sound
@@ -194,19 +205,22 @@ def mouth_sharpness(frames: np.ndarray, landmarks: np.ndarray) -> float:
 
 
 def sync_of(frames: np.ndarray, landmarks: np.ndarray, audio: np.ndarray, expert) -> dict:
-    """Audio-visual sync of a video by the sync expert: sync_conf (LSE-C), sync_dist (LSE-D), sync_offset
-    (frames, + = audio later) and its absolute value. frames (T, H, W, 3) uint8, landmarks (T, 68, 2),
-    audio (T * SAMPLES_PER_FRAME,) at SAMPLE_RATE. The 64 px mouth crops are lipgen's own (face.crop_matrices).
-    NaN without an expert or for clips shorter than SYNC_MIN_FRAMES."""
+    """Audio-visual sync of a video by the two sync experts (expert: load_sync_expert's pair, or None):
+    the landmark expert that works in the wild (wild_*) and lipgen's GRID pixel expert (sync_*), each as
+    conf (LSE-C), dist (LSE-D), offset (frames, + = audio later) and its absolute value. frames (T, H, W, 3)
+    uint8, landmarks (T, 68, 2), audio (T * SAMPLES_PER_FRAME,) at SAMPLE_RATE. The pixel expert sees lipgen's
+    own 64 px mouth crops (face.crop_matrices). NaN without an expert or for clips shorter than SYNC_MIN_FRAMES."""
+    keys = [f"{p}_{k}" for p in ("wild", "sync") for k in ("conf", "dist", "offset", "abs_offset")]
     if expert is None or len(frames) < SYNC_MIN_FRAMES:
-        return dict.fromkeys(("sync_conf", "sync_dist", "sync_offset", "sync_abs_offset"), float("nan"))
-    from .sync import sync_scores
+        return dict.fromkeys(keys, float("nan"))
+    from .sync import landmark_sync_scores, sync_scores
 
     _, mouth_matrix = geometry.crop_matrices(landmarks)
     mouths = geometry.crop(frames, mouth_matrix, geometry.MOUTH_SIZE)  # (T, 64, 64, 3)
-    scores = sync_scores(expert, mouths, media.log_mel(audio, len(frames)))
-    return {"sync_conf": scores["lse_c"], "sync_dist": scores["lse_d"], "sync_offset": scores["offset"],
-            "sync_abs_offset": abs(scores["offset"])}
+    scores = {"sync": sync_scores(expert["pixel"], mouths, media.log_mel(audio, len(frames))),
+              "wild": landmark_sync_scores(expert["landmark"], landmarks, audio)}
+    return {f"{p}_{k}": v for p, s in scores.items() for k, v in
+            (("conf", s["lse_c"]), ("dist", s["lse_d"]), ("offset", s["offset"]), ("abs_offset", abs(s["offset"])))}
 
 
 def measure(frames: np.ndarray, landmarks: np.ndarray, audio: np.ndarray, expert, reference: np.ndarray,
@@ -386,19 +400,28 @@ def prepare_clip(path: Path, folder: Path, seconds: float, max_side: int,
 
 
 def load_sync_expert(expert: str | None):
-    """The sync expert for `expert` = "default" (the shipped one), a checkpoint path, or None (no sync columns)."""
+    """The sync experts: {"landmark": the in-the-wild expert (lmsync), "pixel": the GRID pixel expert}, each
+    the shipped one for `expert` = "default", or with a checkpoint path for the pixel expert; None: no sync
+    columns."""
     if expert is None:
         return None
-    from .sync import load_expert
+    from .sync import load_expert, load_landmark_expert
 
-    return load_expert(None if expert == "default" else expert)
+    return {"landmark": load_landmark_expert(), "pixel": load_expert(None if expert == "default" else expert)}
 
 
 # ---------------------------------------------------------------- videos
 
 
+def voice_face_box(face: Path) -> np.ndarray:
+    """The detector box of the voice-only face (the first frame of `face`)."""
+    first = media.read_frames(face)[0] if face.suffix.lower() in media.IMAGE_SUFFIXES else \
+        media.read_video(face)[0]
+    return geometry.choose_face(geometry.detect_faces(first), 0, str(face))
+
+
 def evaluate_clip(path: Path, work: Path, specs: dict, expert, seconds: float, max_side: int,
-                  face_index: int | None) -> tuple[list[dict], dict]:
+                  face_index: int | None, voice_face: Path | None = None) -> tuple[list[dict], dict]:
     """All rows of one clip: ([row dicts: input, row, mode, reason, measures], plot data: {"curves": {(row, mode):
     opening (T,)}, "speech": (T,) bool}). Raises for a clip that cannot be evaluated at all (no face, several
     faces without a face index, no sound, unreadable)."""
@@ -425,6 +448,9 @@ def evaluate_clip(path: Path, work: Path, specs: dict, expert, seconds: float, m
                                          generated(spec, audio, first, face_index), still)
         videos[(label, "dubbing")] = (folder / f"{slug(label)}-dubbing-{tag}.mp4",
                                       generated(spec, audio, clip, face_index), None)
+        if voice_face is not None:
+            videos[(label, "voice only")] = (folder / f"{slug(label)}-voice-{tag}.mp4",
+                                             generated(spec, audio, voice_face, 0), voice_face_box(voice_face))
     rows, curves = [], {}
     for (label, mode), (video, make, box) in videos.items():
         row = {"input": path.name, "row": label, "mode": mode, "reason": ""}
@@ -437,6 +463,8 @@ def evaluate_clip(path: Path, work: Path, specs: dict, expert, seconds: float, m
             values, curves[(label, mode)] = measure(frames, landmarks, audio, expert, reference, speech)
             row.update(values, lmd_iod=lmd_iod(landmarks, real),
                        opening_corr=correlation(curves[(label, mode)], mouth_opening(real)))
+            if mode == "voice only":  # another face: only the opening's course and sync compare with the clip
+                row.update(lmd_iod=float("nan"), identity_distance=float("nan"), identity_kept=float("nan"))
         except Exception as e:  # reported in the row; the other rows and clips go on
             row["reason"] = f"{type(e).__name__}: {e}"
         rows.append(row)
@@ -474,7 +502,8 @@ def evaluate_all(paths: list[Path], work: str | os.PathLike | None, desc: str, e
 def evaluate_videos(folder: str | os.PathLike, out: str | os.PathLike, models: list[str] | None = None,
                     seconds: float = DEFAULT_SECONDS, manifest: str | os.PathLike | None = None,
                     work: str | os.PathLike | None = None, limit: int | None = None, max_side: int = MAX_SIDE,
-                    expert: str | None = "default", progress: bool = True) -> dict:
+                    expert: str | None = "default", progress: bool = True,
+                    voice_face: str | os.PathLike | None = VOICE_FACE) -> dict:
     """Evaluate models on a folder of talking-face videos with sound (module doc: rows and protocol).
 
     models: shipped model names or checkpoint files (default: every shipped model). manifest: face index
@@ -491,7 +520,8 @@ def evaluate_videos(folder: str | os.PathLike, out: str | os.PathLike, models: l
     rows, plotted, skipped = evaluate_all(
         paths, work, "evaluate videos",
         lambda path, work_dir: evaluate_clip(path, work_dir, specs, sync_expert, seconds, max_side,
-                                             face_index_of(path, indices)), progress)
+                                             face_index_of(path, indices),
+                                             None if voice_face is None else Path(voice_face)), progress)
     order = [("ground truth", REFERENCE), ("static", REFERENCE)] + [(label, mode) for mode in MODES for label in specs]
     summary = summarise(rows, order, skipped, COLUMNS)
     summary["settings"] = {"folder": str(folder), "models": {k: str(v[1]) for k, v in specs.items()},
