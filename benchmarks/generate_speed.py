@@ -3,7 +3,8 @@
     python benchmarks/generate_speed.py [--checkpoint runs/glance/model.safetensors] [--seconds 10]
 
 Prints, for the bundled sample speech cut to --seconds and the bundled 512x512 face photo:
-- model alone: the model making every frame's crop from the log-mel (windows, cross-fade);
+- model alone: the model making every frame's crop from the log-mel (windows, cross-fade); for the motion
+  model, predicting the motion and warping every full frame (no encoding);
 - whole pipeline: reading audio, log-mel, face tracking, the model, paste-back, H.264+AAC encoding;
 as real-time factor = seconds of video made per second of wall time (higher is faster).
 """
@@ -17,12 +18,12 @@ import numpy as np
 import torch
 
 from lipgen import media
-from lipgen.generate import SAMPLE_AUDIO, SAMPLE_FACE, FaceSource, generate, load_generator, model_crops
+from lipgen.generate import SAMPLE_AUDIO, SAMPLE_FACE, FaceSource, generate, load_generator, model_crops, motion_frames
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="glance", help="model name (default glance)")
+    parser.add_argument("--model", help="model name (default: lipgen generate's default, motion)")
     parser.add_argument("--checkpoint", help="model file (default: the shipped model)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the test clip (default 10)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the best is reported")
@@ -38,7 +39,10 @@ def main():
     best = np.inf
     for _ in range(args.repeats):
         start = time.perf_counter()
-        _, crops = model_crops(system, mel, source.identity_mouth, source.identity_face)
+        if getattr(system, "output", None) == "motion":  # motion predicted, the photo warped frame by frame
+            crops = motion_frames(system, audio, len(mel) // media.MELS_PER_FRAME, source)
+        else:
+            _, crops = model_crops(system, mel, source.identity_mouth, source.identity_face)
         n = sum(1 for _ in crops)
         best = min(best, time.perf_counter() - start)
     print(f"model alone:    {n} frames in {best:6.2f} s  real-time factor {seconds / best:6.1f}x")

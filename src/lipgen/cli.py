@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", help="speech file (wav, flac, mp3, m4a, or a video's sound); default: bundled sample")
     p.add_argument("--face", help="photo or video of the face; default: bundled sample photo")
     p.add_argument("-o", "--out", default="out.mp4", help="output mp4 (default out.mp4)")
-    p.add_argument("--model", default="glance", help="model (default glance)")
+    p.add_argument("--model", help="motion (default: any face, any voice), glance, crgan or davs")
     p.add_argument("--checkpoint", help="model file from `lipgen train` (default: the shipped model)")
     p.add_argument("--drive-video", help="drive the face with this video's mouth movements instead of audio "
                                          "(--model davs); its sound is used unless --audio is given")

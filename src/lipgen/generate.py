@@ -35,6 +35,7 @@ def window_hop(window: int) -> int:
 WINDOW_HOP = window_hop(16)  # Glance's seams fall every 12 frames
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_CHECKPOINTS = {name: ASSETS / f"{name}.safetensors" for name in ("glance", "crgan", "davs", "motion")}
+DEFAULT_MODEL = "motion"  # the any-face path: see README, "Any face"
 SAMPLE_AUDIO = ASSETS / "jfk.flac"
 SAMPLE_FACE = ASSETS / "astronaut.png"
 
@@ -46,8 +47,13 @@ def inference_autocast(device: str = "cpu"):
     return torch.autocast(device, dtype=torch.bfloat16, enabled=native)
 
 
-def load_generator(model: str = "glance", checkpoint: str | os.PathLike | None = None):
-    """The model for generation: the shipped default, or a checkpoint from `lipgen train`."""
+def load_generator(model: str | None = None, checkpoint: str | os.PathLike | None = None):
+    """The model for generation: a shipped one by name (default DEFAULT_MODEL), or a checkpoint from
+    `lipgen train` (its model is read from the file unless `model` names one to check it against)."""
+    if checkpoint is not None and model is None:
+        system, _ = load_system(checkpoint, strict=False)
+        return system
+    model = model or DEFAULT_MODEL
     if checkpoint is None:
         model_classes(model)  # an unknown name is refused with the list of known ones
         if model not in DEFAULT_CHECKPOINTS or not DEFAULT_CHECKPOINTS[model].is_file():
@@ -163,7 +169,7 @@ def model_crops(system, mel: np.ndarray, identity_mouth: np.ndarray, identity_fa
 
 
 def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLike, out: str | os.PathLike = "out.mp4",
-             model: str = "glance", checkpoint: str | os.PathLike | None = None, face_index: int | None = None,
+             model: str | None = None, checkpoint: str | os.PathLike | None = None, face_index: int | None = None,
              drive_video: str | os.PathLike | None = None, sample_rate: int = media.SAMPLE_RATE,
              max_seconds: float = media.MAX_SECONDS, progress: bool = True,
              expressiveness: float | None = None) -> Path:
@@ -171,6 +177,7 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
 
     audio: a file ffmpeg reads, or a (N,) float array at `sample_rate` (must be SAMPLE_RATE).
     face: a photo (png, jpg, ...) or a video; face_index picks one of several faces (largest first).
+    model: a shipped model's name (default DEFAULT_MODEL, "motion"); checkpoint: a trained model file instead.
     drive_video: instead of audio, drive the face with the mouth movements of the person in this video
     (models that read lips: DAVS); its own sound is muxed unless `audio` is given too.
     expressiveness: how far the motion model moves the mouth, times its prediction (default
@@ -193,7 +200,8 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
     source = FaceSource(face, face_index, max_seconds)
     if drive_video is not None:
         if not hasattr(system, "generate_driven"):
-            raise ValueError(f"the {model} model generates from audio only; --drive-video needs --model davs")
+            raise ValueError(f"the {type(system).__name__} model generates from audio only; --drive-video needs "
+                             "--model davs")
         driving = media.read_video(drive_video, max_seconds=max_seconds)
         track = geometry.track_face(driving, face_index=0, where=str(drive_video))
         mouths = geometry.crop(driving, track.mouth_matrix, geometry.MOUTH_SIZE)
