@@ -2,7 +2,7 @@
 at the face's own resolution across the sentence, the spoken word under each column; for a real video,
 its own frames above the generated ones (from its first frame, with its own audio).
 
-    python scripts/anyface_picture.py --faces A.jpg B.png ... --videos C.mp4 -o docs/anyface.png
+    python scripts/anyface_picture.py --faces A.jpg B.png ... --videos C.mp4 -o docs/anyface.jpg
     python scripts/anyface_picture.py -o docs/unseen_identity.png --faces src/lipgen/assets/astronaut.png \
         --models glance crgan davs motion      # one face, a row per model
 
@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--speech", default=str(GRID_CLIP / "video" / "bbaf2n.mp4"))
     ap.add_argument("--align", default=str(GRID_CLIP / "align" / "bbaf2n.align"))
     ap.add_argument("--columns", type=int, default=10)
-    ap.add_argument("-o", "--out", default="docs/anyface.png")
+    ap.add_argument("-o", "--out", default="docs/anyface.jpg")
     args = ap.parse_args()
     speech = media.read_audio(args.speech)
     n = speech.size // media.SAMPLES_PER_FRAME
