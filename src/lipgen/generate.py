@@ -221,7 +221,7 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
 
 def _write(out, frames, samples: np.ndarray, n_frames: int, progress: bool) -> Path:
     bar = tqdm(total=n_frames, desc="generate", unit="frame", disable=not progress)
-    with media.Mp4Writer(out, audio=media.fit_audio(samples, n_frames)) as writer:
+    with media.Mp4Writer(out, audio=samples) as writer:  # the writer fits the sound to the frames written
         for frame in frames:
             writer.write(frame)
             bar.update()
