@@ -4,11 +4,11 @@
 #   portraits/: every unseen still image saying the bundled GRID speech (9 s), static and per model
 # Validation only: the unseen data never enters the repository; the generated videos stay in the work folder,
 # which a re-run (or a run with a new model) reuses.
-# Usage: [MODELS="glance crgan davs"] scripts/evaluate_unseen.sh [unseen folder] [work folder]
+# Usage: [MODELS="motion glance crgan davs"] scripts/evaluate_unseen.sh [unseen folder] [work folder]
 set -euo pipefail
 UNSEEN=${1:-../shared/data/unseen}
 WORK=${2:-cache/unseen}
-MODELS=${MODELS:-glance crgan davs}
+MODELS=${MODELS:-motion glance crgan davs}
 mkdir -p "$WORK"
 # the interview clip shows two faces; the presenter (left: face 1 of the original frame, largest first) speaks
 echo '{"visualvoice_interview_two_faces.mp4": 1}' > "$WORK/faces.json"
