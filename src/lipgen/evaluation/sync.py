@@ -38,17 +38,18 @@ SYNC_FRAMES = 5  # frames per sync window; lipgen.models.syncnet.SYNC_FRAMES
 CHUNK_FRAMES = 500  # frames embedded at once (20 s): memory stays bounded for long clips
 
 
-def load_expert(path: str | os.PathLike | None = None):
-    """The sync expert: the shipped lipgen/assets/syncnet.safetensors, or a `lipgen train --model syncnet`
-    checkpoint. Returns the SyncNet system in eval mode (float32, CPU)."""
+def load_expert(path: str | os.PathLike | None = None, model: str = "syncnet"):
+    """A sync expert: the shipped lipgen/assets/<model>.safetensors, or a `lipgen train --model <model>`
+    checkpoint. model: "syncnet" (the GRID pixel expert) or "lmsync" (the landmark expert, also
+    load_landmark_expert). Returns the system in eval mode (float32, CPU)."""
     from ..checkpoint import load_system, read_header
 
-    path = Path(path) if path is not None else EXPERT_PATH
+    path = Path(path) if path is not None else EXPERT_PATH.with_name(f"{model}.safetensors")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no sync expert here. Train one with `lipgen train --model syncnet` "
-                                "and pass its model.safetensors, or restore lipgen/assets/syncnet.safetensors.")
-    if read_header(path)["model"] != "syncnet":
-        raise ValueError(f"{path}: a {read_header(path)['model']} checkpoint, not a syncnet expert.")
+        raise FileNotFoundError(f"{path}: no {model} sync expert here. Train one with `lipgen train --model {model}` "
+                                f"and pass its model.safetensors, or restore lipgen/assets/{model}.safetensors.")
+    if read_header(path)["model"] != model:
+        raise ValueError(f"{path}: a {read_header(path)['model']} checkpoint, not a {model} expert.")
     expert, _ = load_system(path)
     return expert
 
@@ -135,17 +136,8 @@ LANDMARK_EXPERT_PATH = EXPERT_PATH.with_name("lmsync.safetensors")
 
 def load_landmark_expert(path: str | os.PathLike | None = None):
     """The in-the-wild sync expert: the shipped lipgen/assets/lmsync.safetensors, or a
-    `lipgen train --model lmsync` checkpoint. Returns it in eval mode (float32, CPU)."""
-    from ..checkpoint import load_system, read_header
-
-    path = Path(path) if path is not None else LANDMARK_EXPERT_PATH
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no landmark sync expert here. Train one with `lipgen train --model lmsync` "
-                                "and pass its model.safetensors, or restore lipgen/assets/lmsync.safetensors.")
-    if read_header(path)["model"] != "lmsync":
-        raise ValueError(f"{path}: a {read_header(path)['model']} checkpoint, not an lmsync expert.")
-    expert, _ = load_system(path)
-    return expert
+    `lipgen train --model lmsync` checkpoint (see load_expert)."""
+    return load_expert(path, model="lmsync")
 
 
 def landmark_motion(landmarks: np.ndarray) -> np.ndarray:
