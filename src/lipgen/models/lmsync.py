@@ -119,7 +119,7 @@ class LmSync(nn.Module):
     def training_step(self, batch: dict, step: int, update) -> dict[str, float]:
         out = self.losses(batch, augment=True)
         update(out["loss"], "expert")
-        return {k: float(v) for k, v in out.items()}
+        return {k: float(v.detach()) for k, v in out.items()}
 
     @torch.no_grad()
     def validation_step(self, batch: dict) -> dict[str, float]:

@@ -178,7 +178,7 @@ class Motion(nn.Module):
     def training_step(self, batch: dict, step: int, update) -> dict[str, float]:
         out = self.losses(batch)
         update(out["loss"], "net")
-        return {k: float(v) for k, v in out.items() if v.ndim == 0}
+        return {k: float(v.detach()) for k, v in out.items() if v.ndim == 0}
 
     @torch.no_grad()
     def validation_step(self, batch: dict) -> dict[str, float]:
