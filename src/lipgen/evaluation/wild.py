@@ -100,10 +100,10 @@ def eye_distance(landmarks: np.ndarray) -> np.ndarray:
 def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
     """Inner-lip gap per frame over the same frame's IOD: mean of the pairs (61, 67), (62, 66), (63, 65).
     (T, 68, 2) -> (T,) float64; about 0 with closed lips, 0.1-0.3 while speaking."""
+    from ..models.motion import opening
+
     landmarks = np.asarray(landmarks, np.float64)
-    gap = np.mean([np.linalg.norm(landmarks[:, i] - landmarks[:, j], axis=-1) for i, j in metrics.INNER_LIP_PAIRS],
-                  axis=0)
-    return gap / eye_distance(landmarks)
+    return opening(landmarks) / eye_distance(landmarks)
 
 
 def lmd_iod(landmarks: np.ndarray, real: np.ndarray) -> float:
