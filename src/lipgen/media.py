@@ -444,7 +444,7 @@ class Mp4Writer:
         if h % 2 or w % 2:
             frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         if self.video is None:
-            self.video = self.out.add_stream("libx264", rate=self.fps, options={"crf": str(self.crf), "preset": "fast"})
+            self.video = self.out.add_stream("libx264", rate=self.fps, options={"crf": str(self.crf), "preset": "veryfast"})
             self.video.width, self.video.height = frame.shape[1], frame.shape[0]
             self.video.pix_fmt = "yuv420p"
             if self.audio is not None:
