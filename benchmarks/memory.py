@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from lipgen import media
-from lipgen.generate import SAMPLE_FACE
+from lipgen.generate import DEFAULT_MODEL, SAMPLE_FACE
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 
@@ -58,16 +58,17 @@ def peak_rss(cmd: list[str]) -> tuple[float, float, int, str]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60], help="speech lengths (default 1 10 60)")
-    parser.add_argument("--model", default="glance", help="model (default glance)")
+    parser.add_argument("--model", help="model (default: lipgen generate's default)")
     args = parser.parse_args()
-    print(f"lipgen generate --model {args.model} onto {SAMPLE_FACE.name}; peak RSS of the whole process")
+    print(f"lipgen generate --model {args.model or DEFAULT_MODEL} onto {SAMPLE_FACE.name}; peak RSS of the whole process")
     print(f"{'minutes':>8} {'peak RSS MB':>12} {'wall s':>8} {'exit':>5}")
     with tempfile.TemporaryDirectory() as tmp:
         for minutes in args.minutes:
             # half a video frame over: real speech is rarely a whole number of frames long (generate then pads)
             wav = write_wav(Path(tmp) / f"speech_{minutes:g}min.wav", speech(minutes * 60 + 0.02))
             cmd = [sys.executable, "-m", "lipgen", "generate", "--audio", str(wav), "--face", str(SAMPLE_FACE),
-                   "-o", str(Path(tmp) / "out.mp4"), "--model", args.model, "--max-seconds", str(minutes * 60 + 60)]
+                   "-o", str(Path(tmp) / "out.mp4"), "--max-seconds", str(minutes * 60 + 60)] + (
+                ["--model", args.model] if args.model else [])
             mb, seconds, code, last = peak_rss(cmd)
             print(f"{minutes:>8g} {mb:>12.0f} {seconds:>8.0f} {code:>5}" + (f"  {last}" if code else ""), flush=True)
             wav.unlink()

@@ -52,6 +52,21 @@ def test_augment_keeps_length_and_changes_the_sound(speech):
     assert abs(voice.stretch(speech, 1.25).size - speech.size / 1.25) < 200
 
 
+def test_long_speech_is_predicted_in_pieces_like_one_pass(speech, monkeypatch):
+    from lipgen.models import motion
+
+    system = load_system(DEFAULT_CHECKPOINTS["motion"], strict=False)[0]
+    long = np.tile(speech, 8)  # ~24 s
+    feats = voice.features(long)
+    whole = system.predict(feats)
+    monkeypatch.setattr(motion, "PREDICT_FRAMES", 100)  # 6 pieces with their margins, instead of one pass
+    pieces = system.predict(feats)
+    assert pieces.shape == whole.shape == (len(feats) // media.MELS_PER_FRAME, len(MOTION_POINTS), 2)
+    gap = [system.gap(torch.from_numpy(m[None]))[0].numpy() for m in (whole, pieces)]
+    assert np.corrcoef(*gap)[0, 1] > 0.98
+    assert np.abs(gap[0] - gap[1]).mean() < 0.1 * gap[0].std()
+
+
 def test_motion_model_fits_real_clips(grid_cache):
     from lipgen.data.motion import MotionDataset
 

@@ -450,8 +450,9 @@ def test_full_disk_ends_the_preprocessing_run_without_blaming_the_clip(tmp_path,
 # 11. Preprocessing streams the video -------------------------------------------------------------------------
 
 
-def test_preprocessing_memory_is_the_crops_not_the_video(tmp_path):
-    """A 720x576 clip decodes to 93 MB; process_clip holds a frame or two of it, plus the crops it returns."""
+def test_preprocessing_memory_is_neither_the_video_nor_the_crops(tmp_path):
+    """A 720x576 clip decodes to 93 MB and its crops take 4.6 MB: process_clip holds a frame or two of the video
+    and writes the crops to the cache folder as it makes them."""
     import tracemalloc
 
     from lipgen.data.corpora import Utterance
@@ -459,12 +460,14 @@ def test_preprocessing_memory_is_the_crops_not_the_video(tmp_path):
 
     utt = Utterance(id="s4/bbilzs", speaker="s4", path=str(S4_CLIP))  # no words: no forced alignment
     tracemalloc.start()
-    arrays = process_clip(utt)
+    arrays = process_clip(utt, tmp_path)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    kept = sum(a.nbytes for a in arrays.values() if isinstance(a, np.ndarray))
-    assert arrays["mouth"].shape == (75, 64, 64, 3) and arrays["meta"]["frame_size"] == [576, 720]
-    assert peak - kept < 20e6, (peak, kept)  # reading the whole video first: > 93 MB
+    mouths, faces = np.load(tmp_path / "mouth.npy"), np.load(tmp_path / "face.npy")
+    assert mouths.shape == (75, 64, 64, 3) and faces.shape == (75, 128, 128, 3)
+    assert arrays["meta"]["frame_size"] == [576, 720] and "mouth" not in arrays
+    assert 20 < faces.mean() < 235 and faces.std() > 10  # real face crops, not an unwritten file
+    assert peak < 20e6, peak  # reading the whole video first: > 93 MB (flat in length: benchmarks/preprocess_memory.py)
 
 
 # 12. Face detection ------------------------------------------------------------------------------------------

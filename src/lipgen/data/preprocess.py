@@ -18,6 +18,7 @@ killed run loses at most the clips in flight, and a re-run skips what is done.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import json
@@ -47,12 +48,14 @@ def clip_dir_name(clip_id: str) -> str:
     return clip_id.replace("/", "__")
 
 
-def process_clip(utt: Utterance) -> dict[str, np.ndarray | dict]:
-    """Decode, track, crop and featurise one clip. Raises LipgenError (with the reason) if unusable.
+def process_clip(utt: Utterance, folder: str | os.PathLike) -> dict[str, np.ndarray | dict]:
+    """Decode, track, crop and featurise one clip: the crops are written to `folder` (mouth.npy, face.npy)
+    as they are made; the rest is returned (the arrays to save, and "meta"). Raises LipgenError (with the
+    reason) if unusable.
 
-    Two passes over the video, a frame at a time: landmarks, then crops. Memory holds the crops (what the
-    cache stores), never the decoded video, so it does not depend on the frame size and grows with the
-    clip's length by 61 kB per frame only.
+    Two passes over the video, a frame at a time: landmarks, then crops. Memory holds neither the decoded
+    video nor the crops, so it does not depend on the frame size, and grows with the clip's length only by
+    the landmarks, audio and log-mel (about 2.5 kB per frame).
     """
     landmarks, detections = face.track_landmarks(media.iter_video(utt.path), face_index=0, where=utt.path,
                                                  allow_missing=True)
@@ -80,13 +83,13 @@ def process_clip(utt: Utterance) -> dict[str, np.ndarray | dict]:
                                   if w.start is not None else w for w in utt.words])
     face_matrix, mouth_matrix = face.crop_matrices(landmarks[lead:])
     track = face.FaceTrack(landmarks[lead:], face_matrix, mouth_matrix, detections)
-    mouths = np.empty((n_frames, face.MOUTH_SIZE, face.MOUTH_SIZE, 3), np.uint8)
-    faces = np.empty((n_frames, face.FACE_SIZE, face.FACE_SIZE, 3), np.uint8)
     done = 0
-    for t, frame in enumerate(itertools.islice(media.iter_video(utt.path), lead, lead + n_frames)):
-        mouths[t] = face.crop(frame[None], mouth_matrix[t:t + 1], face.MOUTH_SIZE)[0]
-        faces[t] = face.crop(frame[None], face_matrix[t:t + 1], face.FACE_SIZE)[0]
-        done = t + 1
+    with _npy_stream(Path(folder) / "mouth.npy", (n_frames, face.MOUTH_SIZE, face.MOUTH_SIZE, 3)) as mouths, \
+            _npy_stream(Path(folder) / "face.npy", (n_frames, face.FACE_SIZE, face.FACE_SIZE, 3)) as faces:
+        for t, frame in enumerate(itertools.islice(media.iter_video(utt.path), lead, lead + n_frames)):
+            mouths.write(face.crop(frame[None], mouth_matrix[t:t + 1], face.MOUTH_SIZE)[0].tobytes())
+            faces.write(face.crop(frame[None], face_matrix[t:t + 1], face.FACE_SIZE)[0].tobytes())
+            done = t + 1
     if done != n_frames:
         raise LipgenError(f"the video gave {lead + done} frames on a second reading, {len(landmarks)} on the first")
     utt, timing = timed(utt, audio)
@@ -94,8 +97,6 @@ def process_clip(utt: Utterance) -> dict[str, np.ndarray | dict]:
                 audio_frames=round(audio.size / media.SAMPLES_PER_FRAME, 2), detections=track.detections,
                 trimmed_start_frames=lead, timing=timing)
     return {
-        "mouth": mouths,
-        "face": faces,
         "mel": media.log_mel(audio, n_frames),
         "landmarks": track.landmarks,
         "landmarks_mouth": track.landmarks_in(track.mouth_matrix),
@@ -104,6 +105,14 @@ def process_clip(utt: Utterance) -> dict[str, np.ndarray | dict]:
         "face_matrix": track.face_matrix.astype(np.float32),
         "meta": meta,
     }
+
+
+@contextlib.contextmanager
+def _npy_stream(path: Path, shape: tuple[int, ...]):
+    """An open .npy file of uint8 `shape` whose data the caller writes in order (raw bytes)."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        yield f
 
 
 def timed(utt: Utterance, audio: np.ndarray) -> tuple[Utterance, str]:
@@ -140,17 +149,18 @@ def _work(args: tuple[Utterance, str]) -> tuple[str, str | None, float]:
     final = cache / clip_dir_name(utt.id)
     tmp = cache / f".{final.name}.tmp{os.getpid()}"
     try:
-        arrays = process_clip(utt)
-    except Exception as e:  # one bad clip never ends a corpus run: record it and go on
-        if isinstance(e, OSError) and e.errno in NO_ROOM:
-            raise
-        reason = str(e) if isinstance(e, LipgenError) else f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
-        (cache / FAILED).mkdir(exist_ok=True)
-        _write_atomic_json(cache / FAILED / f"{final.name}.json", {"id": utt.id, "path": utt.path, "reason": reason})
-        return utt.id, reason, time.perf_counter() - start
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            arrays = process_clip(utt, tmp)  # writes the crops into tmp as it goes
+        except Exception as e:  # one bad clip never ends a corpus run: record it and go on
+            if isinstance(e, OSError) and (e.errno in NO_ROOM or not tmp.is_dir()):
+                raise  # the cache cannot be written: not the clip's fault
+            shutil.rmtree(tmp, ignore_errors=True)
+            reason = str(e) if isinstance(e, LipgenError) else f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
+            (cache / FAILED).mkdir(exist_ok=True)
+            _write_atomic_json(cache / FAILED / f"{final.name}.json", {"id": utt.id, "path": utt.path, "reason": reason})
+            return utt.id, reason, time.perf_counter() - start
         meta = arrays.pop("meta")
         for name, value in arrays.items():
             np.save(tmp / f"{name}.npy", value)

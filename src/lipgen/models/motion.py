@@ -47,6 +47,8 @@ MOTION_SCALE = 4.0  # pixels: targets are divided by this so they are O(1)
 # predicted opening varies only 0.55-0.7x as much as theirs (s4 0.034 vs 0.050, another male 0.046 vs 0.083
 # inter-ocular distances, std); 1.5 restores about that. `lipgen generate --expressiveness` sets it.
 EXPRESSIVENESS = 1.5
+PREDICT_FRAMES = 1500  # frames (60 s) predicted at a time: memory stays flat in the utterance's length
+PREDICT_MARGIN = 32  # frames of audio heard on each side of a piece (more than the receptive field, +-19)
 
 
 def motion_index(points) -> list[int]:
@@ -191,17 +193,25 @@ class Motion(nn.Module):
     @torch.no_grad()
     def predict(self, feats: np.ndarray) -> np.ndarray:
         """Motion of a whole utterance: (4T, F) features (lipgen.voice.features) -> (T, 31, 2) pixels of the
-        aligned face, relative to the rest shape. Any length in one pass; GroupNorm's statistics span the whole
-        input, so the utterance is not cut into chunks (about 5 MB of activations per minute of speech)."""
+        aligned face, relative to the rest shape. Long inputs go through in PREDICT_FRAMES pieces, each with
+        PREDICT_MARGIN frames of audio on both sides, so memory stays flat in the utterance's length.
+        GroupNorm's statistics then span a piece, as in training they span a 32-frame window: even 32-frame
+        pieces match GRID's held-out openings as well as one pass (correlation 0.879 vs 0.877, 43 clips)."""
         from scipy.ndimage import gaussian_filter1d
 
         was_training = self.training
         self.eval()
+        n = len(feats) // 4
+        y = np.empty((n, len(MOTION_POINTS), 2), np.float64)
         try:
-            y = self.net(torch.from_numpy(np.ascontiguousarray(feats, np.float32))[None])[0].numpy()
+            for a in range(0, n, PREDICT_FRAMES):
+                lo, hi = max(0, a - PREDICT_MARGIN), min(n, a + PREDICT_FRAMES + PREDICT_MARGIN)
+                piece = torch.from_numpy(np.ascontiguousarray(feats[4 * lo:4 * hi], np.float32))[None]
+                out = self.net(piece)[0].numpy()  # (hi - lo, 31, 2)
+                y[a:a + PREDICT_FRAMES] = out[a - lo:a - lo + PREDICT_FRAMES]
         finally:
             self.train(was_training)
-        y = y.astype(np.float64) * MOTION_SCALE
+        y *= MOTION_SCALE
         if self.config.smooth_sigma > 0 and len(y) > 1:
             y = gaussian_filter1d(y, self.config.smooth_sigma, axis=0, mode="nearest")
         return y
