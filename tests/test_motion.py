@@ -52,6 +52,18 @@ def test_augment_keeps_length_and_changes_the_sound(speech):
     assert abs(voice.stretch(speech, 1.25).size - speech.size / 1.25) < 200
 
 
+def test_features_by_pieces_equal_the_whole(speech, monkeypatch):
+    long = np.tile(speech, 5)[:-777]  # ~15 s, not a whole number of frames
+    n = long.size // media.SAMPLES_PER_FRAME + 1  # one frame more than the audio covers: zero-padded
+    whole = voice.features(long, n)
+    monkeypatch.setattr(voice, "STATS_ROWS", 1000)  # the statistics gathered over several blocks
+    lazy = voice.Features(long, n)
+    assert len(lazy) == len(whole) == n * media.MELS_PER_FRAME
+    assert np.abs(lazy[:] - whole).max() < 1e-4
+    assert np.abs(lazy[1001:2777] - whole[1001:2777]).max() < 1e-4
+    assert lazy[len(lazy) - 3:len(lazy) + 9].shape == (3, voice.N_FEATURES)
+
+
 def test_long_speech_is_predicted_in_pieces_like_one_pass(speech, monkeypatch):
     from lipgen.models import motion
 

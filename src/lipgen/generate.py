@@ -246,4 +246,4 @@ def predicted_motion(system, samples: np.ndarray, n_frames: int, expressiveness:
     from .models.motion import EXPRESSIVENESS
 
     gain = EXPRESSIVENESS if expressiveness is None else expressiveness
-    return gain * system.predict(voice.features(samples, n_frames))
+    return gain * system.predict(voice.Features(samples, n_frames))  # features made a piece at a time

@@ -359,7 +359,8 @@ def speech_gain(audio: np.ndarray) -> float:
 MEL_CHUNK_FRAMES = 250  # video frames (10 s) of log-mel computed at a time, so memory is flat in audio length
 
 
-def log_mel(audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
+def log_mel(audio: np.ndarray, n_frames: int | None = None, rows: tuple[int, int] | None = None,
+            gain: float | None = None) -> np.ndarray:
     """Loudness-normalised log-mel spectrogram, MELS_PER_FRAME rows per video frame.
 
     audio: (N,) float32 at SAMPLE_RATE. With n_frames, audio is first fitted to n_frames video
@@ -369,6 +370,8 @@ def log_mel(audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
     Values: log10(max(mel power, LOG_MEL_FLOOR)) after the waveform is scaled by speech_gain(),
     then shifted and scaled to roughly [-1, 1]: (x + 4.5) / 4.5. Computed MEL_CHUNK_FRAMES at a time:
     beyond the result itself (1.3 kB per frame), memory does not grow with the audio's length.
+    rows=(r0, r1): only those rows of the result, exactly as the whole computation gives them (gain:
+    speech_gain(audio), passed in when the caller computes many pieces of one audio).
     """
     if n_frames is None:
         n_frames = audio.size // SAMPLES_PER_FRAME
@@ -376,13 +379,13 @@ def log_mel(audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
         raise MediaError(f"audio of {audio.size} samples is shorter than one video frame "
                          f"({SAMPLES_PER_FRAME} samples). Give longer speech.")
     audio = np.asarray(audio, np.float32)
-    gain = speech_gain(audio)
+    gain = speech_gain(audio) if gain is None else gain
     length = n_frames * SAMPLES_PER_FRAME  # the fitted signal: audio trimmed or zero-padded to n_frames
-    n_windows = n_frames * MELS_PER_FRAME
+    first, n_windows = rows or (0, n_frames * MELS_PER_FRAME)
     window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann
     offsets = np.arange(N_FFT)[None] + HOP_LENGTH * np.arange(MEL_CHUNK_FRAMES * MELS_PER_FRAME)[:, None]
-    out = np.empty((n_windows, N_MELS), np.float32)
-    for w0 in range(0, n_windows, MEL_CHUNK_FRAMES * MELS_PER_FRAME):
+    out = np.empty((n_windows - first, N_MELS), np.float32)
+    for w0 in range(first, n_windows, MEL_CHUNK_FRAMES * MELS_PER_FRAME):
         w1 = min(w0 + MEL_CHUNK_FRAMES * MELS_PER_FRAME, n_windows)
         # samples under windows w0..w1-1 of the centred (reflect-padded) fitted signal
         j = np.arange(w0 * HOP_LENGTH - N_FFT // 2, (w1 - 1) * HOP_LENGTH + N_FFT - N_FFT // 2)
@@ -390,7 +393,7 @@ def log_mel(audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
         x = np.where(j < audio.size, audio[np.minimum(j, audio.size - 1)], np.float32(0)) * gain
         power = np.abs(np.fft.rfft(x[offsets[:w1 - w0]] * window, axis=1)) ** 2  # (windows, N_FFT//2+1)
         mel = power.astype(np.float32) @ MEL_FILTERS.T
-        out[w0:w1] = (np.log10(np.maximum(mel, LOG_MEL_FLOOR)) + 4.5) / 4.5
+        out[w0 - first:w1 - first] = (np.log10(np.maximum(mel, LOG_MEL_FLOOR)) + 4.5) / 4.5
     return out
 
 

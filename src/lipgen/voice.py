@@ -21,11 +21,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from .media import HOP_LENGTH, MELS_PER_FRAME, N_MELS, SAMPLE_RATE, log_mel
+from .media import HOP_LENGTH, MELS_PER_FRAME, N_MELS, SAMPLE_RATE, SAMPLES_PER_FRAME, log_mel, speech_gain
 
 N_FEATURES = N_MELS + 1  # CMVN log-mel bins + the loudness row
 LOUDNESS_FLOOR_DB = -60.0  # loudness row: energy below the speech level, clipped here, mapped to [-1, 0]
 CMVN_EPS = 1e-3
+STATS_ROWS = 24000  # rows (4 min) of log-mel read at a time when Features gathers its statistics
 
 
 def loudness(audio: np.ndarray, n_frames: int) -> np.ndarray:
@@ -35,7 +36,7 @@ def loudness(audio: np.ndarray, n_frames: int) -> np.ndarray:
     beyond the result does not grow with the audio's length."""
     hops = n_frames * MELS_PER_FRAME
     db = np.full(hops, -120.0)  # silence (10 * log10(1e-12))
-    step = 1 << 16  # hops per block
+    step = 1 << 12  # hops per block (41 s: 5 MB of float64 samples)
     for h0 in range(0, min(hops, audio.size // HOP_LENGTH + 1), step):
         x = np.asarray(audio[h0 * HOP_LENGTH:(h0 + step) * HOP_LENGTH], np.float64)
         x = np.pad(x, (0, -x.size % HOP_LENGTH))
@@ -46,13 +47,8 @@ def loudness(audio: np.ndarray, n_frames: int) -> np.ndarray:
 
 
 def cmvn(mel: np.ndarray) -> np.ndarray:
-    """Per-bin mean and variance normalisation over the utterance: (R, M) -> (R, M) float32, in place
-    where mel is already float32."""
-    mel = np.asarray(mel, np.float32)
-    mean, std = mel.mean(0, dtype=np.float64), mel.std(0, dtype=np.float64)
-    mel -= mean.astype(np.float32)
-    mel /= (std + CMVN_EPS).astype(np.float32)
-    return mel
+    """Per-bin mean and variance normalisation over the utterance: (R, M) -> (R, M) float32."""
+    return ((mel - mel.mean(0)) / (mel.std(0) + CMVN_EPS)).astype(np.float32)
 
 
 def features(audio: np.ndarray, n_frames: int | None = None, vtlp: float = 1.0) -> np.ndarray:
@@ -60,16 +56,47 @@ def features(audio: np.ndarray, n_frames: int | None = None, vtlp: float = 1.0) 
 
     audio: (N,) float32 at SAMPLE_RATE; n_frames defaults to floor(N / SAMPLES_PER_FRAME).
     vtlp: vocal-tract warp factor for augmentation (1 = none).
-    Memory: the result (324 B per 10 ms row, 70 MB an hour) and one log-mel of the same length.
     """
     mel = log_mel(audio, n_frames)
     if vtlp != 1.0:
         mel = warp_vocal_tract(mel, vtlp)
-    out = np.empty((len(mel), N_FEATURES), np.float32)
-    out[:, :N_MELS] = cmvn(mel)
-    del mel
-    out[:, N_MELS] = loudness(audio, len(out) // MELS_PER_FRAME)
-    return out
+    return np.concatenate([cmvn(mel), loudness(audio, len(mel) // MELS_PER_FRAME)[:, None]], axis=1)
+
+
+class Features:
+    """`features(audio, n_frames)` of a long utterance, computed a slice of rows at a time when indexed
+    (`feats[r0:r1]`, the same values as the whole array's rows), so that memory does not grow with the
+    audio's length: one pass over the audio gathers the utterance's statistics (CMVN, speech level), each
+    slice then computes only its own rows. len() is the number of rows, 4 per video frame."""
+
+    def __init__(self, audio: np.ndarray, n_frames: int | None = None):
+        self.audio = np.asarray(audio, np.float32)
+        self.n_frames = self.audio.size // SAMPLES_PER_FRAME if n_frames is None else n_frames
+        self.gain = speech_gain(self.audio)
+        self.loudness = loudness(self.audio, self.n_frames)
+        total, total_sq = np.zeros(N_MELS), np.zeros(N_MELS)
+        for r0 in range(0, len(self), STATS_ROWS):
+            mel = self._mel(r0, min(r0 + STATS_ROWS, len(self))).astype(np.float64)
+            total += mel.sum(0)
+            total_sq += (mel ** 2).sum(0)
+        self.mean = total / len(self)
+        self.std = np.sqrt(np.maximum(total_sq / len(self) - self.mean ** 2, 0))
+
+    def __len__(self) -> int:
+        return self.n_frames * MELS_PER_FRAME
+
+    def _mel(self, r0: int, r1: int) -> np.ndarray:
+        return log_mel(self.audio, self.n_frames, rows=(r0, r1), gain=self.gain)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        r0, r1, step = rows.indices(len(self))
+        if step != 1:
+            raise IndexError("Features takes contiguous row slices")
+        out = np.empty((max(r1 - r0, 0), N_FEATURES), np.float32)
+        if r1 > r0:
+            out[:, :N_MELS] = (self._mel(r0, r1) - self.mean) / (self.std + CMVN_EPS)
+            out[:, N_MELS] = self.loudness[r0:r1]
+        return out
 
 
 def warp_vocal_tract(mel: np.ndarray, alpha: float) -> np.ndarray:

@@ -192,7 +192,8 @@ class Motion(nn.Module):
 
     @torch.no_grad()
     def predict(self, feats: np.ndarray) -> np.ndarray:
-        """Motion of a whole utterance: (4T, F) features (lipgen.voice.features) -> (T, 31, 2) pixels of the
+        """Motion of a whole utterance: (4T, F) features (lipgen.voice.features, or voice.Features, which makes
+        each piece's rows when sliced) -> (T, 31, 2) float32 pixels of the
         aligned face, relative to the rest shape. Long inputs go through in PREDICT_FRAMES pieces, each with
         PREDICT_MARGIN frames of audio on both sides, so memory stays flat in the utterance's length.
         GroupNorm's statistics then span a piece, as in training they span a 32-frame window: even 32-frame
@@ -202,7 +203,7 @@ class Motion(nn.Module):
         was_training = self.training
         self.eval()
         n = len(feats) // 4
-        y = np.empty((n, len(MOTION_POINTS), 2), np.float64)
+        y = np.empty((n, len(MOTION_POINTS), 2), np.float32)
         try:
             for a in range(0, n, PREDICT_FRAMES):
                 lo, hi = max(0, a - PREDICT_MARGIN), min(n, a + PREDICT_FRAMES + PREDICT_MARGIN)
