@@ -418,6 +418,9 @@ def check_output(out: str | os.PathLike, inputs: dict[str, object]) -> None:
         raise MediaError(f"{out}: cannot write there ({folder} is not a writable folder). Give another output path.")
 
 
+X264_PRESET = "veryfast"  # half the encoding time of "fast" at the same crf (a third of generation's time before)
+
+
 class Mp4Writer:
     """Stream frames into an H.264 (yuv420p) mp4, then mux mono AAC audio at SAMPLE_RATE on close.
 
@@ -431,8 +434,8 @@ class Mp4Writer:
     """
 
     def __init__(self, path: str | os.PathLike, audio: np.ndarray | None = None, fps: int = VIDEO_FPS,
-                 crf: int = 18):
-        self.path, self.audio, self.fps, self.crf = Path(path), audio, fps, crf
+                 crf: int = 18, preset: str = X264_PRESET):
+        self.path, self.audio, self.fps, self.crf, self.preset = Path(path), audio, fps, crf, preset
         self.frames = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self.tmp = tempfile.mkstemp(suffix=".mp4", dir=self.path.parent, prefix=f".{self.path.stem}.")
@@ -447,7 +450,7 @@ class Mp4Writer:
         if h % 2 or w % 2:
             frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         if self.video is None:
-            self.video = self.out.add_stream("libx264", rate=self.fps, options={"crf": str(self.crf), "preset": "veryfast"})
+            self.video = self.out.add_stream("libx264", rate=self.fps, options={"crf": str(self.crf), "preset": self.preset})
             self.video.width, self.video.height = frame.shape[1], frame.shape[0]
             self.video.pix_fmt = "yuv420p"
             if self.audio is not None:
@@ -506,9 +509,9 @@ def _umask() -> int:
 
 
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, audio: np.ndarray | None = None,
-              fps: int = VIDEO_FPS, crf: int = 18) -> Path:
+              fps: int = VIDEO_FPS, crf: int = 18, preset: str = X264_PRESET) -> Path:
     """Write frames (T, H, W, 3) uint8 RGB with optional audio (N,) at SAMPLE_RATE as an mp4 (see Mp4Writer)."""
-    with Mp4Writer(path, audio, fps, crf) as writer:
+    with Mp4Writer(path, audio, fps, crf, preset) as writer:
         for frame in frames:
             writer.write(frame)
     return Path(path)
