@@ -1,4 +1,4 @@
-"""Export the inference part of a trained model for shipping: its generator weights in fp16.
+"""Export the inference parts of a trained model for shipping (the model's declared `parts`), in fp16.
 
     python scripts/export_model.py runs/glance/model.safetensors src/lipgen/assets/glance.safetensors
 """
@@ -10,8 +10,8 @@ from lipgen.checkpoint import export
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("checkpoint", help="model file from `lipgen train`")
 parser.add_argument("out", help="where to write the shipped model")
-parser.add_argument("--parts", nargs="+", default=["generator"], help="top-level modules to keep (default generator)")
+parser.add_argument("--parts", nargs="+", help="top-level modules to keep (default: the model's `parts`)")
 parser.add_argument("--float32", action="store_true", help="keep float32 instead of fp16")
 args = parser.parse_args()
-path = export(args.checkpoint, args.out, tuple(args.parts), half=not args.float32)
+path = export(args.checkpoint, args.out, args.parts and tuple(args.parts), half=not args.float32)
 print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -23,11 +23,8 @@ lipgen train --model lmsync --preset cpu --cache $CACHE --out runs/lmsync --step
 wait
 
 python scripts/export_model.py runs/glance_cpu/model.safetensors src/lipgen/assets/glance.safetensors
-python scripts/export_model.py runs/crgan_cpu/model.safetensors src/lipgen/assets/crgan.safetensors \
-    --parts generator lip_reader
-python scripts/export_model.py runs/davs_cpu/model.safetensors src/lipgen/assets/davs.safetensors \
-    --parts pid_encoder visual_encoder audio_encoder word_classifier generator
-python scripts/export_model.py runs/syncnet/model.safetensors src/lipgen/assets/syncnet.safetensors \
-    --parts mouth_encoder audio_encoder
-python scripts/export_model.py runs/motion/model.safetensors src/lipgen/assets/motion.safetensors --parts net
+python scripts/export_model.py runs/crgan_cpu/model.safetensors src/lipgen/assets/crgan.safetensors
+python scripts/export_model.py runs/davs_cpu/model.safetensors src/lipgen/assets/davs.safetensors
+python scripts/export_model.py runs/syncnet/model.safetensors src/lipgen/assets/syncnet.safetensors
+python scripts/export_model.py runs/motion/model.safetensors src/lipgen/assets/motion.safetensors
 cp runs/lmsync/model.safetensors src/lipgen/assets/lmsync.safetensors  # fp32, whole (0.9 MB)

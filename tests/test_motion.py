@@ -11,7 +11,8 @@ from .conftest import GRID, trainer
 from lipgen import face, media, render, voice
 from lipgen.checkpoint import load_system
 from lipgen.data.corpora import SILENCE
-from lipgen.generate import DEFAULT_CHECKPOINTS, SAMPLE_FACE, generate
+from lipgen.generate import SAMPLE_FACE, generate
+from lipgen.models import shipped_checkpoint
 from lipgen.models.motion import MOTION_POINTS, PRESETS, Motion, closed, motion_index, opening, rest_shape
 
 
@@ -175,4 +176,4 @@ def test_shipped_motion_model_moves_an_unseen_face_with_speech(tmp_path, speech)
     assert codec < 4
     above = np.abs(video[:, :top].astype(int) - video[0, :top]).mean((1, 2, 3))  # above the nose tip, over time
     assert above.max() < 1.0 and above.max() < 0.1 * change[speech].mean()
-    assert DEFAULT_CHECKPOINTS["motion"].is_file()
+    assert shipped_checkpoint("motion").is_file()

@@ -299,9 +299,9 @@ def _one_error_line(err: str) -> str:
 def float32_glance(tmp_path_factory):
     """The shipped Glance generator saved as float32 (a checkpoint as `lipgen train` writes them)."""
     from lipgen.checkpoint import load_system, save_model
-    from lipgen.generate import DEFAULT_CHECKPOINTS
+    from lipgen.models import shipped_checkpoint
 
-    system, header = load_system(DEFAULT_CHECKPOINTS["glance"], strict=False)
+    system, header = load_system(shipped_checkpoint("glance"), strict=False)
     state = {k: v for k, v in system.state_dict().items() if k.split(".")[0] in system.loaded_parts}
     return save_model(tmp_path_factory.mktemp("ckpt") / "glance.safetensors", "glance", system.config, state)
 

@@ -1,4 +1,5 @@
-"""Self-describing checkpoints: safetensors weights with the model name, config and step in the header.
+"""Self-describing checkpoints: safetensors weights with the model name, config, step, format version and
+the word list of its training corpus (the label order of its word classifiers) in the header.
 
 A model file needs nothing but itself to load: `load_system(path)` rebuilds the model from the
 config stored in it. Resume state (optimizers, RNG) lives beside it in train_state.pt.
@@ -19,19 +20,22 @@ from safetensors.torch import save_file
 
 from .errors import CheckpointError
 from .models import model_classes
+from .models.base import READS_LIPS, READS_WORDS, can
 
 FORMAT_VERSION = 1
 
 
 def save_model(path: str | os.PathLike, model_name: str, config, state_dict: dict, step: int = 0,
-               half: bool = False) -> Path:
-    """Write weights + {model, config, step, format} atomically. half: store float tensors as fp16."""
+               half: bool = False, vocabulary: list[str] | None = None) -> Path:
+    """Write weights + {model, config, step, format, vocabulary} atomically. half: store float tensors as fp16."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
                for k, v in state_dict.items()}
     meta = {"model": model_name, "config": json.dumps(asdict(config)), "step": str(step),
             "format": str(FORMAT_VERSION)}
+    if vocabulary is not None:
+        meta["vocabulary"] = json.dumps(list(vocabulary))
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     save_file(tensors, str(tmp), metadata=meta)
     os.chmod(tmp, 0o644)
@@ -40,7 +44,7 @@ def save_model(path: str | os.PathLike, model_name: str, config, state_dict: dic
 
 
 def read_header(path: str | os.PathLike) -> dict:
-    """{model, config (dict), step, format} of a checkpoint file. Raises CheckpointError for a file that is
+    """{model, config (dict), step, format, vocabulary (list or None)} of a checkpoint file. Raises CheckpointError for a file that is
     not a readable lipgen checkpoint of this FORMAT_VERSION."""
     path = Path(path)
     if not path.is_file():
@@ -55,7 +59,8 @@ def read_header(path: str | os.PathLike) -> dict:
                               "model again.")
     try:
         return {"model": meta["model"], "config": json.loads(meta["config"]), "step": int(meta.get("step", 0)),
-                "format": FORMAT_VERSION}
+                "format": FORMAT_VERSION,
+                "vocabulary": json.loads(meta["vocabulary"]) if "vocabulary" in meta else None}
     except ValueError as e:
         raise CheckpointError(f"{path}: damaged checkpoint header ({e}). Download or train it again.") from e
 
@@ -85,25 +90,41 @@ def load_system(path: str | os.PathLike, strict: bool = True):
         system = system_cls(config_cls(**header["config"]))
     except TypeError as e:
         raise CheckpointError(f"{path}: its {header['model']} config does not fit this lipgen ({e}).") from e
+    vocabulary = header["vocabulary"]
+    if vocabulary is None and (can(system, READS_WORDS) or can(system, READS_LIPS)):
+        from .data.corpora import GRID_VOCABULARY  # written before checkpoints kept their word list: GRID's
+
+        vocabulary = GRID_VOCABULARY
+    system.vocabulary = vocabulary
+    load_weights(system, path, strict)
+    for name, module in system.named_modules():
+        if not any(True for _ in module.children()):  # every layer; a sum per output costs ~3% of inference
+            module.register_forward_hook(functools.partial(_refuse_non_finite, path, name))
+    system.eval()
+    return system, header
+
+
+def load_weights(system, path: str | os.PathLike, strict: bool = True, model: str | None = None) -> None:
+    """Load a checkpoint's weights (float32) into a built system, after checking its header (format version;
+    the model name, if given). Sets system.loaded_parts, the top-level modules the file held (the rest stay
+    as built). strict=False: the file may hold only some parts, but those completely."""
+    header = read_header(path)
+    if model is not None and header["model"] != model:
+        raise CheckpointError(f"{path}: a {header['model']} checkpoint, not a {model} one.")
     with _readable(Path(path)) as f:
         state = {k: f.get_tensor(k) for k in f.keys()}
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
         raise CheckpointError(f"{path}: damaged weights, NaN or Inf in {broken[:3]}. Download or train it again.")
-    missing, unexpected = system.load_state_dict(state, strict=strict)
+    missing, unexpected = system.load_state_dict(state, strict=False)
     if unexpected:
         raise ValueError(f"{path}: weights that the {header['model']} model does not have: {unexpected[:5]}")
     parts = {k.split(".")[0] for k in state}
-    incomplete = [k for k in missing if k.split(".")[0] in parts]
+    incomplete = [k for k in missing if strict or k.split(".")[0] in parts]
     if incomplete:
         raise ValueError(f"{path}: incomplete {header['model']} weights, missing {incomplete[:5]}")
-    system.loaded_parts = frozenset(parts)  # top-level modules the file held (the rest are freshly initialised)
-    for name, module in system.named_modules():
-        if not any(True for _ in module.children()):  # every layer; a sum per output costs ~3% of inference
-            module.register_forward_hook(functools.partial(_refuse_non_finite, path, name))
-    system.eval()
-    return system, header
+    system.loaded_parts = frozenset(parts)
 
 
 def _refuse_non_finite(path, name: str, module, inputs, output) -> None:
@@ -113,11 +134,14 @@ def _refuse_non_finite(path, name: str, module, inputs, output) -> None:
                                   "(a flipped bit, a bad copy?). Download or train it again.")
 
 
-def export(checkpoint: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ...] = ("generator",),
+def export(checkpoint: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ...] | None = None,
            half: bool = True) -> Path:
-    """Write the inference part of a trained system (e.g. only the generator, in fp16) as a small model file."""
+    """Write the inference parts of a trained system (default: the model's own `parts`, e.g. only the
+    generator; in fp16) as a small model file."""
     system, header = load_system(checkpoint)
+    parts = tuple(parts or type(system).parts)
     state = {k: v for k, v in system.state_dict().items() if k.split(".")[0] in parts}
     if not state:
         raise ValueError(f"{checkpoint}: no weights under {parts}")
-    return save_model(out, header["model"], system.config, state, header["step"], half=half)
+    return save_model(out, header["model"], system.config, state, header["step"], half=half,
+                      vocabulary=header["vocabulary"])

@@ -184,12 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (ties, random method)")
     p.set_defaults(func=_select)
 
-    p = sub.add_parser("lipread", help="read GRID words from lips, audio, or both (DAVS)",
+    p = sub.add_parser("lipread", help="read words from lips, audio, or both (DAVS)",
                        description="Words spoken in a video (from the lips) and/or in audio, with times, read by "
-                                   "a DAVS model's shared word classifier over 12-frame windows.")
+                                   "a DAVS model's shared word classifier over 12-frame windows, in the vocabulary "
+                                   "of the corpus it was trained on (GRID's 51 words for the shipped model).")
     p.add_argument("--video", help="video of a talking face")
     p.add_argument("--audio", help="speech audio (or a video's sound)")
-    p.add_argument("--model", default="davs", help="model (default davs)")
+    p.add_argument("--model", help="shipped model name (default davs, or the checkpoint's model)")
     p.add_argument("--checkpoint", help="model file (default: the shipped model)")
     p.set_defaults(func=_lipread)
 
@@ -199,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", nargs="*", help="candidate videos for an audio query")
     p.add_argument("--video", help="video query")
     p.add_argument("--audios", nargs="*", help="candidate audio files for a video query")
-    p.add_argument("--model", default="davs", help="model (default davs)")
+    p.add_argument("--model", help="shipped model name (default davs, or the checkpoint's model)")
     p.add_argument("--checkpoint", help="model file (default: the shipped model)")
     p.set_defaults(func=_retrieve)
 

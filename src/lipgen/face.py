@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import dlib
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from . import ASSETS
 from .errors import FaceNotFoundError, MultipleFacesError
 
 FACE_SIZE = 128  # aligned face crop, pixels per side
@@ -37,7 +37,7 @@ FOLLOW_LIMIT = 0.8  # share of a box shift its landmarks follow, from which a de
 CUT_GREY_LEVELS = 24.0  # mean grey-level change (0-255) of a 32x32 thumbnail between frames that marks a scene cut
 FEATHER = 0.18  # share of a crop's side over which paste-back fades from crop to frame
 
-TEMPLATE_PATH = Path(__file__).parent / "assets" / "face_template.npy"
+TEMPLATE_PATH = ASSETS / "face_template.npy"
 
 
 def dlib_model_path(name: str) -> str:
@@ -53,13 +53,20 @@ def dlib_model_path(name: str) -> str:
 
 
 @functools.cache
+def _dlib():
+    import dlib  # on first use: the models import this module for its geometry alone
+
+    return dlib
+
+
+@functools.cache
 def _detector():
-    return dlib.get_frontal_face_detector()
+    return _dlib().get_frontal_face_detector()
 
 
 @functools.cache
 def _predictor():
-    return dlib.shape_predictor(dlib_model_path("shape_predictor_68_face_landmarks.dat"))
+    return _dlib().shape_predictor(dlib_model_path("shape_predictor_68_face_landmarks.dat"))
 
 
 @functools.cache
@@ -75,7 +82,7 @@ def _gray(image: np.ndarray) -> np.ndarray:
 
 @functools.cache
 def _cnn_detector():
-    return dlib.cnn_face_detection_model_v1(dlib_model_path("mmod_human_face_detector.dat"))
+    return _dlib().cnn_face_detection_model_v1(dlib_model_path("mmod_human_face_detector.dat"))
 
 
 def detect_faces(image: np.ndarray, upsample: int | None = None, fallback: bool | None = None) -> np.ndarray:
@@ -139,7 +146,7 @@ def _shift_following(gray: np.ndarray, box: np.ndarray) -> float:
 def landmarks_in_box(image: np.ndarray, box: np.ndarray, gray: np.ndarray | None = None) -> np.ndarray:
     """68 landmarks of the face in `box` (x0, y0, x1, y1): (68, 2) float32."""
     gray = _gray(image) if gray is None else gray
-    rect = dlib.rectangle(*(int(round(v)) for v in box))
+    rect = _dlib().rectangle(*(int(round(v)) for v in box))
     shape = _predictor()(gray, rect)
     return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
 

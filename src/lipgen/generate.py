@@ -16,54 +16,19 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from . import face as geometry
 from . import media
-from .checkpoint import load_system
-from .models import model_classes
+from .inference import (driven_crops, inference_autocast, load_model, model_crops, predicted_motion,  # noqa: F401
+                        video_mouths, windowed)
+from . import ASSETS
+from .models import DEFAULT_MODEL  # noqa: F401
+from .models.base import DRIVEN, can
 
-WINDOW_OVERLAP = 4  # of every 4 frames of a window, 1 overlaps the next window and is cross-faded
-
-
-def window_hop(window: int) -> int:
-    """Frames between window starts: a 16-frame window hops 12, overlapping the next by 4."""
-    return window - window // WINDOW_OVERLAP
-
-
-WINDOW_HOP = window_hop(16)  # Glance's seams fall every 12 frames
-ASSETS = Path(__file__).parent / "assets"
-DEFAULT_CHECKPOINTS = {name: ASSETS / f"{name}.safetensors" for name in ("glance", "crgan", "davs", "motion")}
-DEFAULT_MODEL = "motion"  # the any-face path: see README, "Any face"
 SAMPLE_AUDIO = ASSETS / "jfk.flac"
 SAMPLE_FACE = ASSETS / "astronaut.png"
-
-
-def inference_autocast(device: str = "cpu"):
-    """bfloat16 autocast where the processor computes it natively (AVX512-BF16/AMX: ~2x faster), else a no-op.
-    The shipped models are trained under bf16 autocast, so their output does not change visibly."""
-    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return torch.autocast(device, dtype=torch.bfloat16, enabled=native)
-
-
-def load_generator(model: str | None = None, checkpoint: str | os.PathLike | None = None):
-    """The model for generation: a shipped one by name (default DEFAULT_MODEL), or a checkpoint from
-    `lipgen train` (its model is read from the file unless `model` names one to check it against)."""
-    if checkpoint is not None and model is None:
-        system, _ = load_system(checkpoint, strict=False)
-        return system
-    model = model or DEFAULT_MODEL
-    if checkpoint is None:
-        model_classes(model)  # an unknown name is refused with the list of known ones
-        if model not in DEFAULT_CHECKPOINTS or not DEFAULT_CHECKPOINTS[model].is_file():
-            raise FileNotFoundError(f"no shipped {model} model: train one with `lipgen train --model {model}` "
-                                    "and pass --checkpoint PATH")
-        checkpoint = DEFAULT_CHECKPOINTS[model]
-    system, header = load_system(checkpoint, strict=False)
-    if header["model"] != model:
-        raise ValueError(f"{checkpoint} holds a {header['model']} model, not {model}: pass --model {header['model']}")
-    return system
+load_generator = load_model  # the name scripts and older code use
 
 
 class FaceSource:
@@ -109,65 +74,6 @@ class FaceSource:
                 yield frame, matrix
 
 
-def windowed(system, inputs: np.ndarray, rows_per_frame: int, identity: np.ndarray, make=None,
-             batch_windows: int = 8):
-    """Yield generated crops frame by frame: (S, S, 3) uint8, n = len(inputs) // rows_per_frame frames.
-
-    inputs: the driving signal of the whole clip, rows_per_frame rows per video frame: log-mel (4N, 80)
-    or mouth crops (N, 64, 64, 3) uint8. identity: (S, S, 3) uint8 crop. make(window batch, identity
-    batch) -> (W, 3, T, S, S); default system.generate. Windows of n_frames start every
-    window_hop(n_frames) frames; in the overlap, frames fade linearly from the earlier window to the
-    later one.
-    """
-    make = make or system.generate
-    window = system.config.n_frames
-    hop = window_hop(window)
-    overlap = window - hop
-    n = len(inputs) // rows_per_frame
-    starts = list(range(0, max(n - overlap, 1), hop))
-    pad = (starts[-1] + window) * rows_per_frame - len(inputs)
-    if pad > 0:  # the last window runs past the end: repeat the final row (silence / a still mouth)
-        inputs = np.concatenate([inputs, np.repeat(inputs[-1:], pad, axis=0)])
-    ident = _to_tensor(identity[None])  # (1, 3, S, S)
-    fade = (np.arange(1, overlap + 1) / (overlap + 1))[:, None, None, None]  # weight of the later window
-    tail = None
-    emitted = 0
-    for b in range(0, len(starts), batch_windows):
-        group = starts[b:b + batch_windows]
-        chunks = np.stack([inputs[s * rows_per_frame:(s + window) * rows_per_frame] for s in group])
-        batch = torch.from_numpy(chunks)[:, None] if chunks.dtype != np.uint8 else _to_tensor(chunks).transpose(1, 2)
-        with torch.inference_mode(), inference_autocast():
-            video = make(batch, ident.expand(len(group), -1, -1, -1))  # (W, 3, T, S, S)
-        crops = ((video.float().clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 4, 1).numpy()  # (W, T, S, S, 3)
-        for clip in crops:
-            if tail is not None:
-                clip[:overlap] = (1 - fade) * tail + fade * clip[:overlap]
-            for frame in clip[:hop]:
-                if emitted < n:
-                    yield frame.round().astype(np.uint8)
-                    emitted += 1
-            tail = clip[hop:]
-    for frame in tail:
-        if emitted < n:
-            yield frame.round().astype(np.uint8)
-            emitted += 1
-
-
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    """(..., H, W, 3) uint8 -> (..., 3, H, W) float in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).float().div(127.5).sub(1).movedim(-1, -3)
-
-
-def model_crops(system, mel: np.ndarray, identity_mouth: np.ndarray, identity_face: np.ndarray):
-    """The crops a model makes for a whole audio, streamed: (crop kind "mouth" or "face", iterator of
-    (S, S, 3) uint8 crops, one per video frame). mel: (4N, 80); identities: (64, 64, 3) and (128, 128, 3)."""
-    output = getattr(system, "output", "mouth")
-    identity = identity_face if output == "face" else identity_mouth
-    if hasattr(system, "stream"):  # recurrent models make frame after frame with a constant-size state
-        return output, system.stream(mel, identity)
-    return output, windowed(system, mel, media.MELS_PER_FRAME, identity)
-
-
 def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLike, out: str | os.PathLike = "out.mp4",
              model: str | None = None, checkpoint: str | os.PathLike | None = None, face_index: int | None = None,
              drive_video: str | os.PathLike | None = None, sample_rate: int = media.SAMPLE_RATE,
@@ -196,18 +102,16 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
         samples = media.read_audio(drive_video, max_seconds=max_seconds)
     else:
         raise ValueError("give speech audio, or a driving video (--drive-video)")
-    system = load_generator(model, checkpoint)
+    system = load_model(model, checkpoint)
     source = FaceSource(face, face_index, max_seconds)
     if drive_video is not None:
-        if not hasattr(system, "generate_driven"):
+        if not can(system, DRIVEN):
             raise ValueError(f"the {type(system).__name__} model generates from audio only; --drive-video needs "
                              "--model davs")
-        driving = media.read_video(drive_video, max_seconds=max_seconds)
-        track = geometry.track_face(driving, face_index=0, where=str(drive_video))
-        mouths = geometry.crop(driving, track.mouth_matrix, geometry.MOUTH_SIZE)
+        mouths = video_mouths(drive_video, max_seconds)
         n_frames, kind = len(mouths), "face"
-        crops = windowed(system, mouths, 1, source.identity_face, make=system.generate_driven)
-    elif getattr(system, "output", None) == "motion":  # any-face path: predicted motion warps the source itself
+        crops = driven_crops(system, mouths, source.identity_face)
+    elif system.crop == "motion":  # any-face path: predicted motion warps the source itself
         n_frames = -(-samples.size // media.SAMPLES_PER_FRAME)
         frames = motion_frames(system, samples, n_frames, source, expressiveness)
         return _write(out, frames, samples, n_frames, progress)
@@ -237,13 +141,3 @@ def motion_frames(system, samples: np.ndarray, n_frames: int, source: FaceSource
     tracked = ((frame, source.landmarks[t % len(source.landmarks)], matrix)  # FaceSource loops a video
                for t, (frame, matrix) in zip(range(n_frames), source.frames("face")))
     return render.animate(tracked, render.rest_of(source.landmarks, source.face_matrix), motion)
-
-
-def predicted_motion(system, samples: np.ndarray, n_frames: int, expressiveness: float | None = None) -> np.ndarray:
-    """The motion model's lower-face motion for speech: (n_frames, 31, 2) aligned-face pixels, times the
-    expressiveness (default lipgen.models.motion.EXPRESSIVENESS)."""
-    from . import voice
-    from .models.motion import EXPRESSIVENESS
-
-    gain = EXPRESSIVENESS if expressiveness is None else expressiveness
-    return gain * system.predict(voice.Features(samples, n_frames))  # features made a piece at a time

@@ -30,6 +30,8 @@ HOP_LENGTH = 160  # samples between STFT windows: 10 ms
 N_MELS = 80  # mel bins
 SAMPLES_PER_FRAME = SAMPLE_RATE // VIDEO_FPS  # 640 audio samples per video frame
 MELS_PER_FRAME = SAMPLES_PER_FRAME // HOP_LENGTH  # 4 mel frames per video frame
+SYNC_FRAMES = 5  # video frames per sync window (0.2 s), as in SyncNet and Wav2Lip
+BT601_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma weights for R, G, B
 assert MELS_PER_FRAME * HOP_LENGTH * VIDEO_FPS == SAMPLE_RATE
 
 MIN_SPEECH_RMS = 1e-4  # below this the audio is treated as silent/empty (full scale = 1.0)

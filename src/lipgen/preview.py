@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from . import face, media
+from . import ASSETS, face, media
 
-BUNDLED_CLIPS = Path(__file__).parent / "assets" / "clips"
+BUNDLED_CLIPS = ASSETS / "clips"
 FRAMES_SHOWN = 6
 
 

@@ -3,9 +3,11 @@
     lipgen train --model glance --preset cpu --cache cache/grid --out runs/glance
     torchrun --nproc_per_node 2 -m lipgen train ...      # gloo on CPU, nccl on GPU
 
-Distributed training averages gradients across processes after every backward (an all-reduce per
-optimizer step), which serves GANs with several optimizers as simply as one model; each process
-draws its own batches. Batches are a function of (seed, rank, step), and checkpoints hold the
+Distributed training averages gradients across processes after every backward, in a few flat buckets per
+optimizer step (as DistributedDataParallel does, but called by the model's own `update(loss, name)`, so GANs
+with several optimizers and frozen critics work as simply as one model); BatchNorm statistics are kept in
+sync (SyncBatchNorm on GPU; on CPU, where torch has no SyncBatchNorm, the running statistics are averaged
+after every step). Each process draws its own batches. Batches are a function of (seed, rank, step), and checkpoints hold the
 optimizers and RNG state, so `--resume` continues exactly where a killed run stopped.
 """
 
@@ -26,11 +28,15 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from .checkpoint import save_model
+from .checkpoint import load_weights, save_model
+from .data.cache import read_vocabulary
 from .data.dataset import LipDataset, WordDataset, clip_ids
 from .models import model_classes
+from .models.base import DataSpec
+from .pixels import to_uint8
 
 CHECKPOINTS_KEPT = 3
+BUCKET_BYTES = 25 * 2**20  # gradients all-reduced in flat buckets of this size (DistributedDataParallel's default)
 
 
 @dataclass
@@ -86,7 +92,8 @@ def _save(out: Path, cfg: TrainConfig, system, step: int) -> None:
     tmp = final.with_name(f".{final.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_model(tmp / "model.safetensors", cfg.model, system.config, system.state_dict(), step)
+    save_model(tmp / "model.safetensors", cfg.model, system.config, system.state_dict(), step,
+               vocabulary=system.vocabulary)
     torch.save({"step": step, "optimizers": {k: o.state_dict() for k, o in system.opts.items()},
                 "torch_rng": torch.get_rng_state(), "train_config": dataclasses.asdict(cfg),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
@@ -105,8 +112,7 @@ def sample_grid(real: torch.Tensor, fake: torch.Tensor, max_clips: int = 4, max_
         for v in (r, f):
             frames = v[:, ::step][:, :max_frames]  # (3, t, H, W)
             rows.append(torch.cat(list(frames.unbind(1)), dim=2))  # (3, H, t*W)
-    grid = torch.cat(rows, dim=1)
-    return ((grid.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    return to_uint8(torch.cat(rows, dim=1))
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -124,18 +130,25 @@ def train(cfg: TrainConfig) -> Path:
         raise ValueError(f"--set: {', '.join(unknown)} not in the {cfg.model} config; "
                          f"its fields: {', '.join(sorted(fields))}")
     model_cfg = dataclasses.replace(presets[cfg.preset], **cfg.overrides)
+    vocabulary = read_vocabulary(cfg.cache)  # the corpus's words: the label order of word classifiers
+    if "vocabulary_size" in fields and "vocabulary_size" not in cfg.overrides:
+        if not vocabulary:
+            raise ValueError(f"{cfg.cache}: no word list (vocabulary.json, or timed words in its clips), and "
+                             f"{cfg.model} learns words. Preprocess a corpus with transcripts (GRID, LRW).")
+        model_cfg = dataclasses.replace(model_cfg, vocabulary_size=len(vocabulary))
     torch.manual_seed(cfg.seed)  # same initial weights on every process
     system = system_cls(model_cfg)
-    system.opts = system.optimizers()
+    system.vocabulary = vocabulary
     device = torch.device("cuda", rank % torch.cuda.device_count()) if torch.cuda.is_available() else torch.device("cpu")
+    if world > 1 and device.type == "cuda":
+        system = torch.nn.SyncBatchNorm.convert_sync_batchnorm(system)  # the same modules, BN in sync
+    system.opts = system.optimizers()
     system.to(device)
 
     start = 0
     latest = _latest_checkpoint(out) if cfg.resume else None
     if latest is not None:
-        from safetensors.torch import load_file
-
-        system.load_state_dict(load_file(str(latest / "model.safetensors")))
+        load_weights(system, latest / "model.safetensors", model=cfg.model)
         state = torch.load(latest / "train_state.pt", weights_only=False)
         for k, o in system.opts.items():
             o.load_state_dict(state["optimizers"][k])
@@ -147,28 +160,18 @@ def train(cfg: TrainConfig) -> Path:
         print(f"--resume: no checkpoint in {out}/checkpoints, starting at step 0")
 
     clips = clip_ids(cfg.clips) if cfg.clips else None
-    data = make_dataset(model_cfg, cfg.cache, "train", clips=clips, seed=cfg.seed)
+    spec = system.data_spec()
+    data = make_dataset(spec, cfg.cache, "train", clips=clips, seed=cfg.seed, vocabulary=vocabulary)
     # The loader gets its own RNG: starting its iterator draws a seed, and from torch's global RNG that draw
     # would come after the resume state was restored, shifting every random number of the resumed run.
     loader = DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.workers,
                         sampler=StepSampler(len(data), cfg.batch_size, start, cfg.steps, cfg.seed, rank),
                         persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed * 1000 + rank))
-    val = _validation_set(cfg, model_cfg)
+    val = _validation_set(cfg, spec, vocabulary)
 
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.bf16 else contextlib.nullcontext
 
-    def update(loss: torch.Tensor, name: str) -> None:
-        opt = system.opts[name]
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, enabled=False):
-            loss.backward()
-        if world > 1:
-            for group in opt.param_groups:
-                for p in group["params"]:
-                    if p.grad is not None:
-                        dist.all_reduce(p.grad)
-                        p.grad /= world
-        opt.step()
+    update = make_update(system, world, device)
 
     writer = None
     if rank == 0:
@@ -185,6 +188,8 @@ def train(cfg: TrainConfig) -> Path:
     for step, batch in enumerate(_batches(loader, device), start=start + 1):
         with autocast():
             logs = system.training_step(batch, step, update)
+        if world > 1 and device.type != "cuda":
+            average_batchnorm_statistics(system, world)
         bar.update()
         if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
             bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in logs.items() if k.endswith("loss") or "l1" in k})
@@ -201,30 +206,78 @@ def train(cfg: TrainConfig) -> Path:
     bar.close()
     final = out / "model.safetensors"
     if rank == 0:
-        save_model(final, cfg.model, system.config, system.state_dict(), step)
+        save_model(final, cfg.model, system.config, system.state_dict(), step, vocabulary=system.vocabulary)
         writer.close()
     if world > 1:
         dist.barrier()
     return final
 
 
-def make_dataset(model_cfg, cache: str, split: str, clips: list[str] | None = None, seed: int = 0, stride: int = 4):
-    """The Dataset a model config asks for: `dataset = "windows"` (default, LipDataset of n_frames windows)
-    or "words" (WordDataset: one n_frames window centred on each timed word, and with `silence_items` on each
-    long pause); `faces` adds face crops."""
-    kind = getattr(model_cfg, "dataset", "windows")
-    faces = getattr(model_cfg, "faces", False)
-    if kind == "motion":  # speech features and lower-face motion, augmented in training
+def make_update(system, world: int, device: torch.device):
+    """The `update(loss, name)` a model's training_step calls: backward (in float32), gradients averaged
+    across processes, then that optimizer's step."""
+
+    def update(loss: torch.Tensor, name: str) -> None:
+        opt = system.opts[name]
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=False):
+            loss.backward()
+        if world > 1:
+            average_gradients([p for group in opt.param_groups for p in group["params"]], world)
+        opt.step()
+
+    return update
+
+
+def average_gradients(params: list[torch.Tensor], world: int) -> None:
+    """Mean of every parameter's gradient across processes, in flat buckets of up to BUCKET_BYTES. A parameter
+    without a gradient on this process counts as zero (another process's batch may have reached it), so every
+    process steps the same parameters by the same amount."""
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    bucket, size = [], 0
+    for p in params + [None]:
+        if p is not None:
+            bucket.append(p.grad)
+            size += p.grad.numel() * p.grad.element_size()
+        if bucket and (p is None or size >= BUCKET_BYTES):
+            flat = torch.cat([g.flatten() for g in bucket])
+            dist.all_reduce(flat)
+            flat /= world
+            for g, part in zip(bucket, flat.split([g.numel() for g in bucket])):
+                g.copy_(part.view_as(g))
+            bucket, size = [], 0
+
+
+def average_batchnorm_statistics(system: torch.nn.Module, world: int) -> None:
+    """Mean of every BatchNorm's running mean and variance across processes (in one all-reduce)."""
+    stats = [t for m in system.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+             and m.track_running_stats for t in (m.running_mean, m.running_var)]
+    if stats:
+        flat = torch.cat([t.flatten() for t in stats])
+        dist.all_reduce(flat)
+        flat /= world
+        for t, part in zip(stats, flat.split([t.numel() for t in stats])):
+            t.copy_(part.view_as(t))
+
+
+def make_dataset(spec: DataSpec, cache: str, split: str, clips: list[str] | None = None, seed: int = 0,
+                 stride: int = 4, vocabulary: list[str] | None = None):
+    """The Dataset a model's DataSpec asks for: "windows" (LipDataset of spec.window-frame windows every
+    `stride` frames), "words" (WordDataset: one window centred on each timed word, and with spec.silences on
+    each long pause) or "motion" (MotionDataset, augmented in training); spec.faces adds face crops.
+    vocabulary: the word list labels index (default the cache's)."""
+    if spec.kind == "motion":  # speech features and lower-face motion, augmented in training
         from .data.motion import MotionDataset
 
-        return MotionDataset(cache, split, window=model_cfg.n_frames, augment=split == "train", clips=clips,
-                             seed=seed, progress=split == "train", freq_mask=getattr(model_cfg, "freq_mask", 0))
-    if kind == "words":
-        return WordDataset(cache, split, window=model_cfg.n_frames, faces=faces, clips=clips, seed=seed,
-                           silences=getattr(model_cfg, "silence_items", False))
-    if kind != "windows":
-        raise ValueError(f"unknown dataset kind {kind!r} in the model config: windows, words or motion")
-    return LipDataset(cache, split, window=model_cfg.n_frames, stride=stride, faces=faces, clips=clips, seed=seed)
+        return MotionDataset(cache, split, window=spec.window, augment=split == "train", clips=clips,
+                             seed=seed, progress=split == "train", freq_mask=spec.freq_mask)
+    if spec.kind == "words":
+        return WordDataset(cache, split, window=spec.window, faces=spec.faces, clips=clips, seed=seed,
+                           silences=spec.silences, vocabulary=vocabulary)
+    return LipDataset(cache, split, window=spec.window, stride=stride, faces=spec.faces, clips=clips, seed=seed,
+                      vocabulary=vocabulary)
 
 
 def _batches(loader, device):
@@ -232,10 +285,10 @@ def _batches(loader, device):
         yield {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def _validation_set(cfg: TrainConfig, model_cfg) -> list[dict] | None:
+def _validation_set(cfg: TrainConfig, spec: DataSpec, vocabulary: list[str]) -> list[dict] | None:
     """A fixed list of validation batches (same windows every time), or None if the cache has no val split."""
     try:
-        data = make_dataset(model_cfg, cfg.cache, "val", seed=1, stride=model_cfg.n_frames)
+        data = make_dataset(spec, cfg.cache, "val", seed=1, stride=spec.window, vocabulary=vocabulary)
     except ValueError:
         return None
     n = min(len(data), cfg.val_items)
@@ -260,9 +313,9 @@ def _validate_once(system, val, writer, step, device, out: Path, with_samples: b
             sums[k] = sums.get(k, 0.0) + v / len(val)
     for k, v in sums.items():
         writer.add_scalar(k if k.startswith("val/") else f"val/{k}", v, step)
-    if with_samples and hasattr(system, "sample"):  # models that generate: a picture of real vs generated
+    if with_samples and system.crop in ("mouth", "face"):  # models that generate: a picture of real vs generated
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in val[0].items()}
-        real_key = "face" if "face" in batch and getattr(system.config, "faces", False) else "mouth"
+        real_key = system.crop
         grid = sample_grid(batch[real_key].cpu(), system.sample(batch).cpu())
         writer.add_image("samples/real_vs_generated", grid, step, dataformats="HWC")
         from PIL import Image

@@ -144,6 +144,14 @@ def folder(root: str | os.PathLike, test_speakers: tuple[str, ...] = ()) -> list
 CORPORA = {"grid": grid, "lrw": lrw, "folder": folder}
 
 
+def vocabulary(kind: str, utterances: list[Utterance]) -> list[str]:
+    """The word list of a corpus, sorted: GRID's grammar (51 words, whichever clips are present); LRW's word
+    folders; a folder's transcript words."""
+    if kind == "grid":
+        return list(GRID_VOCABULARY)
+    return sorted({w.word for u in utterances for w in u.words if w.word not in SILENCE})
+
+
 def load_corpus(kind: str, root: str | os.PathLike, test_speakers: tuple[str, ...] = ()) -> list[Utterance]:
     """Build the manifest of a corpus. kind: one of CORPORA."""
     if kind not in CORPORA:

@@ -6,7 +6,6 @@ and never decodes video or computes a spectrogram.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -15,19 +14,12 @@ import torch
 from torch.utils.data import Dataset
 
 from ..media import MELS_PER_FRAME
-from .corpora import GRID_VOCABULARY, SILENCE, read_manifest
-from .preprocess import clip_dir_name
+from ..models.base import NO_WORD, WORD_FRAMES  # noqa: F401 (the data side of the model contract)
+from ..pixels import to_unit as to_tensor_images
+from . import cache as cached
+from .corpora import SILENCE, read_manifest
 
 WINDOW = 16  # video frames per item (Glance generates 16 at once: 0.64 s)
-WORD_FRAMES = 12  # frames per word item (0.48 s), centred on the word: GRID words last 0.1-0.6 s
-VOCABULARY_INDEX = {w: i for i, w in enumerate(GRID_VOCABULARY)}
-NO_WORD = -1  # the word label of a silence item
-
-
-def to_tensor_images(x: np.ndarray) -> torch.Tensor:
-    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [-1, 1]."""
-    t = torch.from_numpy(np.array(x)).float().div_(127.5).sub_(1)
-    return t.movedim(-1, -3)
 
 
 class LipDataset(Dataset):
@@ -40,31 +32,25 @@ class LipDataset(Dataset):
         mel_wrong  (1, 4T, 80)          a window of another clip's audio (mismatched negative)
         landmarks  (T, 68, 2)           landmarks in mouth-crop pixels
         silent     (T,) bool            frame inside a 'sil'/'sp' span (or untimed: False)
-        words      (T,) int64           index in GRID_VOCABULARY of the word spoken at each frame, -1 if none
+        words      (T,) int64           index in self.vocabulary of the word spoken at each frame, -1 if none
         face, face_identity (3, T, 128, 128), (3, 128, 128)   only with faces=True
         clip, start                     which window this is
     The random choices (identity frame, mismatched clip) are fixed per (seed, index), so a
     validation set built with a fixed seed is the same every time.
 
     split: "train" / "val" / "test" / None (all), read from the clip's `split` (or `speaker_split`
-    with by_speaker=True). clips: restrict to these ids (e.g. a `lipgen select` manifest).
+    with by_speaker=True). clips: restrict to these ids (e.g. a `lipgen select` manifest). vocabulary: the
+    word list labels index (a trained model's `system.vocabulary`); default the cache's (the corpus's words).
     """
 
     def __init__(self, cache: str | os.PathLike, split: str | None = "train", window: int = WINDOW,
                  stride: int = 4, faces: bool = False, by_speaker: bool = False, clips: list[str] | None = None,
-                 seed: int = 0):
+                 seed: int = 0, vocabulary: list[str] | None = None):
         self.cache = Path(cache)
         self.window, self.faces, self.seed = window, faces, seed
-        key = "speaker_split" if by_speaker else "split"
-        wanted = set(clips) if clips is not None else None
-        self.clips = []
-        for meta_path in sorted(self.cache.glob("*/meta.json")):
-            if meta_path.parent.name.startswith((".", "_")):
-                continue
-            meta = json.loads(meta_path.read_text())
-            if (split is None or meta[key] == split) and (wanted is None or meta["id"] in wanted):
-                if meta["n_frames"] >= window:
-                    self.clips.append(meta)
+        self.vocabulary = list(vocabulary) if vocabulary is not None else cached.read_vocabulary(cache)
+        self.word_index = {w: i for i, w in enumerate(self.vocabulary)}
+        self.clips = cached.clip_metas(cache, split, "speaker_split" if by_speaker else "split", clips, window)
         if not self.clips:
             raise ValueError(f"{self.cache}: no cached clips for split={split!r}. Run `lipgen preprocess` first, "
                              "or check the split name.")
@@ -75,7 +61,7 @@ class LipDataset(Dataset):
         return len(self.items)
 
     def _load(self, clip: int, name: str) -> np.ndarray:
-        return np.load(self.cache / clip_dir_name(self.clips[clip]["id"]) / f"{name}.npy", mmap_mode="r")
+        return cached.load_array(self.cache, self.clips[clip]["id"], name)
 
     def frame_words(self, clip: int) -> np.ndarray:
         """(n_frames,) int64: vocabulary index of the word whose span holds each frame's centre, -1 if none."""
@@ -83,8 +69,8 @@ class LipDataset(Dataset):
         centres = np.arange(meta["n_frames"]) + 0.5
         out = np.full(meta["n_frames"], -1, np.int64)
         for w in meta["words"]:
-            if w["word"] in VOCABULARY_INDEX and w["start"] is not None:
-                out[(centres >= w["start"]) & (centres < w["end"])] = VOCABULARY_INDEX[w["word"]]
+            if w["word"] in self.word_index and w["start"] is not None:
+                out[(centres >= w["start"]) & (centres < w["end"])] = self.word_index[w["word"]]
         return out
 
     def silent_frames(self, clip: int) -> np.ndarray:
@@ -93,7 +79,7 @@ class LipDataset(Dataset):
         centres = np.arange(meta["n_frames"]) + 0.5
         silent = np.zeros(meta["n_frames"], bool)
         for w in meta["words"]:
-            if w["word"] in ("sil", "sp") and w["start"] is not None:
+            if w["word"] in SILENCE and w["start"] is not None:
                 silent |= (centres >= w["start"]) & (centres < w["end"])
         return silent
 
@@ -102,7 +88,7 @@ class LipDataset(Dataset):
         rng = np.random.default_rng((self.seed, index))
         t, n = self.window, self.clips[clip]["n_frames"]
         frames = slice(start, start + t)
-        mouth = self._load(clip, "mouth")
+        mouth = self._load(clip, cached.MOUTH)
         other = (clip + rng.integers(1, len(self.clips))) % len(self.clips) if len(self.clips) > 1 else clip
         other_start = rng.integers(0, self.clips[other]["n_frames"] - t + 1)
         if other == clip:  # a single clip: take the farthest window of its own audio
@@ -111,17 +97,17 @@ class LipDataset(Dataset):
         item = {
             "identity": to_tensor_images(mouth[ident]),
             "mouth": to_tensor_images(mouth[frames]).movedim(0, 1),
-            "mel": torch.from_numpy(np.array(self._load(clip, "mel")[start * MELS_PER_FRAME:(start + t) * MELS_PER_FRAME]))[None],
+            "mel": torch.from_numpy(np.array(self._load(clip, cached.MEL)[start * MELS_PER_FRAME:(start + t) * MELS_PER_FRAME]))[None],
             "mel_wrong": torch.from_numpy(np.array(
-                self._load(other, "mel")[other_start * MELS_PER_FRAME:(other_start + t) * MELS_PER_FRAME]))[None],
-            "landmarks": torch.from_numpy(np.array(self._load(clip, "landmarks_mouth")[frames])),
+                self._load(other, cached.MEL)[other_start * MELS_PER_FRAME:(other_start + t) * MELS_PER_FRAME]))[None],
+            "landmarks": torch.from_numpy(np.array(self._load(clip, cached.LANDMARKS_MOUTH)[frames])),
             "silent": torch.from_numpy(self.silent_frames(clip)[frames]),
             "words": torch.from_numpy(self.frame_words(clip)[frames]),
             "clip": self.clips[clip]["id"],
             "start": start,
         }
         if self.faces:
-            face = self._load(clip, "face")
+            face = self._load(clip, cached.FACE)
             item["face"] = to_tensor_images(face[frames]).movedim(0, 1)
             item["face_identity"] = to_tensor_images(face[ident])
         return item
@@ -132,7 +118,7 @@ class WordDataset(LipDataset):
 
     Items hold everything a LipDataset window holds (mouth, mel, mel_wrong, identity, landmarks, silent,
     words, and faces with faces=True) for that window, plus:
-        word     int    index of the word in GRID_VOCABULARY (51 words); NO_WORD (-1) for a silence item
+        word     int    index of the word in self.vocabulary; NO_WORD (-1) for a silence item
         speaker  int    index of the clip's speaker in self.speakers
         clip     int    index of the clip in self.clips (words of one clip share it)
     Words without timings, and those too close to a clip's end to centre, are skipped. With silences=True,
@@ -142,16 +128,16 @@ class WordDataset(LipDataset):
 
     def __init__(self, cache: str | os.PathLike, split: str | None = "train", window: int = WORD_FRAMES,
                  faces: bool = False, by_speaker: bool = False, clips: list[str] | None = None, seed: int = 0,
-                 silences: bool = False):
-        super().__init__(cache, split, window, window, faces, by_speaker, clips, seed)
+                 silences: bool = False, vocabulary: list[str] | None = None):
+        super().__init__(cache, split, window, window, faces, by_speaker, clips, seed, vocabulary)
         self.speakers = sorted({c["speaker"] for c in self.clips})
         self.items, self.labels = [], []
         for c, meta in enumerate(self.clips):
             for w in meta["words"]:
                 if w["start"] is None:
                     continue
-                if w["word"] in VOCABULARY_INDEX:
-                    label = VOCABULARY_INDEX[w["word"]]
+                if w["word"] in self.word_index:
+                    label = self.word_index[w["word"]]
                 elif silences and w["word"] in SILENCE and w["end"] - w["start"] >= window:
                     label = NO_WORD
                 else:

@@ -14,7 +14,6 @@ Item:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 from .. import media, voice
 from ..models.motion import MOTION_POINTS, rest_shape
+from .cache import LANDMARKS_FACE, clip_metas, load_array
 from .corpora import SILENCE
 
 TEMPO_RANGE = (0.85, 1.2)  # speech played this much slower .. faster
@@ -38,18 +38,13 @@ class MotionDataset(Dataset):
                  progress: bool = False, freq_mask: int = 0):
         self.cache, self.window, self.augment, self.seed = Path(cache), window, augment, seed
         self.freq_mask = freq_mask  # widest band of mel bins zeroed in augmentation (0: none)
-        wanted = set(clips) if clips is not None else None
-        metas = [json.loads(p.read_text()) for p in sorted(self.cache.glob("*/meta.json"))
-                 if not p.parent.name.startswith((".", "_"))]
-        metas = [m for m in metas if (split is None or m.get("split") == split)
-                 and (wanted is None or m["id"] in wanted) and m["n_frames"] >= window]
+        metas = clip_metas(cache, split, clips=clips, min_frames=window)
         if not metas:
             raise ValueError(f"{cache}: no clips of at least {window} frames in split {split!r}. "
                              "Run `lipgen preprocess` first, or pick another split.")
         self.clips = []
         for meta in tqdm(metas, desc="motion data", disable=not progress, unit="clip"):
-            folder = self.cache / meta["id"].replace("/", "__")
-            aligned = np.load(folder / "landmarks_face.npy").astype(np.float64)  # (T, 68, 2)
+            aligned = load_array(cache, meta["id"], LANDMARKS_FACE, mmap=False).astype(np.float64)  # (T, 68, 2)
             motion = (aligned[:, MOTION_POINTS] - rest_shape(aligned)).astype(np.float32)  # (T, 31, 2)
             audio = self._audio(meta)
             silent = np.zeros(len(motion), bool)

@@ -9,6 +9,7 @@ Cache layout (one folder per clip, named by its id with '/' -> '__'):
     <cache>/<clip>/mouth_matrix.npy, face_matrix.npy         (T, 2, 3) frame -> crop
     <cache>/<clip>/meta.json          id, speaker, words (frames), timing (their source), splits, source, sizes
     <cache>/manifest.jsonl            the corpus manifest
+    <cache>/vocabulary.json           the corpus's word list (the label order of word classifiers)
     <cache>/_failed/<clip>.json       a clip that could not be used, and why
     <cache>/report.json               summary of the whole cache (all shards)
 
@@ -36,16 +37,13 @@ from tqdm import tqdm
 from .. import face, media
 from ..errors import FaceNotFoundError, LipgenError
 from .align import align_words
-from .corpora import SILENCE, Utterance, load_corpus, write_manifest
+from .cache import clip_dir_name, write_vocabulary
+from .corpora import SILENCE, Utterance, load_corpus, vocabulary, write_manifest
 
 MIN_FRAMES = 16  # a clip shorter than one 16-frame window is of no use for training
 MAX_LEAD_TRIM = 0.6  # share of a clip that may be dropped at its start for having no face (corrupt opening frames)
 FAILED = "_failed"
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # disk full, over quota, read-only: the run's fault, not the clip's
-
-
-def clip_dir_name(clip_id: str) -> str:
-    return clip_id.replace("/", "__")
 
 
 def process_clip(utt: Utterance, folder: str | os.PathLike) -> dict[str, np.ndarray | dict]:
@@ -210,6 +208,7 @@ def preprocess(root: str | os.PathLike, cache: str | os.PathLike, corpus: str = 
     i, n = parse_shard(shard)
     if i == 0:
         write_manifest(utterances, cache / "manifest.jsonl")
+        write_vocabulary(cache, vocabulary(corpus, utterances))
     mine = utterances[i::n][:limit]
     failed_dir = cache / FAILED
     todo = []

@@ -10,12 +10,12 @@ set is covered. The result is a manifest that `lipgen train --clips` accepts.
 from __future__ import annotations
 
 import functools
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
+from .cache import clip_metas
 from .corpora import SILENCE, Utterance, write_manifest
 
 
@@ -105,8 +105,7 @@ def select(cache: str | os.PathLike, out: str | os.PathLike, size: int | None = 
     """Select from the cached clips of a split (those with a transcript) and write a manifest to `out`.
 
     Returns {size, of, method, distance (L1 of phone histograms, selected vs all), coverage}."""
-    metas = [json.loads(p.read_text()) for p in sorted(Path(cache).glob("*/meta.json"))
-             if not p.parent.name.startswith((".", "_"))]
+    metas = clip_metas(cache)
     from .corpora import Word
 
     utterances = []

@@ -27,13 +27,15 @@ from tqdm import tqdm
 
 from .. import face as geometry
 from .. import media
+from ..data import cache as cached
 from ..data.dataset import LipDataset
-from ..data.preprocess import clip_dir_name
-from ..generate import WINDOW_HOP, model_crops
+from ..inference import driven_crops, load_spec, model_crops, predicted_motion
+from ..models.base import DRIVEN, READS_LIPS, READS_WORDS, can, window_seams
 from . import metrics
 from .cpbd import cpbd_video
 
 IDENTITY_EVERY = 5  # frames: identity descriptors on every 5th frame (dlib's network is the slow part)
+REFERENCE_SEAM_WINDOW = 16  # the reference rows' seam jitter is taken where a 16-frame window's seams fall
 REFERENCE_ROWS = ("ground truth", "static")
 COLUMNS = {  # key: (header, better)
     "lmd": ("LMD (px, per point)", "lower"),
@@ -69,19 +71,18 @@ def _face_to_mouth(face_crops: np.ndarray, face_matrix: np.ndarray, mouth_matrix
     return geometry.crop(face_crops, relation, geometry.MOUTH_SIZE)
 
 
-def _motion_crops(system, meta: dict, frames: np.ndarray, cached: dict) -> np.ndarray:
+def _motion_crops(system, meta: dict, frames: np.ndarray, arrays: dict) -> np.ndarray:
     """Mouth crops of the motion model: the clip's first frame, at its own resolution, moved by the motion
     predicted from the clip's audio, cut by the first frame's mouth matrix like the static row: (T, 64, 64, 3)."""
     from .. import render
-    from ..generate import predicted_motion
 
     lead = meta.get("trimmed_start_frames", 0) * media.SAMPLES_PER_FRAME
     audio = media.fit_audio(media.read_audio(meta["path"])[lead:], len(frames))
-    points = np.load(Path(meta["cache_dir"]) / "landmarks.npy")[:1].astype(np.float64)
-    face_matrix = cached["face_matrix"][:1].astype(np.float64)
+    points = np.load(Path(meta["cache_dir"]) / f"{cached.LANDMARKS}.npy")[:1].astype(np.float64)
+    face_matrix = arrays["face_matrix"][:1].astype(np.float64)
     tracked = ((frames[0], points[0], face_matrix[0]) for _ in range(len(frames)))
     moved = render.animate(tracked, render.rest_of(points, face_matrix), predicted_motion(system, audio, len(frames)))
-    matrix = cached["mouth_matrix"][:1].astype(np.float64)
+    matrix = arrays["mouth_matrix"][:1].astype(np.float64)
     return np.concatenate([geometry.crop(f[None], matrix, geometry.MOUTH_SIZE) for f in moved])
 
 
@@ -97,15 +98,16 @@ def _landmarks(mouths: np.ndarray, frames: np.ndarray, matrices: np.ndarray, whe
     return pasted, geometry.transform_points(landmarks.astype(np.float64), matrices)
 
 
-def _measure(row: str, meta: dict, mouths: np.ndarray, frames: np.ndarray, cached: dict, expert,
-             real_lm: np.ndarray) -> tuple[ClipResult, np.ndarray]:
+def _measure(row: str, meta: dict, mouths: np.ndarray, frames: np.ndarray, arrays: dict, expert,
+             real_lm: np.ndarray, seams: list[int]) -> tuple[ClipResult, np.ndarray]:
     """All metrics of one clip's mouth crops against the real clip (real_lm: the ground truth row's
-    landmarks, measured the same way; None when this is that row)."""
-    matrices = cached["mouth_matrix"].astype(np.float64)
+    landmarks, measured the same way; None when this is that row). seams: the frames where the row's
+    generation joins two pieces (its model's seams); none: no seam jitter."""
+    matrices = arrays["mouth_matrix"].astype(np.float64)
     pasted, lm = _landmarks(mouths, frames, matrices, meta["id"])
     real_lm = lm if real_lm is None else real_lm
-    real = cached["mouth"]
-    silent = cached["silent"]
+    real = arrays["mouth"]
+    silent = arrays["silent"]
     opening, real_opening = metrics.mouth_opening(lm), metrics.mouth_opening(real_lm)
     v = {
         "lmd": metrics.lmd(lm, real_lm),
@@ -118,12 +120,12 @@ def _measure(row: str, meta: dict, mouths: np.ndarray, frames: np.ndarray, cache
         "speech_opening": float(opening[~silent].mean()) if (~silent).any() else float("nan"),
         "opening_corr": float(np.corrcoef(opening, real_opening)[0, 1]) if opening.std() > 1e-9 else 0.0,
         "jitter": metrics.mouth_jitter(lm),
-        "seam_jitter": metrics.seam_jitter(lm, list(range(WINDOW_HOP, len(lm) - 1, WINDOW_HOP))),
+        "seam_jitter": metrics.seam_jitter(lm, seams) if seams else float("nan"),
     }
     if expert is not None:
         from .sync import sync_scores
 
-        s = sync_scores(expert, mouths, cached["mel"])
+        s = sync_scores(expert, mouths, arrays["mel"])
         v.update(lse_d=s["lse_d"], lse_c=s["lse_c"], sync_offset=abs(s["offset"]))
     if not np.isfinite(v["psnr"]):
         v["psnr"] = float("nan")  # identical crops: PSNR is infinite; left out of the means
@@ -138,51 +140,50 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
     Writes <out>/report.md, report.csv (per clip), report.json (means per row and per speaker) and
     mouth_opening.png. Returns the JSON summary.
     """
-    from ..generate import load_generator
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = LipDataset(cache, split, window=1, stride=10**9, clips=clips)
     clips = data.clips[:limit]
     systems = {}
     for spec in models:
-        if Path(spec).is_file():
-            system = load_generator(_model_name(spec), spec)
+        system = load_spec(spec)
+        if Path(spec).is_file():  # a training run's model: named by its run folder
             label = Path(spec).parent.name if Path(spec).name == "model.safetensors" else Path(spec).name
-            systems[f"{_model_name(spec)} ({label})"] = system  # a training run's model: named by its run folder
+            systems[f"{_model_name(spec)} ({label})"] = system
         else:
-            systems[spec] = load_generator(spec)
+            systems[spec] = system
     sync_expert = _load_expert(expert)
     results: list[ClipResult] = []
     bar = tqdm(clips, desc="evaluate", unit="clip", disable=not progress)
     for index, meta in enumerate(bar):
-        folder = Path(cache) / clip_dir_name(meta["id"])
-        cached = {k: np.load(folder / f"{k}.npy") for k in
-                  ("mouth", "face", "mel", "landmarks_mouth", "mouth_matrix", "face_matrix")}
-        cached["silent"] = data.silent_frames(data.clips.index(meta))
+        folder = cached.clip_folder(cache, meta["id"])
+        arrays = {k: cached.load_array(cache, meta["id"], k, mmap=False) for k in
+                  (cached.MOUTH, cached.FACE, cached.MEL, cached.LANDMARKS_MOUTH, cached.MOUTH_MATRIX,
+                   cached.FACE_MATRIX)}
+        arrays["silent"] = data.silent_frames(data.clips.index(meta))
         frames = _clip_frames(meta)
         meta = {**meta, "cache_dir": str(folder)}
-        rows = {"ground truth": cached["mouth"], "static": np.repeat(cached["mouth"][:1], len(frames), 0)}
+        reference_seams = window_seams(REFERENCE_SEAM_WINDOW, len(frames))
+        rows = {"ground truth": (arrays["mouth"], reference_seams),
+                "static": (np.repeat(arrays["mouth"][:1], len(frames), 0), reference_seams)}
         for name, system in systems.items():
-            if getattr(system, "output", None) == "motion":  # the first frame moved, its mouth crop cut out
-                rows[name] = _motion_crops(system, meta, frames, cached)
+            seams = system.seams(len(frames)) if system.crop != "motion" else []  # motion: one pass, no seams
+            if system.crop == "motion":  # the first frame moved, its mouth crop cut out
+                rows[name] = (_motion_crops(system, meta, frames, arrays), seams)
                 continue
-            kind, crops = model_crops(system, cached["mel"], cached["mouth"][0], cached["face"][0])
+            kind, crops = model_crops(system, arrays["mel"], arrays["mouth"][0], arrays["face"][0])
             crops = np.stack(list(crops))[: len(frames)]
             if kind == "face":
-                crops = _face_to_mouth(crops, cached["face_matrix"].astype(np.float64),
-                                       cached["mouth_matrix"].astype(np.float64))
-            rows[name] = crops
-            if hasattr(system, "generate_driven"):  # also driven by the clip's own lips instead of its audio
-                from ..generate import windowed
-
-                driven = np.stack(list(windowed(system, cached["mouth"], 1, cached["face"][0],
-                                                make=system.generate_driven)))[: len(frames)]
-                rows[f"{name} from video"] = _face_to_mouth(driven, cached["face_matrix"].astype(np.float64),
-                                                            cached["mouth_matrix"].astype(np.float64))
+                crops = _face_to_mouth(crops, arrays["face_matrix"].astype(np.float64),
+                                       arrays["mouth_matrix"].astype(np.float64))
+            rows[name] = (crops, seams)
+            if can(system, DRIVEN):  # also driven by the clip's own lips instead of its audio
+                driven = np.stack(list(driven_crops(system, arrays["mouth"], arrays["face"][0])))[: len(frames)]
+                rows[f"{name} from video"] = (_face_to_mouth(driven, arrays["face_matrix"].astype(np.float64),
+                                                             arrays["mouth_matrix"].astype(np.float64)), seams)
         real_lm = None
-        for name, mouths in rows.items():  # ground truth first: its landmarks are the reference
-            result, lm = _measure(name, meta, mouths, frames, cached, sync_expert, real_lm)
+        for name, (mouths, seams) in rows.items():  # ground truth first: its landmarks are the reference
+            result, lm = _measure(name, meta, mouths, frames, arrays, sync_expert, real_lm, seams)
             real_lm = lm if real_lm is None else real_lm
             results.append(result)
     summary = _summarise(results, list(rows))
@@ -192,10 +193,10 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
     from .representation import evaluate_representation, lip_reader_accuracy
 
     for name, system in systems.items():  # what the models' encoders know
-        if hasattr(system, "word_logits"):  # a word-ID space: lip reading, retrieval, probe
+        if can(system, READS_WORDS):  # a word-ID space: lip reading, retrieval, probe
             summary["representation"][name] = evaluate_representation(system, str(cache), split,
                                                                        probe_split="train" if split else None)
-        elif hasattr(system, "read_lips") and "lip_reader" in getattr(system, "loaded_parts", {"lip_reader"}):
+        elif can(system, READS_LIPS) and "lip_reader" in system.loaded_parts:
             summary["representation"][name] = lip_reader_accuracy(system, str(cache), split)
     _write(out, results, summary)
     timed = [m for m in clips if data.silent_frames(data.clips.index(m)).any()]
@@ -273,8 +274,7 @@ def _plot_opening(path: Path, results: list[ClipResult], meta: dict, data: LipDa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    folder = Path(data.cache) / clip_dir_name(meta["id"])
-    mel = np.load(folder / "mel.npy")
+    mel = cached.load_array(data.cache, meta["id"], cached.MEL)
     envelope = mel.reshape(-1, media.MELS_PER_FRAME, mel.shape[1]).mean((1, 2))
     envelope = (envelope - envelope.min()) / max(np.ptp(envelope), 1e-9)
     fig, ax = plt.subplots(figsize=(10, 3.5))

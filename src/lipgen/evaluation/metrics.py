@@ -13,18 +13,17 @@ CPBD (no-reference sharpness) lives in cpbd.py.
 from __future__ import annotations
 
 import functools
-import importlib.util
-import os
 
 import numpy as np
 from scipy import ndimage
+
+from ..media import BT601_LUMA
 
 MOUTH = slice(48, 68)  # dlib-68 mouth points: outer lip 48..59, inner lip 60..67
 N_LANDMARKS = 68
 INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper/lower inner-lip points facing each other
 MOUTH_CORNERS = (48, 54)  # outer mouth corners: the mouth width that makes opening scale-free
 
-BT601_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma weights for R, G, B
 PIXEL_MAX = 255.0  # peak value of uint8 pixels (PSNR MAX, SSIM dynamic range L)
 SSIM_WINDOW = 11  # pixels, side of the Gaussian window (Wang et al. 2004)
 SSIM_SIGMA = 1.5  # pixels, standard deviation of the Gaussian window
@@ -157,21 +156,13 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 @functools.lru_cache(maxsize=1)
 def _dlib_models():
-    """(HOG face detector, 5-point shape predictor, ResNet face recogniser), loaded once.
+    """(HOG face detector, 5-point shape predictor, ResNet face recogniser), loaded once (the model files of
+    the face-recognition-models package, found as lipgen.face finds them)."""
+    from ..face import _dlib, _detector, dlib_model_path
 
-    The model files ship with the face_recognition_models package; its folder is found without
-    importing it (its __init__ needs pkg_resources, which current setuptools no longer has).
-    """
-    import dlib
-
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or spec.origin is None:
-        raise ImportError("identity metrics need the face-recognition-models package: "
-                          "pip install face-recognition-models")
-    models = os.path.join(os.path.dirname(spec.origin), "models")
-    return (dlib.get_frontal_face_detector(),
-            dlib.shape_predictor(os.path.join(models, "shape_predictor_5_face_landmarks.dat")),
-            dlib.face_recognition_model_v1(os.path.join(models, "dlib_face_recognition_resnet_model_v1.dat")))
+    dlib = _dlib()
+    return (_detector(), dlib.shape_predictor(dlib_model_path("shape_predictor_5_face_landmarks.dat")),
+            dlib.face_recognition_model_v1(dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")))
 
 
 def face_descriptors(frames: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from .. import media
 from ..data.align import align_words
 from ..data.corpora import SILENCE, Word, grid_words_from_name, read_align
 from ..errors import FaceNotFoundError, LipgenError
-from ..generate import ASSETS
+from .. import ASSETS
 from .wild import (
     COLUMNS,
     MAX_SIDE,

@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..media import MELS_PER_FRAME
+from ..media import MELS_PER_FRAME, SYNC_FRAMES
+from .. import ASSETS
 
-EXPERT_PATH = Path(__file__).resolve().parents[1] / "assets" / "syncnet.safetensors"
+EXPERT_PATH = ASSETS / "syncnet.safetensors"
 MAX_OFFSET = 15  # frames (0.6 s at 25 fps) either way, as in SyncNet's evaluation (vshift = 15)
-SYNC_FRAMES = 5  # frames per sync window; lipgen.models.syncnet.SYNC_FRAMES
 CHUNK_FRAMES = 500  # frames embedded at once (20 s): memory stays bounded for long clips
 
 

@@ -43,7 +43,9 @@ from tqdm import tqdm
 from .. import face as geometry
 from .. import media
 from ..errors import MultipleFacesError
-from ..generate import DEFAULT_CHECKPOINTS, generate
+from ..generate import generate
+from .. import ASSETS
+from ..models import model_classes, shipped_checkpoint, shipped_models
 from . import metrics
 from .cpbd import BLOCK_SIZE, cpbd
 from .evaluate import IDENTITY_EVERY
@@ -66,7 +68,7 @@ REFERENCE_PRESET = "fast"
 MODES = ("from photo", "dubbing", "voice only")
 # "voice only": a face the models know well (GRID s1's first frame, bundled) driven by each clip's audio, scored
 # by the correlation of its mouth opening with the real speaker's: does the audio side generalise to the voice?
-VOICE_FACE = Path(__file__).resolve().parents[1] / "assets" / "clips" / "s1_bbaf2n.mp4"
+VOICE_FACE = ASSETS / "clips" / "s1_bbaf2n.mp4"
 
 COLUMNS = {  # key: (header, better: "lower" / "higher" / "" for a plain reading)
     "lmd_iod": ("LMD / IOD", "lower"),
@@ -287,21 +289,21 @@ def face_index_of(path: Path, indices: dict[str, int]) -> int | None:
 
 
 def model_specs(models: list[str] | None) -> dict[str, tuple[str, Path]]:
-    """label -> (model name, checkpoint) for shipped model names (default: every model of
-    generate.DEFAULT_CHECKPOINTS whose file is there) or files from `lipgen train`."""
+    """label -> (model name, checkpoint) for shipped model names (default: every shipped model that
+    generates) or files from `lipgen train`."""
     from ..checkpoint import read_header
 
     specs = {}
-    shipped = [name for name, path in DEFAULT_CHECKPOINTS.items() if path.is_file()]
+    shipped = [name for name in shipped_models() if model_classes(name)[0].crop != "none"]
     for spec in shipped if models is None else models:
-        if spec in DEFAULT_CHECKPOINTS:
-            specs[spec] = (spec, DEFAULT_CHECKPOINTS[spec])
+        if spec in shipped:
+            specs[spec] = (spec, shipped_checkpoint(spec))
         elif Path(spec).is_file():
             name = read_header(spec)["model"]
             run = Path(spec).parent.name if Path(spec).name == "model.safetensors" else Path(spec).stem
             specs[f"{name} ({run})"] = (name, Path(spec))
         else:
-            raise ValueError(f"unknown model {spec!r}: give one of {', '.join(DEFAULT_CHECKPOINTS)} or a checkpoint "
+            raise ValueError(f"unknown model {spec!r}: give one of {', '.join(shipped)} or a checkpoint "
                              "file from `lipgen train`.")
     return specs
 

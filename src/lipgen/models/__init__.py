@@ -1,13 +1,16 @@
-"""One file per paper model; shared small layers in layers.py.
+"""One file per paper model; shared small layers in layers.py; the contract every model keeps in base.py.
 
-MODELS maps a model name to (module, system class, config class). A system is an nn.Module built
-from its config dataclass alone, with optimizers(), training_step(batch, step, update),
-validation_step(batch) and sample(batch); the shared loop in lipgen.train drives it.
+MODELS maps a model name to (module, system class, config class): adding a model is one file here and one
+line in MODELS (see lipgen.models.base for what the file must hold). The shipped models live in ASSETS.
 """
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
+
+from .. import ASSETS
+from .base import check_model
 
 MODELS = {
     "glance": ("lipgen.models.glance", "Glance", "GlanceConfig"),
@@ -17,6 +20,7 @@ MODELS = {
     "motion": ("lipgen.models.motion", "Motion", "MotionConfig"),
     "lmsync": ("lipgen.models.lmsync", "LmSync", "LmSyncConfig"),
 }
+DEFAULT_MODEL = "motion"  # what `lipgen generate` uses: the any-face path (README, "Any face")
 
 
 def model_classes(name: str):
@@ -25,4 +29,19 @@ def model_classes(name: str):
         raise ValueError(f"unknown model {name!r}: choose one of {sorted(MODELS)}")
     module, system, config = MODELS[name]
     mod = importlib.import_module(module)
-    return getattr(mod, system), getattr(mod, config), getattr(mod, "PRESETS")
+    return check_model(getattr(mod, system)), getattr(mod, config), getattr(mod, "PRESETS")
+
+
+def shipped_checkpoint(name: str) -> Path:
+    """The shipped model file of a model name; FileNotFoundError (with what to do) if lipgen ships none."""
+    model_classes(name)  # an unknown name is refused with the list of known ones
+    path = ASSETS / f"{name}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"no shipped {name} model: train one with `lipgen train --model {name}` "
+                                "and pass --checkpoint PATH")
+    return path
+
+
+def shipped_models() -> list[str]:
+    """Names of the models whose shipped file is in ASSETS."""
+    return [name for name in MODELS if (ASSETS / f"{name}.safetensors").is_file()]

@@ -40,8 +40,8 @@ and what is ours:
   InstanceNorm / BatchNorm and patch outputs). `frame_d_frames` > 0 shows the frame discriminator
   that many random frames per clip instead of all T (a cost saving of the cpu preset).
 - Lip reader ("lip-reading discriminator"; layers ours, the code used a LipNet-style LSTM reader of
-  LRW's 500 words): 3D convs over mouth crops + a bidirectional GRU giving per-frame logits over the 51
-  GRID words, trained with cross-entropy on real clips' per-frame `words` labels (-1 = no word,
+  LRW's 500 words): 3D convs over mouth crops + a bidirectional GRU giving per-frame logits over the
+  corpus's words (GRID's 51), trained with cross-entropy on real clips' per-frame `words` labels (-1 = no word,
   ignored); the generator is trained to make its generated clips read as the spoken words. GroupNorm,
   not BatchNorm, so real and generated batches are read the same way. It shares the discriminator
   optimizer (its own lr in a parameter group).
@@ -57,7 +57,7 @@ and what is ours:
   decoder layer starting at zero, so a small model starts by reproducing the identity face and learns
   the motion as a residual.
 
-Shapes: B batch, T video frames, S = image_size = 128, M = n_mels = 80, L = lip_size, V = 51 words.
+Shapes: B batch, T video frames, S = image_size = 128, M = n_mels = 80, L = lip_size, V = vocabulary_size words.
 """
 
 from __future__ import annotations
@@ -70,13 +70,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.corpora import GRID_VOCABULARY
 from ..face import FACE_SIZE, MOUTH, template
 from ..media import MELS_PER_FRAME, N_MELS
+from ..pixels import to_uint8, to_unit
+from .base import READS_LIPS, STREAMS, DataSpec, frozen, gan_loss, seeded
 from .layers import conv2d, conv3d
 
 MOUTH_BOX = 64  # side of the fixed mouth box in the aligned face, pixels (1.8 template mouth widths)
-N_WORDS = len(GRID_VOCABULARY)
 
 
 @dataclass
@@ -106,6 +106,7 @@ class CRGANConfig:
     lip_size: int = 64  # lip reader input side: the MOUTH_BOX crop average-pooled to this
     lip_channels: int = 32  # lip reader widths r, 2r, 4r
     lip_hidden: int = 256  # lip reader bidirectional GRU size
+    vocabulary_size: int = 51  # V: words of the training corpus (GRID: 51); lipgen train sets it from the cache
     # loss weights (code)
     w_l1: float = 1.0
     w_frame: float = 0.002
@@ -436,7 +437,7 @@ class LipReader(nn.Module):
         self.frontend = nn.Sequential(*layers)  # (B, c, T, 4, 4)
         self.proj = nn.Sequential(nn.Linear(c * 16, cfg.lip_hidden), nn.ReLU(inplace=True))
         self.gru = nn.GRU(cfg.lip_hidden, cfg.lip_hidden, batch_first=True, bidirectional=True)
-        self.classifier = nn.Linear(2 * cfg.lip_hidden, N_WORDS)
+        self.classifier = nn.Linear(2 * cfg.lip_hidden, cfg.vocabulary_size)
 
     def forward(self, mouths: torch.Tensor) -> torch.Tensor:
         x = self.frontend(mouths)  # (B, c, T, 4, 4)
@@ -455,23 +456,28 @@ def word_loss(logits: torch.Tensor, words: torch.Tensor) -> tuple[torch.Tensor, 
     return loss, correct, n
 
 
-def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-    logits = logits.float()
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
-
-
 class CRGAN(nn.Module):
     """The training system: generator, frame and video discriminators, lip reader."""
+
+    crop = "face"  # aligned 128 px faces (lipgen pastes them back with the face matrix)
+    parts = ("generator", "lip_reader")
+    capabilities = frozenset({STREAMS, READS_LIPS})
 
     def __init__(self, config: CRGANConfig):
         super().__init__()
         self.config = config
-        with torch.random.fork_rng(devices=[]):  # same config -> same initial weights
-            torch.manual_seed(config.seed)
+        self.vocabulary = None
+        with seeded(config.seed):  # same config -> same initial weights
             self.generator = CRGANGenerator(config)
             self.frame_discriminator = FrameDiscriminator(config)
             self.video_discriminator = VideoDiscriminator(config)
             self.lip_reader = LipReader(config)
+
+    def data_spec(self) -> DataSpec:
+        return DataSpec(self.config.dataset, self.config.n_frames, faces=True)
+
+    def seams(self, n_frames: int) -> list[int]:
+        return []  # recurrent: frame after frame, nowhere joined
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         cfg = self.config
@@ -519,8 +525,8 @@ class CRGAN(nn.Module):
         fd_fake = self._frame_logits(fake.detach(), identity, frames)
         vd_real, vd_fake = self.video_discriminator(real), self.video_discriminator(fake.detach())
         lip_real, correct, n = word_loss(self.lip_reader(mouth_crop(real, cfg.lip_size)), words)
-        d_frame = _bce(fd_real, 1) + _bce(fd_fake, 0)
-        d_video = _bce(vd_real, 1) + _bce(vd_fake, 0)
+        d_frame = gan_loss(fd_real, True) + gan_loss(fd_fake, False)
+        d_video = gan_loss(vd_real, True) + gan_loss(vd_fake, False)
         d_loss = d_frame + d_video + lip_real
         update(d_loss, "discriminator")
         logs = {"d/loss": d_loss.item(), "d/frame": d_frame.item(), "d/video": d_video.item(),
@@ -531,20 +537,14 @@ class CRGAN(nn.Module):
                 "lip/real_ce": lip_real.item(), "lip/real_acc": correct / max(n, 1)}
 
         # generator: w_l1 L1 + w_frame GAN + w_video GAN + w_lip lip reading, discriminators frozen
-        critics = (self.frame_discriminator, self.video_discriminator, self.lip_reader)
-        for m in critics:
-            m.requires_grad_(False)
-        try:
+        with frozen(self.frame_discriminator, self.video_discriminator, self.lip_reader):
             lip_fake, correct, n = word_loss(self.lip_reader(mouth_crop(fake, cfg.lip_size)), words)
             terms = {"l1": (cfg.w_l1, F.l1_loss(fake.float(), real)),
-                     "frame": (cfg.w_frame, _bce(self._frame_logits(fake, identity, frames), 1)),
-                     "video": (cfg.w_video, _bce(self.video_discriminator(fake), 1)),
+                     "frame": (cfg.w_frame, gan_loss(self._frame_logits(fake, identity, frames), True)),
+                     "video": (cfg.w_video, gan_loss(self.video_discriminator(fake), True)),
                      "lip": (cfg.w_lip, lip_fake)}
             g_loss = sum(w * l for w, l in terms.values())
             update(g_loss, "generator")
-        finally:
-            for m in critics:
-                m.requires_grad_(True)
         logs.update({f"g/{k}": l.item() for k, (w, l) in terms.items()})
         logs["g/loss"] = g_loss.item()
         logs["lip/fake_acc"] = correct / max(n, 1)
@@ -577,8 +577,6 @@ class CRGAN(nn.Module):
 
     # ---- lipgen generate / evaluate: frame after frame, constant memory
 
-    output = "face"  # this model makes aligned faces (lipgen pastes them back with the face matrix)
-
     @torch.no_grad()
     def read_lips(self, faces: torch.Tensor) -> torch.Tensor:
         """The lip-reading discriminator on aligned faces (B, 3, T, S, S): per-frame word logits (B, T, V)."""
@@ -587,8 +585,8 @@ class CRGAN(nn.Module):
     @torch.no_grad()
     def stream(self, mel: np.ndarray, identity: np.ndarray):
         """(mel (4N, M) float32, identity face (S, S, 3) uint8) -> iterator of N faces (S, S, 3) uint8."""
-        ident = torch.from_numpy(np.ascontiguousarray(identity)).float().div(127.5).sub(1).permute(2, 0, 1)[None]
+        ident = to_unit(identity)[None]
         rows = (torch.from_numpy(mel[i * MELS_PER_FRAME:(i + 1) * MELS_PER_FRAME])[None]
                 for i in range(len(mel) // MELS_PER_FRAME))
         for frame in self.generator.stream(ident, rows):  # (1, 3, S, S)
-            yield ((frame[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+            yield to_uint8(frame[0])

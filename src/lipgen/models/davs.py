@@ -80,10 +80,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.corpora import GRID_VOCABULARY
-from ..data.dataset import NO_WORD, WORD_FRAMES
 from ..face import FACE_SIZE, MOUTH, MOUTH_SIZE, template
 from ..media import MELS_PER_FRAME, N_MELS
+from .base import DRIVEN, NO_WORD, READS_WORDS, WORD_FRAMES, DataSpec, frozen, gan_loss, seeded, window_seams
 from .layers import conv2d, conv3d
 
 assert MELS_PER_FRAME == 4, "the audio encoder's two time strides of 2 assume 4 mel rows per video frame"
@@ -102,7 +101,7 @@ class DAVSConfig:
     # sizes
     image_size: int = 128  # S: side of the generated face, a power of two >= 32 (the authors: 256)
     n_mels: int = N_MELS
-    vocabulary_size: int = len(GRID_VOCABULARY)  # V: GRID's 51 words (the paper: 500 LRW words)
+    vocabulary_size: int = 51  # V: words of the training corpus, set by lipgen train (GRID: 51; the paper: LRW's 500)
     n_speakers: int = GRID_SPEAKERS
     embedding_size: int = 256  # D: word-ID size (paper)
     pid_size: int = 256  # P: person-ID size (authors' code)
@@ -454,12 +453,6 @@ class SequenceDiscriminator(nn.Module):
 # ----------------------------------------------------------------------------------------------- losses
 
 
-def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
-    """BCE of logits against all-real (1) or all-fake (0) labels, in float32."""
-    logits = logits.float()
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(real)))
-
-
 def contrastive_loss(x: torch.Tensor, y: torch.Tensor, match: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
     """The paper's L2 contrastive loss over N pairs (x_n, y_n), each (N, D), match (N,) 1 or 0:
         1/(2N) sum_n [ match_n d_n^2 + (1 - match_n) max(margin - d_n, 0)^2 ],  d_n = |x_n - y_n|_2.
@@ -528,11 +521,15 @@ class DAVS(nn.Module):
 
     Call .eval() before inference (BatchNorm)."""
 
+    crop = "face"  # aligned faces, made in word windows of n_frames and brought to 128 px
+    parts = ("pid_encoder", "visual_encoder", "audio_encoder", "word_classifier", "generator")
+    capabilities = frozenset({DRIVEN, READS_WORDS})
+
     def __init__(self, config: DAVSConfig):
         super().__init__()
         self.config = config
-        with torch.random.fork_rng(devices=[]):  # same config -> same initial weights
-            torch.manual_seed(config.seed)
+        self.vocabulary = None
+        with seeded(config.seed):  # same config -> same initial weights
             self.pid_encoder = PersonIDEncoder(config)  # E_p
             self.visual_encoder = VisualWordEncoder(config)  # E_w_v
             self.audio_encoder = AudioWordEncoder(config)  # E_w_a
@@ -544,6 +541,12 @@ class DAVS(nn.Module):
             self.frame_discriminator = FrameDiscriminator(config)  # D_f
             self.sequence_discriminator = SequenceDiscriminator(config)  # D_seq
         self.mouth_box = mouth_box(config.image_size)
+
+    def data_spec(self) -> DataSpec:
+        return DataSpec("words", self.config.n_frames, faces=True, silences=self.config.silence_items)
+
+    def seams(self, n_frames: int) -> list[int]:
+        return window_seams(self.config.n_frames, n_frames)
 
     def generator_modules(self) -> list[nn.Module]:
         return [self.pid_encoder, self.visual_encoder, self.audio_encoder, self.word_classifier, self.generator]
@@ -570,7 +573,7 @@ class DAVS(nn.Module):
 
     @torch.no_grad()
     def word_logits(self, mouth: torch.Tensor | None = None, mel: torch.Tensor | None = None) -> torch.Tensor:
-        """Word logits (B, V) over GRID_VOCABULARY from mouth (B, 3, T, 64, 64), mel (B, 1, 4T, M), or both
+        """Word logits (B, V) over self.vocabulary from mouth (B, 3, T, 64, 64), mel (B, 1, 4T, M), or both
         (then the learnt fusion of the two, WordClassifier.fuse)."""
         if mouth is None and mel is None:
             raise ValueError("word_logits needs mouth, mel, or both.")
@@ -678,9 +681,7 @@ class DAVS(nn.Module):
         update(d_loss, "discriminator")
 
         # ---- encoders, classifier, generator; adversaries frozen
-        for m in self.adversary_modules():
-            m.requires_grad_(False)
-        try:
+        with frozen(*self.adversary_modules()):
             rows, cols = _batch_pairs(word)
             logit_v, logit_a = self.word_classifier(w_v).float(), self.word_classifier(w_a).float()
             e_v, e_a = F.normalize(w_v.float(), dim=1), F.normalize(w_a.float(), dim=1)
@@ -707,9 +708,6 @@ class DAVS(nn.Module):
                     self.speaker_classifier(torch.cat([w_v, w_a]))[:, present]))
             g_loss = sum(w * v for w, v in g_terms.values())
             update(g_loss, "generator")
-        finally:
-            for m in self.adversary_modules():
-                m.requires_grad_(True)
 
         logs = {f"d/{k}": v.item() for k, v in d_terms.items()}
         logs["d/loss"] = d_loss.item()
@@ -762,8 +760,6 @@ class DAVS(nn.Module):
         return up.reshape(B, T, C, H, H).transpose(1, 2)
 
     # ---- lipgen generate / evaluate: 128 px aligned faces in and out
-
-    output = "face"  # this model makes aligned faces (lipgen pastes them back with the face matrix)
 
     @torch.no_grad()
     def generate(self, mel: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..media import MELS_PER_FRAME, N_MELS
+from .base import DataSpec, frozen, gan_loss, seeded, window_seams
 from .layers import ResBlock3d, conv2d, conv3d, up3d
 
 assert MELS_PER_FRAME == 4, "the audio encoders' two time strides of 2 assume 4 mel rows per video frame"
@@ -289,14 +290,24 @@ class ThreeStreamDiscriminator(nn.Module):
 class Glance(nn.Module):
     """The training system: generator, correlation nets (None when use_corr is off), discriminator."""
 
+    crop = "mouth"  # 64 px mouth crops, made in windows of n_frames
+    parts = ("generator",)
+    capabilities = frozenset()
+
     def __init__(self, config: GlanceConfig):
         super().__init__()
         self.config = config
-        with torch.random.fork_rng(devices=[]):  # same config -> same initial weights
-            torch.manual_seed(config.seed)
+        self.vocabulary = None
+        with seeded(config.seed):  # same config -> same initial weights
             self.generator = GlanceGenerator(config)
             self.correlation = CorrelationNets(config) if config.use_corr else None
             self.discriminator = ThreeStreamDiscriminator(config)
+
+    def data_spec(self) -> DataSpec:
+        return DataSpec("windows", self.config.n_frames)
+
+    def seams(self, n_frames: int) -> list[int]:
+        return window_seams(self.config.n_frames, n_frames)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         cfg = self.config
@@ -325,19 +336,16 @@ class Glance(nn.Module):
         logit_real = D.classify(audio, features_real).float()
         logit_fake = D.classify(audio, D.encode_video(fake.detach())).float()
         logit_wrong = D.classify(audio_wrong, features_real).float()
-        d_loss = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
-                  + 0.5 * F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
-                  + 0.5 * F.binary_cross_entropy_with_logits(logit_wrong, torch.zeros_like(logit_wrong)))
+        d_loss = gan_loss(logit_real, True) + 0.5 * gan_loss(logit_fake, False) + 0.5 * gan_loss(logit_wrong, False)
         update(d_loss, "discriminator")
         logs = {"d/loss": d_loss.item(), "d/real": torch.sigmoid(logit_real).mean().item(),
                 "d/fake": torch.sigmoid(logit_fake).mean().item(), "d/wrong": torch.sigmoid(logit_wrong).mean().item()}
 
         # G: w_corr l_corr + w_pix l_pix + w_perc l_perc + w_gan l_gen, D frozen
-        D.requires_grad_(False)
-        try:
+        with frozen(D):
             features_fake = D.encode_video(fake)
             logit = D.classify(D.encode_audio(mel), features_fake).float()
-            terms = {"gan": (cfg.w_gan, F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit)))}
+            terms = {"gan": (cfg.w_gan, gan_loss(logit, True))}
             if cfg.use_perc:
                 with torch.no_grad():
                     features_real = D.encode_video(real)
@@ -349,8 +357,6 @@ class Glance(nn.Module):
                 terms["corr"] = (cfg.w_corr, self.correlation.loss(mel, fake))
             g_loss = sum(w * l for w, l in terms.values())
             update(g_loss, "generator")
-        finally:
-            D.requires_grad_(True)
         logs.update({f"g/{k}": l.item() for k, (w, l) in terms.items()})
         logs["g/loss"] = g_loss.item()
         return logs

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..voice import N_FEATURES
+from .base import DataSpec
 
 JAW = np.arange(3, 14)  # lower jaw: moves with the mouth
 MOUTH = np.arange(48, 68)  # outer lip 48-59, inner lip 60-67
@@ -150,13 +151,19 @@ class MotionNet(nn.Module):
 class Motion(nn.Module):
     """The trainable system (lipgen.train drives it) and the predictor lipgen.render draws from."""
 
-    output = "motion"  # generation: lipgen.render warps the target with the predicted motion
+    crop = "motion"  # generation: lipgen.render warps the target with the predicted motion
+    parts = ("net",)
+    capabilities = frozenset()
 
     def __init__(self, config: MotionConfig):
         super().__init__()
         self.config = config
+        self.vocabulary = None
         self.net = MotionNet(config)
         self._gap = (motion_index([a for a, _ in INNER_GAPS]), motion_index([b for _, b in INNER_GAPS]))
+
+    def data_spec(self) -> DataSpec:
+        return DataSpec("motion", self.config.n_frames, freq_mask=self.config.freq_mask)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"net": torch.optim.AdamW(self.net.parameters(), lr=self.config.lr,

@@ -45,12 +45,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..media import MELS_PER_FRAME, N_MELS
+from ..media import BT601_LUMA, MELS_PER_FRAME, N_MELS, SYNC_FRAMES
+from .base import DataSpec, seeded
 from .layers import conv2d, conv3d
 
-SYNC_FRAMES = 5  # video frames per sync window (0.2 s at 25 fps), as in SyncNet and Wav2Lip
 SYNC_MELS = SYNC_FRAMES * MELS_PER_FRAME  # log-mel rows per sync window (20)
-BT601_LUMA = (0.299, 0.587, 0.114)  # RGB -> gray weights
 
 
 @dataclass
@@ -161,13 +160,20 @@ class AudioEncoder(nn.Module):
 class SyncNet(nn.Module):
     """The sync expert and its training system (optimizers / training_step / validation_step)."""
 
+    crop = "none"  # a judge: it makes nothing
+    parts = ("mouth_encoder", "audio_encoder")
+    capabilities = frozenset()
+
     def __init__(self, config: SyncNetConfig):
         super().__init__()
         self.config = config
-        with torch.random.fork_rng(devices=[]):  # same config -> same initial weights
-            torch.manual_seed(config.seed)
+        self.vocabulary = None
+        with seeded(config.seed):  # same config -> same initial weights
             self.mouth_encoder = MouthEncoder(config)
             self.audio_encoder = AudioEncoder(config)
+
+    def data_spec(self) -> DataSpec:
+        return DataSpec("windows", self.config.n_frames)
 
     # ------------------------------------------------------------------ inference
 

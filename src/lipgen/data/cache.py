@@ -1,0 +1,66 @@
+"""Reading a preprocessing cache (lipgen.data.preprocess writes it): clip metadata, arrays, vocabulary.
+
+    <cache>/<clip>/meta.json, <array>.npy    one folder per clip, named clip_dir_name(id)
+    <cache>/vocabulary.json                  the corpus's word list (lipgen.data.corpora.vocabulary)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .corpora import SILENCE
+
+# the arrays of a clip folder (shapes in lipgen.data.preprocess)
+MOUTH, FACE, MEL = "mouth", "face", "mel"
+LANDMARKS, LANDMARKS_MOUTH, LANDMARKS_FACE = "landmarks", "landmarks_mouth", "landmarks_face"
+MOUTH_MATRIX, FACE_MATRIX = "mouth_matrix", "face_matrix"
+VOCABULARY_FILE = "vocabulary.json"
+
+
+def clip_dir_name(clip_id: str) -> str:
+    return clip_id.replace("/", "__")
+
+
+def clip_folder(cache: str | os.PathLike, clip_id: str) -> Path:
+    return Path(cache) / clip_dir_name(clip_id)
+
+
+def clip_metas(cache: str | os.PathLike, split: str | None = None, key: str = "split",
+               clips: list[str] | None = None, min_frames: int = 0) -> list[dict]:
+    """meta.json of every complete clip, sorted by folder: of a split (meta[key] == split; None: all), of the
+    listed ids only (clips), and at least min_frames long."""
+    wanted = set(clips) if clips is not None else None
+    out = []
+    for path in sorted(Path(cache).glob("*/meta.json")):
+        if path.parent.name.startswith((".", "_")):
+            continue
+        meta = json.loads(path.read_text())
+        if ((split is None or meta.get(key) == split) and (wanted is None or meta["id"] in wanted)
+                and meta["n_frames"] >= min_frames):
+            out.append(meta)
+    return out
+
+
+def load_array(cache: str | os.PathLike, clip_id: str, name: str, mmap: bool = True) -> np.ndarray:
+    return np.load(clip_folder(cache, clip_id) / f"{name}.npy", mmap_mode="r" if mmap else None)
+
+
+def read_vocabulary(cache: str | os.PathLike) -> list[str]:
+    """The word list of the corpus a cache was made from (classifiers' label order). A cache written before
+    vocabulary.json existed: the sorted words its clips say."""
+    path = Path(cache) / VOCABULARY_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    words = {w["word"] for m in clip_metas(cache) for w in m["words"] if w["word"] not in SILENCE}
+    return sorted(words)
+
+
+def write_vocabulary(cache: str | os.PathLike, words: list[str]) -> None:
+    path = Path(cache) / VOCABULARY_FILE
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(list(words)))
+    os.replace(tmp, path)

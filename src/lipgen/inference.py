@@ -1,0 +1,122 @@
+"""Running a trained model on whole clips: loading it by name or path, windows and their seams, streaming.
+
+generate, evaluate and lipread all come through here, and ask a model only what lipgen.models.base
+declares: its crop, its seams, its capabilities.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from . import media
+from .checkpoint import load_system
+from .models import DEFAULT_MODEL, shipped_checkpoint
+from .models.base import STREAMS, can, window_hop
+from .pixels import to_pixels, to_unit
+
+
+def inference_autocast(device: str = "cpu"):
+    """bfloat16 autocast where the processor computes it natively (AVX512-BF16/AMX: ~2x faster), else a no-op.
+    The shipped models are trained under bf16 autocast, so their output does not change visibly."""
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=native)
+
+
+def load_model(model: str | None = None, checkpoint: str | os.PathLike | None = None):
+    """A model for inference: a shipped one by name (default DEFAULT_MODEL), or a checkpoint from
+    `lipgen train` (its model is read from the file unless `model` names one to check it against)."""
+    if checkpoint is not None and model is None:
+        return load_system(checkpoint, strict=False)[0]
+    model = model or DEFAULT_MODEL
+    checkpoint = checkpoint if checkpoint is not None else shipped_checkpoint(model)
+    system, header = load_system(checkpoint, strict=False)
+    if header["model"] != model:
+        raise ValueError(f"{checkpoint} holds a {header['model']} model, not {model}: pass --model {header['model']}")
+    return system
+
+
+def load_spec(spec: str | os.PathLike):
+    """A model from a command line word: a checkpoint path, or the name of a shipped model."""
+    return load_model(checkpoint=spec) if os.path.isfile(spec) else load_model(str(spec))
+
+
+def windowed(system, inputs: np.ndarray, rows_per_frame: int, identity: np.ndarray, make=None,
+             batch_windows: int = 8):
+    """Yield generated crops frame by frame: (S, S, 3) uint8, n = len(inputs) // rows_per_frame frames.
+
+    inputs: the driving signal of the whole clip, rows_per_frame rows per video frame: log-mel (4N, 80)
+    or mouth crops (N, 64, 64, 3) uint8. identity: (S, S, 3) uint8 crop. make(window batch, identity
+    batch) -> (W, 3, T, S, S); default system.generate. Windows of n_frames start every
+    window_hop(n_frames) frames (the model's seams, base.window_seams); in the overlap, frames fade
+    linearly from the earlier window to the later one.
+    """
+    make = make or system.generate
+    window = system.config.n_frames
+    hop = window_hop(window)
+    overlap = window - hop
+    n = len(inputs) // rows_per_frame
+    starts = list(range(0, max(n - overlap, 1), hop))
+    pad = (starts[-1] + window) * rows_per_frame - len(inputs)
+    if pad > 0:  # the last window runs past the end: repeat the final row (silence / a still mouth)
+        inputs = np.concatenate([inputs, np.repeat(inputs[-1:], pad, axis=0)])
+    ident = to_unit(identity[None])  # (1, 3, S, S)
+    fade = (np.arange(1, overlap + 1) / (overlap + 1))[:, None, None, None]  # weight of the later window
+    tail = None
+    emitted = 0
+    for b in range(0, len(starts), batch_windows):
+        group = starts[b:b + batch_windows]
+        chunks = np.stack([inputs[s * rows_per_frame:(s + window) * rows_per_frame] for s in group])
+        batch = torch.from_numpy(chunks)[:, None] if chunks.dtype != np.uint8 else to_unit(chunks).transpose(1, 2)
+        with torch.inference_mode(), inference_autocast():
+            video = make(batch, ident.expand(len(group), -1, -1, -1))  # (W, 3, T, S, S)
+        crops = to_pixels(video.transpose(1, 2))  # (W, T, S, S, 3)
+        for clip in crops:
+            if tail is not None:
+                clip[:overlap] = (1 - fade) * tail + fade * clip[:overlap]
+            for frame in clip[:hop]:
+                if emitted < n:
+                    yield frame.round().astype(np.uint8)
+                    emitted += 1
+            tail = clip[hop:]
+    for frame in tail:
+        if emitted < n:
+            yield frame.round().astype(np.uint8)
+            emitted += 1
+
+
+def model_crops(system, mel: np.ndarray, identity_mouth: np.ndarray, identity_face: np.ndarray):
+    """The crops a model makes for a whole audio, streamed: (crop kind "mouth" or "face", iterator of
+    (S, S, 3) uint8 crops, one per video frame). mel: (4N, 80); identities: (64, 64, 3) and (128, 128, 3)."""
+    if system.crop not in ("mouth", "face"):
+        raise ValueError(f"the {type(system).__name__} model makes no image crops (its crop is {system.crop!r})")
+    identity = identity_face if system.crop == "face" else identity_mouth
+    if can(system, STREAMS):  # recurrent models make frame after frame with a constant-size state
+        return system.crop, system.stream(mel, identity)
+    return system.crop, windowed(system, mel, media.MELS_PER_FRAME, identity)
+
+
+def driven_crops(system, mouths: np.ndarray, identity_face: np.ndarray):
+    """Faces of the identity driven by another clip's mouth crops (N, 64, 64, 3) uint8 (capability DRIVEN)."""
+    return windowed(system, mouths, 1, identity_face, make=system.generate_driven)
+
+
+def predicted_motion(system, samples: np.ndarray, n_frames: int, expressiveness: float | None = None) -> np.ndarray:
+    """The motion model's lower-face motion for speech: (n_frames, 31, 2) aligned-face pixels, times the
+    expressiveness (default lipgen.models.motion.EXPRESSIVENESS)."""
+    from . import voice
+    from .models.motion import EXPRESSIVENESS
+
+    gain = EXPRESSIVENESS if expressiveness is None else expressiveness
+    return gain * system.predict(voice.Features(samples, n_frames))  # features made a piece at a time
+
+
+def video_mouths(video: str | os.PathLike, max_seconds: float = media.MAX_SECONDS) -> np.ndarray:
+    """Mouth crops of the first face of a video, frame by frame: (T, 64, 64, 3) uint8."""
+    from . import face
+
+    frames = media.read_video(video, max_seconds=max_seconds)
+    track = face.track_face(frames, face_index=0, where=str(video))
+    return face.crop(frames, track.mouth_matrix, face.MOUTH_SIZE)
