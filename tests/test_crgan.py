@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from lipgen.face import MOUTH, template
 from lipgen.media import MELS_PER_FRAME, N_MELS
-from lipgen.models.crgan import (MOUTH_BOX, N_WORDS, PRESETS, CRGAN, CRGANConfig, CRGANGenerator, FrameDiscriminator,
+from lipgen.models.crgan import (MOUTH_BOX, PRESETS, CRGAN, CRGANConfig, CRGANGenerator, FrameDiscriminator,
                                  LipReader, VideoDiscriminator, mouth_box, mouth_crop, word_loss)
 
 from .conftest import trainer
@@ -179,11 +179,11 @@ def test_discriminators_and_lip_reader_shapes():
     for T in (4, 8, 13):
         assert VideoDiscriminator(TINY)(torch.zeros(2, 3, T, S, S)).shape == (2,)
         assert VideoDiscriminator(PRESETS["cpu"])(torch.zeros(2, 3, T, S, S)).shape == (2,)
-    assert LipReader(TINY)(torch.zeros(2, 3, T, TINY.lip_size, TINY.lip_size)).shape == (2, T, N_WORDS)
+    assert LipReader(TINY)(torch.zeros(2, 3, T, TINY.lip_size, TINY.lip_size)).shape == (2, T, TINY.vocabulary_size)
 
 
 def test_word_loss_ignores_unlabelled_frames():
-    logits = torch.randn(2, 3, N_WORDS)
+    logits = torch.randn(2, 3, TINY.vocabulary_size)
     words = torch.tensor([[1, -1, 2], [-1, -1, 5]])
     loss, correct, n = word_loss(logits, words)
     keep = words >= 0
