@@ -39,7 +39,6 @@ class Toy(nn.Module):
     def __init__(self, config: ToyConfig):
         super().__init__()
         self.config = config
-        self.vocabulary = None
         self.gain = nn.Parameter(torch.zeros(()))
 
     def data_spec(self) -> DataSpec:

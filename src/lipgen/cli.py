@@ -214,8 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="eval", help="report folder (default eval)")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--limit", type=int, help="evaluate at most this many clips")
-    p.add_argument("--expert", default="default", help="sync expert checkpoint (default: the shipped one)")
-    p.add_argument("--no-sync", action="store_true", help="skip the sync metrics")
+    _sync_args(p)
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("evaluate-videos", help="evaluate models on any folder of talking-face videos (no cache)",
@@ -225,9 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "clip's frames + its audio); measure mouth LMD / inter-ocular distance, opening "
                                    "correlation, opening in speech and silence, identity, mouth CPBD and sync "
                                    "against the real clip. Writes report.md/.csv/.json and opening.png.")
-    p.add_argument("folder", help="folder of videos with sound (the files directly in it)")
-    p.add_argument("--out", required=True, help="report folder")
-    p.add_argument("--models", nargs="+", help="shipped model names or checkpoint files (default: every shipped model)")
+    _folder_args(p, "videos with sound")
     p.add_argument("--seconds", type=float, default=8.0, help="seconds of each clip, from its start (default 8)")
     p.add_argument("--manifest", help="JSON or CSV of file name -> face index, for clips with several faces "
                                       "(without an entry such a clip is skipped)")
@@ -235,8 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "runs (default: a temporary folder)")
     p.add_argument("--limit", type=int, help="evaluate at most this many clips (the first by name)")
     p.add_argument("--max-side", type=int, default=720, help="downscale frames whose longer side is larger (default 720)")
-    p.add_argument("--expert", default="default", help="sync expert checkpoint (default: the shipped one)")
-    p.add_argument("--no-sync", action="store_true", help="skip the sync columns")
+    _sync_args(p)
     p.set_defaults(func=_evaluate_videos)
 
     p = sub.add_parser("evaluate-portraits", help="evaluate models on a folder of still portraits (no cache)",
@@ -245,9 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "correlation with the speech envelope, sync, identity kept and mouth CPBD vs "
                                    "the photo. Images with no face are listed. Writes report.md/.csv/.json and "
                                    "opening.png.")
-    p.add_argument("folder", help="folder of face images (the files directly in it)")
-    p.add_argument("--out", required=True, help="report folder")
-    p.add_argument("--models", nargs="+", help="shipped model names or checkpoint files (default: every shipped model)")
+    _folder_args(p, "face images")
     p.add_argument("--speech", nargs="+", help="speech files said one after another, each with a GRID .align beside it "
                                                "(or in ../align/), a GRID sentence name, or a .txt transcript "
                                                "(default: the bundled GRID clips, 9 s)")
@@ -256,10 +250,21 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(default: a temporary folder)")
     p.add_argument("--limit", type=int, help="evaluate at most this many images (the first by name)")
     p.add_argument("--max-side", type=int, default=720, help="downscale images whose longer side is larger (default 720)")
-    p.add_argument("--expert", default="default", help="sync expert checkpoint (default: the shipped one)")
-    p.add_argument("--no-sync", action="store_true", help="skip the sync columns")
+    _sync_args(p)
     p.set_defaults(func=_evaluate_portraits)
     return parser
+
+
+def _folder_args(p, what: str) -> None:
+    """The arguments the no-cache evaluations share: the folder, the report folder, the models."""
+    p.add_argument("folder", help=f"folder of {what} (the files directly in it)")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--models", nargs="+", help="shipped model names or checkpoint files (default: every shipped model)")
+
+
+def _sync_args(p) -> None:
+    p.add_argument("--expert", default="default", help="sync expert checkpoint (default: the shipped one)")
+    p.add_argument("--no-sync", action="store_true", help="skip the sync columns")
 
 
 def main(argv: list[str] | None = None) -> int:

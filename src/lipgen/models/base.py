@@ -72,7 +72,8 @@ class LipgenModel(Protocol):
     crop: ClassVar[str]
     parts: ClassVar[tuple[str, ...]]
     capabilities: ClassVar[frozenset[str]]
-    vocabulary: list[str] | None  # words its classifiers name, in label order (set by train and the loader)
+    # vocabulary: list[str] | None, the words its classifiers name in label order, is set on every system by
+    # lipgen.train (from the cache) and lipgen.checkpoint.load_system (from the file)
 
     def data_spec(self) -> DataSpec: ...
     def optimizers(self) -> dict[str, torch.optim.Optimizer]: ...

@@ -466,7 +466,6 @@ class CRGAN(nn.Module):
     def __init__(self, config: CRGANConfig):
         super().__init__()
         self.config = config
-        self.vocabulary = None
         with seeded(config.seed):  # same config -> same initial weights
             self.generator = CRGANGenerator(config)
             self.frame_discriminator = FrameDiscriminator(config)

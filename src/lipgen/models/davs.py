@@ -10,8 +10,8 @@ Sub-modules, named as the paper names them:
     E_w_a  AudioWordEncoder    log-mel (B, 1, 4T, M) -> per-frame word features (B, T, D)
     C_w    WordClassifier      word-ID (B, D) -> word logits (B, V), shared by both modalities
     D_dom  DomainDiscriminator per-frame word feature (N, D) -> logit "came from audio"
-    C_p    PIDWordClassifier   person-ID of a frame of the word -> word logits (adversary of E_p)
-    C_s    SpeakerClassifier   word-ID (B, D) -> speaker logits (adversary of E_w_v, E_w_a)
+    C_p    AdversaryClassifier person-ID of a frame of the word -> word logits (adversary of E_p)
+    C_s    AdversaryClassifier word-ID (B, D) -> speaker logits (adversary of E_w_v, E_w_a)
     G      Generator           (person-ID, skips, word feature of frame t) -> frame t (B, 3, T, S, S)
     D_f    FrameDiscriminator  single frames -> patch logits
     D_seq  SequenceDiscriminator  clips -> logits over short (5-frame) space-time patches
@@ -343,26 +343,16 @@ class DomainDiscriminator(nn.Module):
         return 0.5 * (gan_loss(self(audio), False) + gan_loss(self(video), True))
 
 
-class PIDWordClassifier(nn.Module):
-    """C_p: the person-ID of one frame of a word clip, (N, P) -> word logits (N, V)."""
+class AdversaryClassifier(nn.Module):
+    """C_p, person-ID of one frame of a word clip (N, P) -> word logits (N, V), and C_s, word-ID (B, D) ->
+    speaker logits (B, n_speakers): a 3-layer MLP each."""
 
-    def __init__(self, cfg: DAVSConfig):
+    def __init__(self, c_in: int, hidden: int, classes: int):
         super().__init__()
-        self.net = _mlp(cfg.pid_size, cfg.adversary_hidden, cfg.vocabulary_size)
+        self.net = _mlp(c_in, hidden, classes)
 
-    def forward(self, pids: torch.Tensor) -> torch.Tensor:
-        return self.net(pids)
-
-
-class SpeakerClassifier(nn.Module):
-    """C_s: word-ID (B, D) -> speaker logits (B, n_speakers)."""
-
-    def __init__(self, cfg: DAVSConfig):
-        super().__init__()
-        self.net = _mlp(cfg.embedding_size, cfg.adversary_hidden, cfg.n_speakers)
-
-    def forward(self, word_id: torch.Tensor) -> torch.Tensor:
-        return self.net(word_id)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
 
 # ----------------------------------------------------------------------------------------------- generator
@@ -528,7 +518,6 @@ class DAVS(nn.Module):
     def __init__(self, config: DAVSConfig):
         super().__init__()
         self.config = config
-        self.vocabulary = None
         with seeded(config.seed):  # same config -> same initial weights
             self.pid_encoder = PersonIDEncoder(config)  # E_p
             self.visual_encoder = VisualWordEncoder(config)  # E_w_v
@@ -536,8 +525,10 @@ class DAVS(nn.Module):
             self.word_classifier = WordClassifier(config)  # C_w
             self.generator = Generator(config)  # G
             self.domain_discriminator = DomainDiscriminator(config)  # D_dom
-            self.pid_word_classifier = PIDWordClassifier(config)  # C_p
-            self.speaker_classifier = SpeakerClassifier(config)  # C_s
+            self.pid_word_classifier = AdversaryClassifier(config.pid_size, config.adversary_hidden,
+                                                           config.vocabulary_size)  # C_p
+            self.speaker_classifier = AdversaryClassifier(config.embedding_size, config.adversary_hidden,
+                                                          config.n_speakers)  # C_s
             self.frame_discriminator = FrameDiscriminator(config)  # D_f
             self.sequence_discriminator = SequenceDiscriminator(config)  # D_seq
         self.mouth_box = mouth_box(config.image_size)

@@ -297,7 +297,6 @@ class Glance(nn.Module):
     def __init__(self, config: GlanceConfig):
         super().__init__()
         self.config = config
-        self.vocabulary = None
         with seeded(config.seed):  # same config -> same initial weights
             self.generator = GlanceGenerator(config)
             self.correlation = CorrelationNets(config) if config.use_corr else None

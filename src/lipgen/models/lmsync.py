@@ -76,7 +76,6 @@ class LmSync(nn.Module):
     def __init__(self, config: LmSyncConfig):
         super().__init__()
         self.config = config
-        self.vocabulary = None
         c, d = config.channels, config.embed_dim
         self.video = nn.Sequential(  # 5 frames in, unpadded time convolutions: one embedding per window
             nn.Conv1d(2 * len(MOTION_POINTS), c, 3), nn.GELU(), nn.Dropout(config.dropout),

@@ -158,7 +158,6 @@ class Motion(nn.Module):
     def __init__(self, config: MotionConfig):
         super().__init__()
         self.config = config
-        self.vocabulary = None
         self.net = MotionNet(config)
         self._gap = (motion_index([a for a, _ in INNER_GAPS]), motion_index([b for _, b in INNER_GAPS]))
 

@@ -167,7 +167,6 @@ class SyncNet(nn.Module):
     def __init__(self, config: SyncNetConfig):
         super().__init__()
         self.config = config
-        self.vocabulary = None
         with seeded(config.seed):  # same config -> same initial weights
             self.mouth_encoder = MouthEncoder(config)
             self.audio_encoder = AudioEncoder(config)
