@@ -68,7 +68,7 @@ def test_features_by_pieces_equal_the_whole(speech, monkeypatch):
 def test_long_speech_is_predicted_in_pieces_like_one_pass(speech, monkeypatch):
     from lipgen.models import motion
 
-    system = load_system(DEFAULT_CHECKPOINTS["motion"], strict=False)[0]
+    system = load_system(shipped_checkpoint("motion"), strict=False)[0]
     long = np.tile(speech, 8)  # ~24 s
     feats = voice.features(long)
     whole = system.predict(feats)
