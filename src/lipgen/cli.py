@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import errno
 import json
+import logging
 import signal
 import sys
 import threading
@@ -50,8 +51,69 @@ def _generate(args) -> None:
     audio = args.audio or (None if args.drive_video else SAMPLE_AUDIO)
     out = generate(audio, args.face or SAMPLE_FACE, args.out, model=args.model, checkpoint=args.checkpoint,
                    face_index=args.face_index, drive_video=args.drive_video, max_seconds=args.max_seconds,
-                   expressiveness=args.expressiveness)
+                   expressiveness=args.expressiveness, progress=not args.quiet, **_controls(args))
     print(out)
+
+
+def _batch(args) -> int:
+    from .batch import batch, folder_jobs
+
+    if args.jobs and (args.audio_dir or args.face_dir):
+        raise ValueError("give a job list, or --audio-dir and --face-dir, not both")
+    if args.jobs:
+        jobs = args.jobs
+    elif args.audio_dir and args.face_dir and args.out_dir:
+        jobs = folder_jobs(args.audio_dir, args.face_dir, args.out_dir)
+    else:
+        raise ValueError("give a job list (CSV or JSON lines), or --audio-dir, --face-dir and --out-dir")
+    summary = batch(jobs, args.out_dir, model=args.model, checkpoint=args.checkpoint, progress=not args.quiet,
+                    max_seconds=args.max_seconds, expressiveness=args.expressiveness, **_controls(args))
+    failed = summary["failed"]
+    print(f"{len(summary['done'])} of {summary['jobs']} jobs done, {len(failed)} failed, in {summary['seconds']} s")
+    for f in failed:
+        print(f"  failed job {f['job']} ({f['audio']} onto {f['face']}): {f['reason']}")
+    return 1 if failed else 0
+
+
+def _score(args) -> int:
+    from .score import score, table
+
+    rows = score(args.videos, face_index=args.face_index, max_seconds=args.max_seconds, out=args.json)
+    print(table(rows))
+    return 1 if any("error" in r for r in rows) else 0
+
+
+def _controls(args) -> dict:
+    """The generation controls shared by generate, batch and stream, as API arguments."""
+    return {"fps": args.fps, "loop": args.loop, "pad": args.pad, "face_box": args.face_box,
+            **({"batch_size": args.batch_size} if hasattr(args, "batch_size") else {})}
+
+
+def _face_box(text: str) -> tuple[float, ...]:
+    """--face-box x0,y0,x1,y1 -> four numbers."""
+    try:
+        box = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise argparse.ArgumentTypeError(f"expected x0,y0,x1,y1 (four numbers, pixels), got {text!r}")
+    return box
+
+
+def add_controls(p, batch: bool = True) -> None:
+    """The flags of the controls every generating command has (see _controls)."""
+    p.add_argument("--fps", type=float, help="output frame rate (default: a video face's own rate, 25 for a photo)")
+    p.add_argument("--loop", default="pingpong", choices=["pingpong", "forward"],
+                   help="a face video shorter than the speech plays back and forth (pingpong, default) or from its "
+                        "start again (forward)")
+    p.add_argument("--pad", type=float, default=0.0,
+                   help="share of the changed region added around it, 0-1 (crop models: the mouth/face crop; "
+                        "motion: how far beyond the jaw the warp fades out); default 0")
+    p.add_argument("--face-box", type=_face_box, metavar="X0,Y0,X1,Y1",
+                   help="pin the face that overlaps this box (pixels of the first frame) instead of --face-index")
+    if batch:
+        p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (glance, davs; default 8)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notes, only warnings and errors")
 
 
 def _evaluate(args) -> None:
@@ -169,7 +231,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=600, help="longest input accepted, in seconds (default 600)")
     p.add_argument("--expressiveness", type=float, help="motion model: how far the mouth moves, times the prediction "
                                                         "(default 1.5; 1 = as GRID's speakers, mostly s1)")
+    add_controls(p)
     p.set_defaults(func=_generate)
+
+    p = sub.add_parser("batch", help="many speech + face jobs with the model loaded once",
+                       description="Run a job list (CSV with a header, or JSON lines: audio, face, and optionally "
+                                   "out, face_index, face_box, fps, loop, pad, expressiveness; paths relative to "
+                                   "the list) or every speech file of --audio-dir onto every face of --face-dir. "
+                                   "The model is loaded once and each face tracked once; a failed job is reported "
+                                   "with its reason and the rest go on. Exit code 1 if any job failed.")
+    p.add_argument("jobs", nargs="?", help="job list (.csv or .jsonl)")
+    p.add_argument("--audio-dir", help="folder of speech files (with --face-dir)")
+    p.add_argument("--face-dir", help="folder of face photos or videos (with --audio-dir)")
+    p.add_argument("--out-dir", help="folder for outputs of jobs without `out` (default: the job list's folder)")
+    p.add_argument("--model", help="motion (default), glance, crgan or davs")
+    p.add_argument("--checkpoint", help="model file from `lipgen train` (default: the shipped model)")
+    p.add_argument("--max-seconds", type=float, default=600, help="longest input accepted, in seconds (default 600)")
+    p.add_argument("--expressiveness", type=float, help="motion model: mouth movement scale (default 1.5)")
+    add_controls(p)
+    p.set_defaults(func=_batch)
+
+    p = sub.add_parser("score", help="sync, opening in silence, jitter and sharpness of any talking-face video",
+                       description="Score talking-face videos without a cache or reference: sync confidence, "
+                                   "distance and offset by the landmark sync expert, mouth opening in speech and "
+                                   "silence, mouth jitter and mouth CPBD. Read at 25 fps. Exit code 1 if a video "
+                                   "could not be scored.")
+    p.add_argument("videos", nargs="+", help="videos with sound")
+    p.add_argument("--face-index", type=int, help="which face when there are several (0 = largest)")
+    p.add_argument("--json", help="also write the scores to this JSON file")
+    p.add_argument("--max-seconds", type=float, default=600, help="longest video accepted, in seconds (default 600)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors besides the table")
+    p.set_defaults(func=_score)
 
     p = sub.add_parser("select", help="phoneme-based training-sample selection (CRGAN)",
                        description="Pick a subset of cached training clips whose phoneme distribution (from "
@@ -273,9 +365,11 @@ def main(argv: list[str] | None = None) -> int:
     (2; 130 for Ctrl-C; 128 + the signal's number), after the half-written output is removed. A bug
     keeps its traceback."""
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="lipgen: %(message)s")
+    logging.getLogger("lipgen").setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
     try:
         with _signals_stop():
-            args.func(args)
+            code = args.func(args)
     except KeyboardInterrupt:
         _say(f"lipgen {args.command}: interrupted; unfinished output removed")
         return 130
@@ -285,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     except (LipgenError, OSError, ValueError) as e:
         _say(f"lipgen {args.command}: error: {_one_line(e)}")
         return 2
-    return 0
+    return code or 0
 
 
 def _say(line: str) -> None:

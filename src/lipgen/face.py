@@ -172,6 +172,35 @@ def choose_face(boxes: np.ndarray, face_index: int | None, where: str = "the ima
     return boxes[face_index]
 
 
+def face_index_at(image: np.ndarray, box, where: str = "the image") -> int:
+    """The face_index (in track_landmarks' order) of the detected face that overlaps `box` (x0, y0, x1, y1,
+    pixels) the most: a face pinned by a box. Raises FaceNotFoundError when no detected face overlaps it."""
+    box = np.asarray(box, np.float64).reshape(-1)
+    if box.size != 4 or not (box[2] > box[0] and box[3] > box[1]):
+        raise ValueError(f"a face box is x0,y0,x1,y1 with x1 > x0 and y1 > y0, got {box.tolist()}")
+    boxes = plausible_faces(_gray(image), detect_faces(image))
+    if len(boxes):
+        x0, y0 = np.maximum(boxes[:, :2], box[:2]).T
+        x1, y1 = np.minimum(boxes[:, 2:], box[2:]).T
+        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+        area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+        iou = inter / (area(boxes) + area(box) - inter)
+        if iou.max() > 0:
+            return int(np.argmax(iou))
+    found = ", ".join(str(b.astype(int).tolist()) for b in boxes) or "none"
+    raise FaceNotFoundError(f"no face in {where} overlaps the box {box.astype(int).tolist()} (faces found: {found}). "
+                            "Give a box around the face, x0,y0,x1,y1 in pixels of the first frame.")
+
+
+def padded(matrix: np.ndarray, size: int, pad: float) -> np.ndarray:
+    """A frame -> crop matrix (..., 2, 3) whose size x size crop shows `pad` more of its side on every side
+    (0.1: the crop covers 1.2x the side), about the same centre; pad 0 returns it unchanged."""
+    scale = 1.0 / (1.0 + 2.0 * pad)
+    out = np.array(matrix, np.float64) * scale
+    out[..., 2] += (1 - scale) * size / 2
+    return out
+
+
 def track_landmarks(frames, face_index: int | None = None, redetect_every: int = REDETECT_EVERY,
                     where: str = "the clip", allow_missing: bool = False) -> tuple[np.ndarray, int]:
     """68-point landmarks through a clip, detecting only when needed.

@@ -6,13 +6,15 @@ The audio's log-mel is cut into the model's windows (16 frames for Glance, every
 window's mouth crops, overlapping frames are cross-faded, and every crop is pasted back into its
 full frame with a feathered seam. Frames stream from the source to the encoder, so memory stays
 bounded however long the audio is. A still photo becomes a video; a video source keeps its own
-frames (looped if shorter than the audio) and gets new lips.
+frames and frame rate (played back and forth if shorter than the audio) and gets new lips. One call of
+lipgen.Generator (lipgen.generator), which holds a model for many.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +26,27 @@ from .inference import (driven_crops, inference_autocast, load_model, model_crop
                         video_mouths, windowed)
 from . import ASSETS
 from .models import DEFAULT_MODEL  # noqa: F401
-from .models.base import DRIVEN, can
 
 SAMPLE_AUDIO = ASSETS / "jfk.flac"
 SAMPLE_FACE = ASSETS / "astronaut.png"
 load_generator = load_model  # the name scripts and older code use
+
+
+LOOPS = ("pingpong", "forward")  # how a video shorter than the speech goes on: back and forth, or from its start
+PINGPONG_MAX_BYTES = 4 << 30  # a ping-pong loop keeps the video's decoded frames in memory: at most this much
+
+
+def loop_index(t: int, n: int, loop: str = "pingpong") -> int:
+    """Which of a video's n frames shows at output frame t: forward 0..n-1, 0..n-1, ...; pingpong 0..n-1, n-2..1,
+    0..n-1, ... (no frame twice at a turn, so the motion never stops or jumps)."""
+    if loop not in LOOPS:
+        raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {loop!r}")
+    if n == 1:
+        return 0
+    if loop == "forward":
+        return t % n
+    p = t % (2 * n - 2)
+    return p if p < n else 2 * n - 2 - p
 
 
 class FaceSource:
@@ -36,16 +54,32 @@ class FaceSource:
 
     A video's frames without the face (a cutaway, an opening before the face appears) have NaN landmarks
     and matrices, and frames() gives None as their matrix: they are passed through untouched.
+    fps: the output frame rate (default: a video's own rate, media.VIDEO_FPS for a photo); loop: how a video
+    shorter than the speech goes on (LOOPS); face_box: (x0, y0, x1, y1) pixels of the first frame, pins the face
+    overlapping it (instead of face_index); pad: extra share of the crop side the crop models' mouth and face
+    crops show on every side (see face.padded).
     """
 
-    def __init__(self, path: str | os.PathLike, face_index: int | None = None, max_seconds: float = media.MAX_SECONDS):
+    def __init__(self, path: str | os.PathLike, face_index: int | None = None, max_seconds: float = media.MAX_SECONDS,
+                 fps=None, loop: str = "pingpong", face_box=None, pad: float = 0.0):
         self.path, self.max_seconds = Path(path), max_seconds
+        loop_index(0, 1, loop)  # an unknown loop is refused before any work
+        if pad < 0 or pad > 1:
+            raise ValueError(f"padding is a share of the crop side between 0 and 1, got {pad}")
+        self.loop, self.pad = loop, pad
         self.still = self.path.suffix.lower() in media.IMAGE_SUFFIXES
         if self.still:
             self.image = media.read_image(path)
+            self.fps = Fraction(fps or media.VIDEO_FPS)
             frames = self.image[None]
         else:  # first pass: landmarks only (a frame at a time), so long videos fit in memory
-            frames = media.iter_video(path, max_seconds=max_seconds)
+            self.fps = Fraction(fps) if fps else media.video_fps(path)
+            frames = media.iter_video(path, fps=self.fps, max_seconds=max_seconds)
+        if self.fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        if face_box is not None:
+            first = self.image if self.still else next(iter(media.iter_video(path, fps=self.fps, max_seconds=max_seconds)))
+            face_index = geometry.face_index_at(first, face_box, f"the first frame of {path}")
         landmarks, _ = geometry.track_landmarks(frames, face_index, where=str(path), allow_missing=not self.still)
         self.landmarks = landmarks  # (T, 68, 2) frame pixels, NaN where a frame has no face
         self.face_matrix = np.full((len(landmarks), 2, 3), np.nan)  # (T, 2, 3) each, NaN where no face
@@ -55,77 +89,93 @@ class FaceSource:
             if seen[run[0]]:  # smoothed within a run, never across a cut
                 self.face_matrix[run], self.mouth_matrix[run] = geometry.crop_matrices(landmarks[run])
         t = int(np.argmax(seen))  # the first frame with the face gives the identity crops
-        video = None if self.still else media.iter_video(path, max_seconds=max_seconds)
+        video = None if self.still else media.iter_video(path, fps=self.fps, max_seconds=max_seconds)
         first = self.image if self.still else next(itertools.islice(video, t, None))
+        self.shape = first.shape  # (H, W, 3)
         at = slice(t, t + 1)
-        self.identity_mouth = geometry.crop(first[None], self.mouth_matrix[at], geometry.MOUTH_SIZE)[0]  # (64, 64, 3)
-        self.identity_face = geometry.crop(first[None], self.face_matrix[at], geometry.FACE_SIZE)[0]  # (128, 128, 3)
+        self.identity_mouth = geometry.crop(first[None], self.crop_matrices("mouth")[at], geometry.MOUTH_SIZE)[0]  # (64, 64, 3)
+        self.identity_face = geometry.crop(first[None], self.crop_matrices("face")[at], geometry.FACE_SIZE)[0]  # (128, 128, 3)
 
-    def frames(self, crop: str = "mouth"):
-        """Yield (frame, frame -> crop matrix, or None where the frame has no face) forever: the photo, or the
-        video looped from its start."""
-        matrices = self.mouth_matrix if crop == "mouth" else self.face_matrix
+    def crop_matrices(self, crop: str = "mouth") -> np.ndarray:
+        """(T, 2, 3) frame -> crop matrices of the crop models' mouth (64 px) or face (128 px) crops, padded."""
+        if crop == "mouth":
+            return geometry.padded(self.mouth_matrix, geometry.MOUTH_SIZE, self.pad)
+        return geometry.padded(self.face_matrix, geometry.FACE_SIZE, self.pad)
+
+    def index(self, t: int) -> int:
+        """The source frame shown at output frame t (loop_index)."""
+        return loop_index(t, len(self.landmarks), self.loop)
+
+    def check_length(self, n_frames: int) -> None:
+        """Refuse before any work a ping-pong loop whose frames would not fit in memory (PINGPONG_MAX_BYTES)."""
+        n = len(self.landmarks)
+        need = n * int(np.prod(self.shape))
+        if not self.still and self.loop == "pingpong" and n_frames > n and need > PINGPONG_MAX_BYTES:
+            raise media.MediaError(f"{self.path}: {n} frames are too many to play back and forth in memory "
+                                   f"({need / 2**30:.1f} GB). Use loop 'forward' (--loop forward), or a shorter clip.")
+
+    def frames(self, crop: str = "mouth", count: int | None = None):
+        """Yield (frame, frame -> crop matrix, or None where the frame has no face) for output frames 0, 1, ...
+        (count of them, default forever): the photo, or the video looped (self.loop). crop: "mouth" or "face"
+        (the crop models' padded crops), or "align" (the aligned face, unpadded: the motion model's)."""
+        matrices = self.face_matrix if crop == "align" else self.crop_matrices(crop)
         matrices = [None if np.isnan(m).any() else m for m in matrices]
+        ticks = range(count) if count is not None else itertools.count()
         if self.still:
-            while True:
+            for _ in ticks:
                 yield self.image, matrices[0]
-        while True:
-            for frame, matrix in zip(media.iter_video(self.path, max_seconds=self.max_seconds), matrices):
-                yield frame, matrix
+            return
+        n = len(matrices)
+        keep = self.loop == "pingpong" and (count is None or count > n)  # frames kept for the way back
+        kept, video, frame = [], None, None
+        for t in ticks:
+            i = self.index(t)
+            if t < n or (not keep and i == 0):
+                if i == 0:
+                    video = media.iter_video(self.path, fps=self.fps, max_seconds=self.max_seconds)
+                frame = next(video, frame)  # a decoder one frame short of the first pass: the last one held
+                if keep:
+                    kept.append(frame)
+            elif keep:
+                frame = kept[i]
+            else:
+                frame = next(video)
+            yield frame, matrices[i]
 
 
 def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLike, out: str | os.PathLike = "out.mp4",
              model: str | None = None, checkpoint: str | os.PathLike | None = None, face_index: int | None = None,
              drive_video: str | os.PathLike | None = None, sample_rate: int = media.SAMPLE_RATE,
              max_seconds: float = media.MAX_SECONDS, progress: bool = True,
-             expressiveness: float | None = None) -> Path:
-    """Make `out` (mp4, 25 fps, audio muxed): the face in `face` saying `audio`.
+             expressiveness: float | None = None, fps=None, loop: str = "pingpong", pad: float = 0.0,
+             face_box=None, batch_size: int = 8) -> Path:
+    """Make `out` (mp4, audio muxed): the face in `face` saying `audio`. One call of lipgen.Generator, which
+    holds the model for repeated calls.
 
     audio: a file ffmpeg reads, or a (N,) float array at `sample_rate` (must be SAMPLE_RATE).
-    face: a photo (png, jpg, ...) or a video; face_index picks one of several faces (largest first).
+    face: a photo (png, jpg, ...) or a video; face_index picks one of several faces (largest first), or
+    face_box (x0, y0, x1, y1 pixels of the first frame) the one it overlaps most.
     model: a shipped model's name (default DEFAULT_MODEL, "motion"); checkpoint: a trained model file instead.
     drive_video: instead of audio, drive the face with the mouth movements of the person in this video
     (models that read lips: DAVS); its own sound is muxed unless `audio` is given too.
     expressiveness: how far the motion model moves the mouth, times its prediction (default
     lipgen.models.motion.EXPRESSIVENESS); other models ignore it.
+    fps: output frame rate (default: a video face's own rate; 25 for a photo); loop: a video shorter than the
+    speech plays "pingpong" (back and forth, default) or "forward" (from its start again); pad: share of the
+    changed region's size added around it (crop models: their crops; motion: the warp's fade beyond the jaw);
+    batch_size: windows per forward pass (glance, davs).
     Raises MediaError (unreadable/empty/too-long audio or video), FaceNotFoundError, MultipleFacesError.
     """
-    media.check_output(out, {"--audio": audio, "--face": face, "--drive-video": drive_video})
-    if isinstance(audio, np.ndarray):
-        media.check_sample_rate(sample_rate)
-        samples = audio.astype(np.float32).reshape(-1)
-        if samples.size > max_seconds * media.SAMPLE_RATE:
-            raise media.MediaError(f"audio longer than {max_seconds:.0f} s. Cut it, or raise max_seconds.")
-    elif audio is not None:
-        samples = media.read_audio(audio, max_seconds=max_seconds)
-    elif drive_video is not None:
-        samples = media.read_audio(drive_video, max_seconds=max_seconds)
-    else:
-        raise ValueError("give speech audio, or a driving video (--drive-video)")
-    system = load_model(model, checkpoint)
-    source = FaceSource(face, face_index, max_seconds)
-    if drive_video is not None:
-        if not can(system, DRIVEN):
-            raise ValueError(f"the {type(system).__name__} model generates from audio only; --drive-video needs "
-                             "--model davs")
-        mouths = video_mouths(drive_video, max_seconds)
-        n_frames, kind = len(mouths), "face"
-        crops = driven_crops(system, mouths, source.identity_face)
-    elif system.crop == "motion":  # any-face path: predicted motion warps the source itself
-        n_frames = -(-samples.size // media.SAMPLES_PER_FRAME)
-        frames = motion_frames(system, samples, n_frames, source, expressiveness)
-        return _write(out, frames, samples, n_frames, progress)
-    else:
-        n_frames = -(-samples.size // media.SAMPLES_PER_FRAME)  # ceil: the last partial frame is kept
-        kind, crops = model_crops(system, media.log_mel(samples, n_frames), source.identity_mouth, source.identity_face)
-    frames = (frame if matrix is None else geometry.paste_back(frame, crop, matrix)  # no face: untouched
-              for crop, (frame, matrix) in zip(crops, source.frames(kind)))
-    return _write(out, frames, samples, n_frames, progress)
+    from .generator import Generator
+
+    return Generator(model, checkpoint, batch_size=batch_size).generate(
+        audio, face, out, face_index=face_index, face_box=face_box, drive_video=drive_video, sample_rate=sample_rate,
+        max_seconds=max_seconds, progress=progress, expressiveness=expressiveness, fps=fps, loop=loop, pad=pad)
 
 
-def _write(out, frames, samples: np.ndarray, n_frames: int, progress: bool) -> Path:
+def _write(out, frames, samples: np.ndarray, n_frames: int, progress: bool, fps=media.VIDEO_FPS) -> Path:
     bar = tqdm(total=n_frames, desc="generate", unit="frame", disable=not progress)
-    with media.Mp4Writer(out, audio=samples) as writer:  # the writer fits the sound to the frames written
+    with media.Mp4Writer(out, audio=samples, fps=fps) as writer:  # the writer fits the sound to the frames written
         for frame in frames:
             writer.write(frame)
             bar.update()
@@ -134,10 +184,25 @@ def _write(out, frames, samples: np.ndarray, n_frames: int, progress: bool) -> P
 
 
 def motion_frames(system, samples: np.ndarray, n_frames: int, source: FaceSource, expressiveness: float | None = None):
-    """Frames of the source face moved by the motion model's prediction for `samples` (lipgen.render)."""
+    """n_frames frames (at source.fps) of the source face moved by the motion model's prediction for `samples`
+    (lipgen.render)."""
     from . import render
 
-    motion = predicted_motion(system, samples, n_frames, expressiveness)
-    tracked = ((frame, source.landmarks[t % len(source.landmarks)], matrix)  # FaceSource loops a video
-               for t, (frame, matrix) in zip(range(n_frames), source.frames("face")))
-    return render.animate(tracked, render.rest_of(source.landmarks, source.face_matrix), motion)
+    n_model = -(-samples.size // media.SAMPLES_PER_FRAME)  # the model's own frames, at media.VIDEO_FPS
+    motion = retime(predicted_motion(system, samples, n_model, expressiveness), n_frames, source.fps)
+    tracked = ((frame, source.landmarks[source.index(t)], matrix)
+               for t, (frame, matrix) in enumerate(source.frames("align", n_frames)))
+    return render.animate(tracked, render.rest_of(source.landmarks, source.face_matrix), motion, source.pad)
+
+
+def retime(series: np.ndarray, n_frames: int, fps) -> np.ndarray:
+    """A (T, ...) series at media.VIDEO_FPS resampled to n_frames frames at `fps` (linear between frames; the
+    last frame held past the end): (n_frames, ...). At VIDEO_FPS it is returned as it is."""
+    if fps == media.VIDEO_FPS and len(series) == n_frames:
+        return series
+    at = np.minimum(np.arange(n_frames) * float(media.VIDEO_FPS / Fraction(fps)), len(series) - 1)
+    lo = np.floor(at).astype(int)
+    hi = np.minimum(lo + 1, len(series) - 1)
+    w = (at - lo).reshape(-1, *[1] * (series.ndim - 1))
+    return (1 - w) * series[lo] + w * series[hi]
+

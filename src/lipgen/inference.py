@@ -87,20 +87,22 @@ def windowed(system, inputs: np.ndarray, rows_per_frame: int, identity: np.ndarr
             emitted += 1
 
 
-def model_crops(system, mel: np.ndarray, identity_mouth: np.ndarray, identity_face: np.ndarray):
+def model_crops(system, mel: np.ndarray, identity_mouth: np.ndarray, identity_face: np.ndarray,
+                batch_size: int = 8):
     """The crops a model makes for a whole audio, streamed: (crop kind "mouth" or "face", iterator of
-    (S, S, 3) uint8 crops, one per video frame). mel: (4N, 80); identities: (64, 64, 3) and (128, 128, 3)."""
+    (S, S, 3) uint8 crops, one per video frame). mel: (4N, 80); identities: (64, 64, 3) and (128, 128, 3);
+    batch_size: windows per forward pass (windowed models)."""
     if system.crop not in ("mouth", "face"):
         raise ValueError(f"the {type(system).__name__} model makes no image crops (its crop is {system.crop!r})")
     identity = identity_face if system.crop == "face" else identity_mouth
     if can(system, STREAMS):  # recurrent models make frame after frame with a constant-size state
         return system.crop, system.stream(mel, identity)
-    return system.crop, windowed(system, mel, media.MELS_PER_FRAME, identity)
+    return system.crop, windowed(system, mel, media.MELS_PER_FRAME, identity, batch_windows=batch_size)
 
 
-def driven_crops(system, mouths: np.ndarray, identity_face: np.ndarray):
+def driven_crops(system, mouths: np.ndarray, identity_face: np.ndarray, batch_size: int = 8):
     """Faces of the identity driven by another clip's mouth crops (N, 64, 64, 3) uint8 (capability DRIVEN)."""
-    return windowed(system, mouths, 1, identity_face, make=system.generate_driven)
+    return windowed(system, mouths, 1, identity_face, make=system.generate_driven, batch_windows=batch_size)
 
 
 def predicted_motion(system, samples: np.ndarray, n_frames: int, expressiveness: float | None = None) -> np.ndarray:

@@ -42,6 +42,7 @@ MAX_IMAGE_SIDE = 2048  # pixels: a larger photo is scaled down to this on readin
 
 VIDEO_SUFFIXES = {".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".webm", ".mkv", ".m4v"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus"}
 
 
 def _open(path: str | os.PathLike) -> av.container.InputContainer:
@@ -158,6 +159,17 @@ def _rgb(frame: av.VideoFrame) -> np.ndarray:
 def read_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float = MAX_SECONDS) -> np.ndarray:
     """All frames of a video at `fps` (see iter_video): (T, H, W, 3) uint8."""
     return np.stack(list(iter_video(path, fps, max_seconds)))
+
+
+def video_fps(path: str | os.PathLike) -> Fraction:
+    """A video's own frame rate (e.g. 30, or 30000/1001 for 29.97), from its header: what `lipgen generate`
+    keeps for a video face. Raises MediaError for a file with no video stream."""
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError(f"{path}: has no video stream. Give a video file, or an image for a still face.")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or Fraction(VIDEO_FPS)
+        return Fraction(rate).limit_denominator(1001)
 
 
 def _frame_period(stream) -> float:
@@ -373,7 +385,8 @@ def log_mel(audio: np.ndarray, n_frames: int | None = None, rows: tuple[int, int
     then shifted and scaled to roughly [-1, 1]: (x + 4.5) / 4.5. Computed MEL_CHUNK_FRAMES at a time:
     beyond the result itself (1.3 kB per frame), memory does not grow with the audio's length.
     rows=(r0, r1): only those rows of the result, exactly as the whole computation gives them (gain:
-    speech_gain(audio), passed in when the caller computes many pieces of one audio).
+    speech_gain(audio), passed in when the caller computes many pieces of one audio, or a streaming caller's
+    own, which cannot see the whole utterance's level).
     """
     if n_frames is None:
         n_frames = audio.size // SAMPLES_PER_FRAME
@@ -435,7 +448,7 @@ class Mp4Writer:
             for frame in frames: w.write(frame)
     """
 
-    def __init__(self, path: str | os.PathLike, audio: np.ndarray | None = None, fps: int = VIDEO_FPS,
+    def __init__(self, path: str | os.PathLike, audio: np.ndarray | None = None, fps: int | Fraction = VIDEO_FPS,
                  crf: int = 18, preset: str = X264_PRESET):
         self.path, self.audio, self.fps, self.crf, self.preset = Path(path), audio, fps, crf, preset
         self.frames = 0
@@ -469,7 +482,7 @@ class Mp4Writer:
         if self.audio is not None:
             sound = self.sound
             samples = np.asarray(self.audio, np.float32).reshape(-1)
-            n = self.frames * SAMPLES_PER_FRAME  # fitted to the frames: trimmed, or zero-padded block by block
+            n = int(round(self.frames * SAMPLE_RATE / self.fps))  # fitted to the frames: trimmed, or zero-padded
             for start in range(0, n, 1024):
                 piece = samples[start:min(start + 1024, n)]
                 piece = np.pad(piece, (0, min(1024, n - start) - piece.size))  # a copy: contiguous, and padded
@@ -511,7 +524,7 @@ def _umask() -> int:
 
 
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, audio: np.ndarray | None = None,
-              fps: int = VIDEO_FPS, crf: int = 18, preset: str = X264_PRESET) -> Path:
+              fps: int | Fraction = VIDEO_FPS, crf: int = 18, preset: str = X264_PRESET) -> Path:
     """Write frames (T, H, W, 3) uint8 RGB with optional audio (N,) at SAMPLE_RATE as an mp4 (see Mp4Writer)."""
     with Mp4Writer(path, audio, fps, crf, preset) as writer:
         for frame in frames:

@@ -50,10 +50,10 @@ def target_points(points: np.ndarray, face_matrix: np.ndarray, rest: np.ndarray,
     return out
 
 
-def _box(points: np.ndarray, shape) -> tuple[int, int, int, int]:
+def _box(points: np.ndarray, shape, pad: float = 0.0) -> tuple[int, int, int, int]:
     lower = points[np.r_[2:15, 31:36, 48:68]]
     width = np.linalg.norm(points[16] - points[0])
-    m = BOX_MARGIN * width
+    m = (BOX_MARGIN + pad) * width
     x0, y0 = np.floor(lower.min(0) - m).astype(int)
     x1, y1 = np.ceil(lower.max(0) + m).astype(int)
     h, w = shape[:2]
@@ -81,15 +81,16 @@ def _tps_eval(coef: np.ndarray, centres: np.ndarray, xy: np.ndarray) -> np.ndarr
     return _tps_kernel(xy, centres) @ coef[:-3] + np.c_[np.ones(len(xy)), xy] @ coef[-3:]
 
 
-def warp(frame: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+def warp(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, pad: float = 0.0) -> np.ndarray:
     """Move the lower face so that points `src` (68, 2) land on `dst` (68, 2): (H, W, 3) uint8 -> new frame.
 
     The lips part along the mouth line: above it the upper lip (and the upper teeth, if the source shows
     them) follow one spline, below it the lower lip and jaw follow another, so lips can close over
     teeth and open without stretching what lies between them; beyond the mouth corners the two
-    blend smoothly into one.
+    blend smoothly into one. pad: how much further beyond the jaw line the warp may fade out, in shares of
+    the lower-face box (on top of MASK_SOFTNESS), the box growing with it by pad face widths.
     """
-    x0, y0, x1, y1 = _box(np.r_[src, dst], frame.shape)
+    x0, y0, x1, y1 = _box(np.r_[src, dst], frame.shape, pad)
     if x1 - x0 < 4 or y1 - y0 < 4:
         return frame.copy()
     size = (y1 - y0, x1 - x0)
@@ -108,7 +109,7 @@ def warp(frame: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         fields.append(_field(centres - origin, shift, scale, size))
     below = _below_mouth_line(dst, origin, size)[..., None]  # 0 above the lips' parting, 1 below
     d = (1 - below) * fields[0] + below * fields[1]
-    d *= _lower_face_mask(np.r_[src, dst] - origin, size, scale)[..., None]
+    d *= _lower_face_mask(np.r_[src, dst] - origin, size, scale, pad)[..., None]
     xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
     out = frame.copy()
     out[y0:y1, x0:x1] = cv2.remap(frame, xs - d[..., 0], ys - d[..., 1], cv2.INTER_CUBIC,
@@ -141,13 +142,13 @@ def _below_mouth_line(dst: np.ndarray, origin: np.ndarray, size) -> np.ndarray:
     return (1 / (1 + np.exp(-(yy - mid) / soft))).astype(np.float32)
 
 
-def _lower_face_mask(points: np.ndarray, shape, scale: float) -> np.ndarray:
+def _lower_face_mask(points: np.ndarray, shape, scale: float, pad: float = 0.0) -> np.ndarray:
     """1 inside the hull of the jaw line and nose base (source and target, (136, 2) in box pixels), fading
     to 0 a little outside it: the warp may move nothing beyond the jaw (cheek edges, neck, background)."""
     hull_points = np.r_[points[2:15], points[31:36], points[68 + 2:68 + 15]]
     mask = np.zeros(shape, np.float32)
     cv2.fillConvexPoly(mask, cv2.convexHull(np.round(hull_points).astype(np.int32)), 1.0)
-    soft = max(1.0, MASK_SOFTNESS * scale)
+    soft = max(1.0, (MASK_SOFTNESS + pad) * scale)
     mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(2 * soft) | 1,) * 2))
     return cv2.GaussianBlur(mask, (0, 0), soft / 2)
 
@@ -230,11 +231,12 @@ def colours(frame: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return _lip_colour(frame, src), _teeth_colour(frame, src)
 
 
-def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple | None = None) -> np.ndarray:
+def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple | None = None,
+           pad: float = 0.0) -> np.ndarray:
     """The frame with its lower face moved from `src` to `dst` (68, 2) and the opened lips filled.
-    paints: colours(frame, src) when already known (a photo's, for every frame)."""
+    paints: colours(frame, src) when already known (a photo's, for every frame); pad: see warp."""
     lips, teeth = paints if paints is not None else colours(frame, src)
-    return fill_mouth(warp(frame, src, dst), dst, float(opening(src)), lips, teeth)
+    return fill_mouth(warp(frame, src, dst, pad), dst, float(opening(src)), lips, teeth)
 
 
 def rest_of(landmarks: np.ndarray, face_matrix: np.ndarray) -> np.ndarray:
@@ -244,15 +246,19 @@ def rest_of(landmarks: np.ndarray, face_matrix: np.ndarray) -> np.ndarray:
     return closed(rest_shape(transform_points(landmarks[seen].astype(np.float64), face_matrix[seen])))
 
 
-def animate(tracked, rest: np.ndarray, motion: np.ndarray):
+def animate(tracked, rest: np.ndarray, motion, pad: float = 0.0):
     """Yield frame t moved by motion[t] (31, 2) from the rest shape; tracked yields (frame, its (68, 2)
-    landmarks, its frame -> aligned face matrix), with matrix None where the frame has no face (passed through)."""
+    landmarks, its frame -> aligned face matrix), with matrix None where the frame has no face (passed through).
+    motion: (T, 31, 2), or any iterable of (31, 2) rows (a stream: each row is taken when its frame is drawn);
+    frames beyond it pass through. pad: see warp."""
     paints, source = None, None
-    for t, (frame, points, matrix) in enumerate(tracked):
-        if matrix is None or t >= len(motion):
+    rows = iter(motion)
+    for frame, points, matrix in tracked:
+        step = next(rows, None)
+        if matrix is None or step is None:
             yield frame
             continue
         points = np.asarray(points, np.float64)
         if source is None or frame is not source[0] or not np.array_equal(points, source[1]):
             paints, source = colours(frame, points), (frame, points)  # a photo's colours once; a video's per frame
-        yield render(frame, points, target_points(points, matrix, rest, motion[t]), paints)
+        yield render(frame, points, target_points(points, matrix, rest, step), paints, pad)

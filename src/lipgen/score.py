@@ -1,0 +1,100 @@
+"""Score any talking-face video: is the mouth in sync with its sound, still in silence, steady and sharp?
+
+    lipgen score out.mp4 other_tool.mp4 --json scores.json
+
+No preprocessing cache and no reference clip: the measures are the judge's of lipgen.evaluation.wild
+(`lipgen evaluate-videos`), on the video alone:
+- sync: the landmark sync expert (lipgen.models.lmsync) over offsets of +-MAX_OFFSET frames: confidence
+  (LSE-C: median minus best distance, higher = surer), distance at the best offset (LSE-D), and the offset in
+  frames (+ = the audio is later than the video; 0 for a video in sync);
+- mouth opening (inner-lip gap over the inter-ocular distance) in speech and in silence (energy voice activity);
+- jitter: the mouth shape's frame-to-frame acceleration (metrics.mouth_jitter) in % of the inter-ocular distance;
+- sharpness: CPBD of the square around the mouth at the video's resolution (every SHARPNESS_EVERY-th frame).
+Videos are read at 25 fps (media.VIDEO_FPS), the rate the expert was trained at.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import face as geometry
+from . import media
+
+log = logging.getLogger(__name__)
+
+SHARPNESS_EVERY = 5  # frames: CPBD reads every 5th frame's mouth (it is slow, and mouth sharpness changes slowly)
+COLUMNS = {  # key: (header, what is better)
+    "sync_conf": ("sync confidence", "higher"), "sync_dist": ("sync distance", "lower"),
+    "sync_offset": ("offset (frames)", "0"), "opening_speech": ("opening in speech", "higher"),
+    "opening_silence": ("opening in silence", "lower"), "jitter": ("jitter (% IOD)", "lower"),
+    "cpbd": ("mouth CPBD", "higher"), "seconds": ("seconds", ""),
+}
+
+
+def score_video(path: str | os.PathLike, expert=None, face_index: int | None = None,
+                max_seconds: float = media.MAX_SECONDS) -> dict:
+    """The COLUMNS of one video (see the module doc). expert: a loaded landmark expert (default: the shipped one).
+    Raises MediaError (no video or sound, too short for the sync expert), FaceNotFoundError, MultipleFacesError."""
+    from .evaluation import metrics, wild
+    from .evaluation.sync import landmark_sync_scores, load_landmark_expert
+
+    expert = expert or load_landmark_expert()
+    frames = media.read_video(path, max_seconds=max_seconds)  # (T, H, W, 3) at 25 fps
+    if len(frames) < wild.SYNC_MIN_FRAMES:
+        raise media.MediaError(f"{path}: {len(frames)} frames; the sync expert needs at least {wild.SYNC_MIN_FRAMES} "
+                               f"({wild.SYNC_MIN_FRAMES / media.VIDEO_FPS:.1f} s). Give a longer video.")
+    audio = media.fit_audio(media.read_audio(path, max_seconds=max_seconds), len(frames))
+    landmarks, _ = geometry.track_landmarks(frames, face_index, where=str(path))
+    sync = landmark_sync_scores(expert, landmarks, audio)
+    speech = wild.speech_frames(audio, len(frames))
+    opening = wild.openings(wild.mouth_opening(landmarks), speech)
+    iod = float(np.median(wild.eye_distance(landmarks)))
+    every = slice(None, None, SHARPNESS_EVERY)
+    return {"video": str(path), "sync_conf": sync["lse_c"], "sync_dist": sync["lse_d"], "sync_offset": sync["offset"],
+            "opening_speech": opening["opening_speech"], "opening_silence": opening["opening_silence"],
+            "jitter": 100 * metrics.mouth_jitter(landmarks / iod),
+            "cpbd": wild.mouth_sharpness(frames[every], landmarks[every]), "seconds": len(frames) / media.VIDEO_FPS}
+
+
+def score(videos, face_index: int | None = None, max_seconds: float = media.MAX_SECONDS,
+          out: str | os.PathLike | None = None) -> list[dict]:
+    """score_video for each video, the expert loaded once; a video that cannot be scored gets {"video", "error"}
+    and the rest go on. out: also write the list as JSON (atomically)."""
+    from .cli import _one_line
+    from .errors import LipgenError
+    from .evaluation.sync import load_landmark_expert
+
+    expert = load_landmark_expert()
+    rows = []
+    for path in videos:
+        try:
+            rows.append(score_video(path, expert, face_index, max_seconds))
+        except (LipgenError, OSError, ValueError) as e:
+            log.warning("%s: cannot score: %s", path, _one_line(e))
+            rows.append({"video": str(path), "error": _one_line(e)})
+    if out is not None:
+        import json
+
+        out = Path(out)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(rows, indent=1) + "\n")
+        os.replace(tmp, out)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """The scores as a markdown table (a row per video; errors in the last column)."""
+    head = ["video", *(f"{h} {'↑' if b == 'higher' else '↓' if b == 'lower' else ''}".strip()
+                       for h, b in COLUMNS.values())]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['video']} | error: {row['error']} |")
+            continue
+        cells = [f"{row[k]:.0f}" if k == "sync_offset" else f"{row[k]:.3f}" for k in COLUMNS]
+        lines.append("| " + " | ".join([row["video"], *cells]) + " |")
+    return "\n".join(lines)
