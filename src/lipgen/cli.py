@@ -83,10 +83,30 @@ def _score(args) -> int:
     return 1 if any("error" in r for r in rows) else 0
 
 
+def _stream(args) -> None:
+    import numpy as np
+
+    from .generate import SAMPLE_FACE
+    from .stream import file_chunks, mic_chunks, pcm_chunks, stream
+
+    if args.mic == (args.audio is not None):
+        raise ValueError("give one speech source: --audio FILE (played at real-time pace), --audio - (raw 16 kHz "
+                         "mono s16le PCM on stdin) or --mic")
+    chunks = (mic_chunks(args.seconds) if args.mic else pcm_chunks() if args.audio == "-" else
+              file_chunks(args.audio, realtime=not args.fast))
+    result = stream(chunks, args.face or SAMPLE_FACE, args.out, model=args.model, checkpoint=args.checkpoint,
+                    face_index=args.face_index, face_box=args.face_box, loop=args.loop, pad=args.pad,
+                    expressiveness=args.expressiveness, lookahead=args.lookahead, progress=not args.quiet)
+    latency = result["latency_s"] * 1000
+    print(f"{result['out']}: {result['frames']} frames; look-ahead {result['lookahead_frames']} frames "
+          f"({result['lookahead_frames'] * 1000 // 25} ms); latency from a frame's last audio sample to the frame "
+          f"out: median {np.median(latency):.0f} ms, 95th percentile {np.percentile(latency, 95):.0f} ms")
+
+
 def _controls(args) -> dict:
     """The generation controls shared by generate, batch and stream, as API arguments."""
     return {"fps": args.fps, "loop": args.loop, "pad": args.pad, "face_box": args.face_box,
-            **({"batch_size": args.batch_size} if hasattr(args, "batch_size") else {})}
+            "batch_size": args.batch_size}
 
 
 def _face_box(text: str) -> tuple[float, ...]:
@@ -101,8 +121,10 @@ def _face_box(text: str) -> tuple[float, ...]:
 
 
 def add_controls(p, batch: bool = True) -> None:
-    """The flags of the controls every generating command has (see _controls)."""
-    p.add_argument("--fps", type=float, help="output frame rate (default: a video face's own rate, 25 for a photo)")
+    """The flags of the controls every generating command has (see _controls); stream (batch=False) has no
+    --fps (it makes media.VIDEO_FPS) nor --batch-size."""
+    if batch:
+        p.add_argument("--fps", type=float, help="output frame rate (default: a video face's own rate, 25 for a photo)")
     p.add_argument("--loop", default="pingpong", choices=["pingpong", "forward"],
                    help="a face video shorter than the speech plays back and forth (pingpong, default) or from its "
                         "start again (forward)")
@@ -262,6 +284,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=600, help="longest video accepted, in seconds (default 600)")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors besides the table")
     p.set_defaults(func=_score)
+
+    p = sub.add_parser("stream", help="real time: speech in chunks -> frames out as they are made",
+                       description="Generate while speech arrives (motion model): from a file played at "
+                                   "real-time pace, raw 16 kHz mono 16-bit PCM on stdin (--audio -), or a "
+                                   "microphone (--mic, needs the sounddevice package). Each frame is written to the "
+                                   "mp4 when made; the sound is muxed when the speech ends. Every audio step is "
+                                   "causal; the model waits for --lookahead frames of audio after a frame (default "
+                                   "its whole future context: 23 frames, 920 ms).")
+    p.add_argument("--audio", help="speech file played at real-time pace, or - for raw PCM on stdin")
+    p.add_argument("--mic", action="store_true", help="listen to the microphone (until Ctrl-C or --seconds)")
+    p.add_argument("--seconds", type=float, help="with --mic: stop after this many seconds")
+    p.add_argument("--fast", action="store_true", help="with a file: hand it over as fast as it is used, not at "
+                                                       "real-time pace")
+    p.add_argument("--face", help="photo or video of the face; default: bundled sample photo")
+    p.add_argument("-o", "--out", default="live.mp4", help="output mp4 (default live.mp4)")
+    p.add_argument("--model", help="motion (default; the only model that streams)")
+    p.add_argument("--checkpoint", help="motion model file from `lipgen train` (default: the shipped model)")
+    p.add_argument("--face-index", type=int, help="which face when there are several (0 = largest)")
+    p.add_argument("--expressiveness", type=float, help="mouth movement scale (default 1.5)")
+    p.add_argument("--lookahead", type=int, help="frames of audio waited for after a frame (default: the model's "
+                                                 "whole context; fewer = lower latency, motion a little off)")
+    add_controls(p, batch=False)
+    p.set_defaults(func=_stream)
 
     p = sub.add_parser("select", help="phoneme-based training-sample selection (CRGAN)",
                        description="Pick a subset of cached training clips whose phoneme distribution (from "

@@ -449,8 +449,9 @@ class Mp4Writer:
     """
 
     def __init__(self, path: str | os.PathLike, audio: np.ndarray | None = None, fps: int | Fraction = VIDEO_FPS,
-                 crf: int = 18, preset: str = X264_PRESET):
+                 crf: int = 18, preset: str = X264_PRESET, tune: str | None = None):
         self.path, self.audio, self.fps, self.crf, self.preset = Path(path), audio, fps, crf, preset
+        self.options = {"crf": str(crf), "preset": preset, **({"tune": tune} if tune else {})}  # x264's
         self.frames = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self.tmp = tempfile.mkstemp(suffix=".mp4", dir=self.path.parent, prefix=f".{self.path.stem}.")
@@ -465,7 +466,7 @@ class Mp4Writer:
         if h % 2 or w % 2:
             frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         if self.video is None:
-            self.video = self.out.add_stream("libx264", rate=self.fps, options={"crf": str(self.crf), "preset": self.preset})
+            self.video = self.out.add_stream("libx264", rate=self.fps, options=self.options)
             self.video.width, self.video.height = frame.shape[1], frame.shape[0]
             self.video.pix_fmt = "yuv420p"
             if self.audio is not None:

@@ -29,11 +29,13 @@ CMVN_EPS = 1e-3
 STATS_ROWS = 24000  # rows (4 min) of log-mel read at a time when Features gathers its statistics
 
 
-def loudness(audio: np.ndarray, n_frames: int) -> np.ndarray:
-    """Energy of every 10 ms hop relative to the utterance's speech level (its 95th percentile), in
-    [-1, 0] (0 = as loud as speech gets, -1 = LOUDNESS_FLOOR_DB or quieter): (n_frames * MELS_PER_FRAME,).
-    Audio past n_frames is ignored, missing audio counts as silence; computed a block at a time, so memory
-    beyond the result does not grow with the audio's length."""
+SPEECH_LEVEL_PERCENTILE = 95  # the speech level: this percentile of the hops' energy
+
+
+def hop_db(audio: np.ndarray, n_frames: int) -> np.ndarray:
+    """Energy of every 10 ms hop in dB (full scale 0): (n_frames * MELS_PER_FRAME,) float64. Audio past n_frames
+    is ignored, missing audio counts as silence; computed a block at a time, so memory beyond the result does
+    not grow with the audio's length."""
     hops = n_frames * MELS_PER_FRAME
     db = np.full(hops, -120.0)  # silence (10 * log10(1e-12))
     step = 1 << 12  # hops per block (41 s: 5 MB of float64 samples)
@@ -42,8 +44,19 @@ def loudness(audio: np.ndarray, n_frames: int) -> np.ndarray:
         x = np.pad(x, (0, -x.size % HOP_LENGTH))
         energy = np.mean(x.reshape(-1, HOP_LENGTH) ** 2, axis=1)
         db[h0:h0 + energy.size] = 10 * np.log10(energy[:hops - h0] + 1e-12)
-    db -= np.percentile(db, 95)
-    return (np.clip(db, LOUDNESS_FLOOR_DB, 0) / -LOUDNESS_FLOOR_DB).astype(np.float32)
+    return db
+
+
+def relative_loudness(db: np.ndarray, level_db) -> np.ndarray:
+    """Hop energies (dB) relative to a speech level (dB), in [-1, 0]: the loudness row."""
+    return (np.clip(db - level_db, LOUDNESS_FLOOR_DB, 0) / -LOUDNESS_FLOOR_DB).astype(np.float32)
+
+
+def loudness(audio: np.ndarray, n_frames: int) -> np.ndarray:
+    """Energy of every 10 ms hop relative to the utterance's speech level (its 95th percentile), in
+    [-1, 0] (0 = as loud as speech gets, -1 = LOUDNESS_FLOOR_DB or quieter): (n_frames * MELS_PER_FRAME,)."""
+    db = hop_db(audio, n_frames)
+    return relative_loudness(db, np.percentile(db, SPEECH_LEVEL_PERCENTILE))
 
 
 def cmvn(mel: np.ndarray) -> np.ndarray:

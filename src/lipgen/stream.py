@@ -1,0 +1,265 @@
+"""Real-time generation: speech arrives in chunks, frames leave as soon as they are made.
+
+    lipgen stream --audio speech.wav --face photo.jpg -o live.mp4     # the file played at real-time pace
+    arecord -f S16_LE -r 16000 -c 1 | lipgen stream --audio - -o live.mp4   # raw 16 kHz mono PCM on stdin
+    lipgen stream --mic -o live.mp4                                   # a microphone (needs `sounddevice`)
+
+The face is prepared once (tracked, its rest shape and colours found) and every frame is drawn from it.
+Every audio step is causal: the log-mel gain and the loudness row's speech level are the 95th percentile of
+the energy heard so far, and the per-bin normalisation (CMVN) is a running mean and variance started from a
+prior (the bundled speech's statistics, worth PRIOR_SECONDS of audio). The motion model itself hears
+`context_frames` frames on each side and smooths its output over SMOOTH_RADIUS frames, so a frame can be
+made only once LOOKAHEAD_FRAMES more frames of audio have arrived (lookahead_frames(); 23 frames, 920 ms, for
+the shipped model). It then runs over a sliding window of PAST_FRAMES frames before the new ones plus that
+look-ahead. A smaller `lookahead` lowers the latency; the model then sees silence past what has arrived
+and its motion differs a little from the whole-file one.
+
+Only the motion model streams (the crop models normalise loudness over the whole utterance and draw 16-frame
+windows); output is at media.VIDEO_FPS.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import logging
+import math
+import os
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import media
+from .errors import LipgenError
+
+log = logging.getLogger(__name__)
+
+CHUNK_SAMPLES = 320  # 20 ms: the size of the chunks a file or stdin is delivered in
+PRIOR_SECONDS = 1.0  # the CMVN prior weighs as much as this much speech
+PAST_FRAMES = 50  # frames before the new ones that the model's window includes (2 s: its GroupNorm statistics)
+STREAM_PRESET = "ultrafast"  # x264 preset of the streamed mp4
+SMOOTH_TRUNCATE = 4.0  # scipy's gaussian_filter1d default: the smoothing reaches 4 sigma
+
+
+def lookahead_frames(system) -> int:
+    """Frames of audio after a frame that the motion model needs before the frame can be made: its receptive
+    field's future half (context_frames), the output smoothing's radius, and one frame for the log-mel's
+    centred windows."""
+    cfg = system.config
+    smooth = int(SMOOTH_TRUNCATE * cfg.smooth_sigma + 0.5) if cfg.smooth_sigma > 0 else 0
+    return cfg.context_frames + smooth + 1
+
+
+@functools.cache
+def _prior() -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin mean and standard deviation of the bundled speech's log-mel: the running CMVN's starting point."""
+    from .generate import SAMPLE_AUDIO
+
+    mel = media.log_mel(media.read_audio(SAMPLE_AUDIO))
+    return mel.mean(0).astype(np.float64), mel.std(0).astype(np.float64)
+
+
+class StreamingFeatures:
+    """lipgen.voice.features computed causally, a frame at a time: push(samples) -> the rows of every frame
+    completed so far ((k * MELS_PER_FRAME, N_FEATURES) float32). A frame's rows are ready once one more frame of
+    audio has arrived (the log-mel's centred 25 ms windows reach 12.5 ms past a row)."""
+
+    def __init__(self):
+        self.audio = np.zeros(0, np.float32)  # what has arrived (kept: 2 MB per minute)
+        self.frames = 0  # frames whose features are out
+        mean, std = _prior()
+        w = PRIOR_SECONDS * media.SAMPLE_RATE / media.HOP_LENGTH
+        self.count, self.total, self.squares = w, w * mean, w * (std ** 2 + mean ** 2)
+        self.hop_db = np.zeros(0)  # energy of every hop so far
+
+    def push(self, samples: np.ndarray, final: bool = False) -> np.ndarray:
+        from .voice import CMVN_EPS, SPEECH_LEVEL_PERCENTILE, hop_db, relative_loudness
+
+        self.audio = np.concatenate([self.audio, np.asarray(samples, np.float32).reshape(-1)])
+        spf = media.SAMPLES_PER_FRAME
+        ready = -(-self.audio.size // spf) if final else self.audio.size // spf - 1  # frames whose rows are complete
+        f0, f1 = self.frames, ready
+        if f1 <= f0:
+            return np.zeros((0, media.N_MELS + 1), np.float32)
+        heard = self.audio[: self.audio.size // media.HOP_LENGTH * media.HOP_LENGTH].reshape(-1, media.HOP_LENGTH)
+        rms = np.sqrt(np.mean(heard.astype(np.float64) ** 2, axis=1)) if len(heard) else np.zeros(1)
+        gain = media.TARGET_SPEECH_RMS / max(np.percentile(rms, 95), media.MIN_SPEECH_RMS)
+        start = max(f0 - 1, 0)  # one frame before: the rows of f0 see real audio, not reflect padding
+        segment = self.audio[start * spf: (f1 + 1) * spf]
+        mel = media.log_mel(segment, f1 + (0 if final else 1) - start, gain=gain)[(f0 - start) * media.MELS_PER_FRAME:]
+        mel = mel[: (f1 - f0) * media.MELS_PER_FRAME].astype(np.float64)
+        self.count += len(mel)
+        self.total += mel.sum(0)
+        self.squares += (mel ** 2).sum(0)
+        mean = self.total / self.count
+        std = np.sqrt(np.maximum(self.squares / self.count - mean ** 2, 0))
+        db = hop_db(self.audio[f0 * spf:], f1 - f0)
+        self.hop_db = np.concatenate([self.hop_db, db])
+        loud = relative_loudness(db, np.percentile(self.hop_db, SPEECH_LEVEL_PERCENTILE))
+        self.frames = f1
+        return np.concatenate([(mel - mean) / (std + CMVN_EPS), loud[:, None]], axis=1).astype(np.float32)
+
+
+class StreamingMotion:
+    """The motion model over a sliding window: push(samples) -> motion (k, 31, 2) of the frames now made.
+
+    lookahead: frames of audio waited for after a frame (default lookahead_frames(system), the model's whole
+    future context); gain: expressiveness (default lipgen.models.motion.EXPRESSIVENESS)."""
+
+    def __init__(self, system, lookahead: int | None = None, gain: float | None = None):
+        from .models.motion import EXPRESSIVENESS
+
+        if getattr(system, "output", None) != "motion":
+            raise LipgenError(f"lipgen stream needs the motion model (--model motion), not {type(system).__name__}: "
+                              "the other models normalise loudness over the whole utterance.")
+        self.system, self.features = system, StreamingFeatures()
+        self.lookahead = lookahead_frames(system) if lookahead is None else lookahead
+        if self.lookahead < 0:
+            raise ValueError(f"lookahead must be 0 or more frames, got {lookahead}")
+        self.gain = EXPRESSIVENESS if gain is None else gain
+        self.rows = np.zeros((0, media.N_MELS + 1), np.float32)
+        self.made = 0  # frames whose motion is out
+        self.dropped = 0  # frames of rows dropped from the front (older than any later window)
+
+    def push(self, samples: np.ndarray, final: bool = False) -> np.ndarray:
+        self.rows = np.concatenate([self.rows, self.features.push(samples, final)])
+        have = len(self.rows) // media.MELS_PER_FRAME + self.dropped
+        upto = have if final else have - self.lookahead
+        if upto <= self.made:
+            return np.zeros((0, 31, 2))
+        start = max(self.made - PAST_FRAMES, self.dropped)
+        window = self.rows[(start - self.dropped) * media.MELS_PER_FRAME:]
+        motion = self.system.predict(window)[self.made - start: upto - start] * self.gain
+        self.made = upto
+        keep_from = max(self.made - PAST_FRAMES, 0)  # rows older than the next window are dropped
+        self.rows = self.rows[(keep_from - self.dropped) * media.MELS_PER_FRAME:]
+        self.dropped = keep_from
+        return motion
+
+
+def file_chunks(path: str | os.PathLike, realtime: bool = True, chunk: int = CHUNK_SAMPLES,
+                max_seconds: float = media.MAX_SECONDS):
+    """A speech file in chunks of `chunk` samples, each handed over when it would have been heard (realtime),
+    or at once."""
+    audio = media.read_audio(path, max_seconds=max_seconds)
+    start = time.perf_counter()
+    for i in range(0, audio.size, chunk):
+        if realtime:
+            time.sleep(max(0.0, start + (i + chunk) / media.SAMPLE_RATE - time.perf_counter()))
+        yield audio[i:i + chunk]
+
+
+def pcm_chunks(stream=None, chunk: int = CHUNK_SAMPLES):
+    """Raw 16-bit little-endian mono PCM at SAMPLE_RATE (default: stdin) in chunks, as it arrives."""
+    stream = stream or sys.stdin.buffer
+    carry = b""
+    while True:
+        data = stream.read1(2 * chunk) if hasattr(stream, "read1") else stream.read(2 * chunk)
+        if not data:
+            break
+        data = carry + data
+        cut = len(data) // 2 * 2
+        carry = data[cut:]
+        if cut:
+            yield np.frombuffer(data[:cut], "<i2").astype(np.float32) / 32768.0
+
+
+def mic_chunks(seconds: float | None = None, chunk: int = CHUNK_SAMPLES):
+    """A microphone's sound (16 kHz mono) in chunks, through the `sounddevice` package; for `seconds`, or until
+    Ctrl-C."""
+    try:
+        import sounddevice
+    except (ImportError, OSError) as e:
+        raise LipgenError(f"no microphone support ({e}): pip install sounddevice, or pipe PCM in with --audio -") from e
+    heard: queue.Queue = queue.Queue()
+    with sounddevice.InputStream(samplerate=media.SAMPLE_RATE, channels=1, blocksize=chunk, dtype="float32",
+                                 callback=lambda data, *_: heard.put(data[:, 0].copy())):
+        total = 0
+        while seconds is None or total < seconds * media.SAMPLE_RATE:
+            block = heard.get()
+            total += block.size
+            yield block
+
+
+def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4", model: str | None = None,
+           checkpoint: str | os.PathLike | None = None, face_index: int | None = None, face_box=None,
+           loop: str = "pingpong", pad: float = 0.0, expressiveness: float | None = None,
+           lookahead: int | None = None, on_frame=None, progress: bool = True) -> dict:
+    """Make `out` from speech that arrives in chunks ((n,) float32 arrays at SAMPLE_RATE, from any iterable:
+    file_chunks, pcm_chunks, mic_chunks), each frame written as soon as it is made; the sound is muxed when the
+    speech ends. on_frame(t, frame): called with every frame as it leaves (a live view).
+
+    Returns {"out", "frames", "lookahead_frames", "latency_s": (frames,) seconds from the arrival of the last
+    audio sample of a frame to that frame leaving, "arrival_end_s", "end_s" (the last chunk's arrival and the
+    last frame's leaving, from the first chunk's arrival)}.
+    """
+    from . import render
+    from .generate import FaceSource, load_generator
+
+    media.check_output(out, {"--face": face})
+    system = load_generator(model, checkpoint)
+    source = FaceSource(face, face_index, fps=media.VIDEO_FPS, loop=loop, face_box=face_box, pad=pad)
+    motion = StreamingMotion(system, lookahead, expressiveness)
+    rest = render.rest_of(source.landmarks, source.face_matrix)
+    arrived = queue.Queue(maxsize=0)
+
+    def listen():  # the source's pace is kept by a thread of its own, so a slow frame does not slow the listening
+        try:
+            for piece in chunks:
+                arrived.put((time.perf_counter(), np.asarray(piece, np.float32).reshape(-1)))
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread, raised there
+            arrived.put(e)
+        arrived.put(None)
+
+    threading.Thread(target=listen, daemon=True).start()
+    ends, times, samples = [], [], []  # cumulative samples after each chunk, its arrival time; the chunks
+    leave = []
+
+    def rows():  # motion rows as the audio allows, blocking on the listener
+        total = 0
+        while True:
+            item = arrived.get()
+            if isinstance(item, BaseException):
+                raise item
+            final = item is None
+            if not final:
+                arrival, piece = item
+                total += piece.size
+                ends.append(total)
+                times.append(arrival)
+                samples.append(piece)
+            elif total == 0:
+                raise media.MediaError("no speech arrived: the audio stream was empty.")
+            yield from motion.push(np.zeros(0, np.float32) if final else piece, final)
+            if final:
+                return
+
+    tracked = ((frame, source.landmarks[source.index(t)], matrix)
+               for t, (frame, matrix) in enumerate(source.frames("align")))
+    from tqdm import tqdm
+
+    bar = tqdm(desc="stream", unit="frame", disable=not progress)
+    # x264 at its quickest, every frame out at once (no look-ahead buffer): 4x cheaper than generate's settings
+    with media.Mp4Writer(out, audio=np.zeros(0, np.float32), preset=STREAM_PRESET, tune="zerolatency") as writer:
+        for t, frame in enumerate(render.animate(tracked, rest, rows(), pad)):
+            if t >= motion.made:  # animate passes one frame beyond the motion's end through: not ours
+                break
+            writer.write(frame)
+            leave.append(time.perf_counter())
+            if on_frame is not None:
+                on_frame(t, frame)
+            bar.update()
+        writer.audio = np.concatenate(samples)
+    bar.close()
+    n = len(leave)
+    total = ends[-1]
+    last_sample = np.minimum((np.arange(n) + 1) * media.SAMPLES_PER_FRAME, total)  # a frame's last sample (1-based)
+    arrival = np.array([times[bisect.bisect_left(ends, s)] for s in last_sample])
+    t0 = times[0]
+    return {"out": Path(out), "frames": n, "lookahead_frames": motion.lookahead,
+            "latency_s": np.array(leave) - arrival, "arrival_end_s": times[-1] - t0, "end_s": leave[-1] - t0,
+            "audio_s": total / media.SAMPLE_RATE, "expected_frames": math.ceil(total / media.SAMPLES_PER_FRAME)}
