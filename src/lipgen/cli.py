@@ -103,6 +103,15 @@ def _stream(args) -> None:
           f"out: median {np.median(latency):.0f} ms, 95th percentile {np.percentile(latency, 95):.0f} ms")
 
 
+def _demo(args) -> None:
+    try:
+        from .demo import demo
+    except ImportError as e:
+        raise ValueError(f"the web page needs Gradio ({e}): pip install -e \".[demo]\"") from e
+    print(f"lipgen demo: http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
+    demo(args.host, args.port, max_seconds=args.max_seconds, max_upload_mb=args.max_upload_mb)
+
+
 def _controls(args) -> dict:
     """The generation controls shared by generate, batch and stream, as API arguments."""
     return {"fps": args.fps, "loop": args.loop, "pad": args.pad, "face_box": args.face_box,
@@ -307,6 +316,17 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "whole context; fewer = lower latency, motion a little off)")
     add_controls(p, batch=False)
     p.set_defaults(func=_stream)
+
+    p = sub.add_parser("demo", help="a local web page: speech + face -> video, in the browser",
+                       description="Serve lipgen's web page (needs pip install -e \".[demo]\"): upload or record "
+                                   "speech, upload a photo or video or pick a sample, choose the model and face, "
+                                   "watch and download the result. One job at a time; no analytics.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--max-seconds", type=float, default=60, help="longest speech or face video taken (default 60)")
+    p.add_argument("--max-upload-mb", type=int, default=50, help="largest upload in MB (default 50)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    p.set_defaults(func=_demo)
 
     p = sub.add_parser("select", help="phoneme-based training-sample selection (CRGAN)",
                        description="Pick a subset of cached training clips whose phoneme distribution (from "

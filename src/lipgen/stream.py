@@ -141,11 +141,10 @@ class StreamingMotion:
         return motion
 
 
-def file_chunks(path: str | os.PathLike, realtime: bool = True, chunk: int = CHUNK_SAMPLES,
-                max_seconds: float = media.MAX_SECONDS):
-    """A speech file in chunks of `chunk` samples, each handed over when it would have been heard (realtime),
-    or at once."""
-    audio = media.read_audio(path, max_seconds=max_seconds)
+def file_chunks(path, realtime: bool = True, chunk: int = CHUNK_SAMPLES, max_seconds: float = media.MAX_SECONDS):
+    """A speech file (or a (N,) float32 array at SAMPLE_RATE) in chunks of `chunk` samples, each handed over when
+    it would have been heard (realtime), or at once."""
+    audio = path if isinstance(path, np.ndarray) else media.read_audio(path, max_seconds=max_seconds)
     start = time.perf_counter()
     for i in range(0, audio.size, chunk):
         if realtime:
@@ -193,9 +192,10 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
     file_chunks, pcm_chunks, mic_chunks), each frame written as soon as it is made; the sound is muxed when the
     speech ends. on_frame(t, frame): called with every frame as it leaves (a live view).
 
-    Returns {"out", "frames", "lookahead_frames", "latency_s": (frames,) seconds from the arrival of the last
-    audio sample of a frame to that frame leaving, "arrival_end_s", "end_s" (the last chunk's arrival and the
-    last frame's leaving, from the first chunk's arrival)}.
+    Returns {"out", "frames", "expected_frames", "audio_s", "lookahead_frames", "latency_s": (frames,) seconds
+    from the arrival of the last audio sample of a frame to that frame leaving, "arrival_end_s", "end_s" (the
+    last chunk's arrival and the last frame's leaving, from the first chunk's arrival), "span_s" (first frame
+    out to last)}.
     """
     from . import render
     from .generate import FaceSource, load_generator
@@ -262,4 +262,5 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
     t0 = times[0]
     return {"out": Path(out), "frames": n, "lookahead_frames": motion.lookahead,
             "latency_s": np.array(leave) - arrival, "arrival_end_s": times[-1] - t0, "end_s": leave[-1] - t0,
+            "span_s": leave[-1] - leave[0],
             "audio_s": total / media.SAMPLE_RATE, "expected_frames": math.ceil(total / media.SAMPLES_PER_FRAME)}
