@@ -6,7 +6,7 @@
 
 The face is prepared once (tracked, its rest shape and colours found) and every frame is drawn from it.
 Every audio step is causal: the log-mel gain and the loudness row's speech level are the 95th percentile of
-the energy heard so far, and the per-bin normalisation (CMVN) is a running mean and variance started from a
+the energy heard in the last LEVEL_SECONDS, and the per-bin normalisation (CMVN) is a running mean and variance started from a
 prior (the bundled speech's statistics, worth PRIOR_SECONDS of audio). The motion model itself hears
 `context_frames` frames on each side and smooths its output over SMOOTH_RADIUS frames, so a frame can be
 made only once LOOKAHEAD_FRAMES more frames of audio have arrived (lookahead_frames(); 23 frames, 920 ms, for
@@ -35,13 +35,17 @@ import numpy as np
 
 from . import media
 from .errors import LipgenError
+from .voice import hop_db
 
 log = logging.getLogger(__name__)
 
 CHUNK_SAMPLES = 320  # 20 ms: the size of the chunks a file or stdin is delivered in
 PRIOR_SECONDS = 1.0  # the CMVN prior weighs as much as this much speech
 PAST_FRAMES = 50  # frames before the new ones that the model's window includes (2 s: its GroupNorm statistics)
+ENCODE_QUEUE = 8  # frames drawn but not yet encoded, at most
 STREAM_PRESET = "ultrafast"  # x264 preset of the streamed mp4
+LEVEL_SECONDS = 60.0  # the speech level is taken over this much of the latest audio
+LEVEL_HOPS = int(LEVEL_SECONDS * media.SAMPLE_RATE / media.HOP_LENGTH)
 SMOOTH_TRUNCATE = 4.0  # scipy's gaussian_filter1d default: the smoothing reaches 4 sigma
 
 
@@ -66,30 +70,39 @@ def _prior() -> tuple[np.ndarray, np.ndarray]:
 class StreamingFeatures:
     """lipgen.voice.features computed causally, a frame at a time: push(samples) -> the rows of every frame
     completed so far ((k * MELS_PER_FRAME, N_FEATURES) float32). A frame's rows are ready once one more frame of
-    audio has arrived (the log-mel's centred 25 ms windows reach 12.5 ms past a row)."""
+    audio has arrived (the log-mel's centred 25 ms windows reach 12.5 ms past a row). The speech level (for the
+    log-mel gain and the loudness row) is the 95th percentile of the hop energies of the last LEVEL_SECONDS; the
+    CMVN mean and variance run over everything heard, from the prior. Work per push does not grow with time."""
 
     def __init__(self):
-        self.audio = np.zeros(0, np.float32)  # what has arrived (kept: 2 MB per minute)
-        self.frames = 0  # frames whose features are out
         mean, std = _prior()
         w = PRIOR_SECONDS * media.SAMPLE_RATE / media.HOP_LENGTH
         self.count, self.total, self.squares = w, w * mean, w * (std ** 2 + mean ** 2)
-        self.hop_db = np.zeros(0)  # energy of every hop so far
+        self.audio = np.zeros(0, np.float32)  # samples from self.base on (the last frames' worth)
+        self.base = 0
+        self.heard = 0  # samples pushed
+        self.energy = np.zeros(0)  # mean square of the last LEVEL_SECONDS of complete hops
+        self.frames = 0  # frames whose features are out
 
     def push(self, samples: np.ndarray, final: bool = False) -> np.ndarray:
-        from .voice import CMVN_EPS, SPEECH_LEVEL_PERCENTILE, hop_db, relative_loudness
+        from .voice import CMVN_EPS, SPEECH_LEVEL_PERCENTILE, relative_loudness
 
-        self.audio = np.concatenate([self.audio, np.asarray(samples, np.float32).reshape(-1)])
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        hop = media.HOP_LENGTH
+        done = self.heard // hop  # complete hops before this push
+        self.audio = np.concatenate([self.audio, samples])
+        self.heard += samples.size
+        new = self.audio[done * hop - self.base: self.heard // hop * hop - self.base].astype(np.float64)
+        self.energy = np.concatenate([self.energy, np.mean(new.reshape(-1, hop) ** 2, axis=1)])[-LEVEL_HOPS:]
         spf = media.SAMPLES_PER_FRAME
-        ready = -(-self.audio.size // spf) if final else self.audio.size // spf - 1  # frames whose rows are complete
+        ready = -(-self.heard // spf) if final else self.heard // spf - 1  # frames whose rows are complete
         f0, f1 = self.frames, ready
         if f1 <= f0:
             return np.zeros((0, media.N_MELS + 1), np.float32)
-        heard = self.audio[: self.audio.size // media.HOP_LENGTH * media.HOP_LENGTH].reshape(-1, media.HOP_LENGTH)
-        rms = np.sqrt(np.mean(heard.astype(np.float64) ** 2, axis=1)) if len(heard) else np.zeros(1)
-        gain = media.TARGET_SPEECH_RMS / max(np.percentile(rms, 95), media.MIN_SPEECH_RMS)
+        level = np.percentile(self.energy, SPEECH_LEVEL_PERCENTILE) if len(self.energy) else 0.0
+        gain = media.TARGET_SPEECH_RMS / max(np.sqrt(level), media.MIN_SPEECH_RMS)
         start = max(f0 - 1, 0)  # one frame before: the rows of f0 see real audio, not reflect padding
-        segment = self.audio[start * spf: (f1 + 1) * spf]
+        segment = self.audio[start * spf - self.base: (f1 + 1) * spf - self.base]
         mel = media.log_mel(segment, f1 + (0 if final else 1) - start, gain=gain)[(f0 - start) * media.MELS_PER_FRAME:]
         mel = mel[: (f1 - f0) * media.MELS_PER_FRAME].astype(np.float64)
         self.count += len(mel)
@@ -97,10 +110,12 @@ class StreamingFeatures:
         self.squares += (mel ** 2).sum(0)
         mean = self.total / self.count
         std = np.sqrt(np.maximum(self.squares / self.count - mean ** 2, 0))
-        db = hop_db(self.audio[f0 * spf:], f1 - f0)
-        self.hop_db = np.concatenate([self.hop_db, db])
-        loud = relative_loudness(db, np.percentile(self.hop_db, SPEECH_LEVEL_PERCENTILE))
+        db = hop_db(self.audio[f0 * spf - self.base:], f1 - f0)
+        loud = relative_loudness(db, 10 * np.log10(level + 1e-12))
         self.frames = f1
+        keep = (f1 - 1) * spf  # the next push starts its segment a frame before its first frame
+        if keep > self.base:
+            self.audio, self.base = self.audio[keep - self.base:], keep
         return np.concatenate([(mel - mean) / (std + CMVN_EPS), loud[:, None]], axis=1).astype(np.float32)
 
 
@@ -243,16 +258,38 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
     from tqdm import tqdm
 
     bar = tqdm(desc="stream", unit="frame", disable=not progress)
+    made: queue.Queue = queue.Queue(maxsize=ENCODE_QUEUE)
+
+    failed = []
+
+    def encode(writer):  # H.264 encoding on a thread of its own: the next frame is drawn meanwhile
+        while (item := made.get()) is not None:
+            if failed:
+                continue  # drained, so the drawing side never waits on a dead encoder
+            try:
+                t, frame = item
+                writer.write(frame)
+                leave.append(time.perf_counter())
+                if on_frame is not None:
+                    on_frame(t, frame)
+                bar.update()
+            except BaseException as e:  # noqa: BLE001 - raised again on the main thread
+                failed.append(e)
+
     # x264 at its quickest, every frame out at once (no look-ahead buffer): 4x cheaper than generate's settings
     with media.Mp4Writer(out, audio=np.zeros(0, np.float32), preset=STREAM_PRESET, tune="zerolatency") as writer:
-        for t, frame in enumerate(render.animate(tracked, rest, rows(), pad)):
-            if t >= motion.made:  # animate passes one frame beyond the motion's end through: not ours
-                break
-            writer.write(frame)
-            leave.append(time.perf_counter())
-            if on_frame is not None:
-                on_frame(t, frame)
-            bar.update()
+        encoder = threading.Thread(target=encode, args=(writer,), daemon=True)
+        encoder.start()
+        try:
+            for t, frame in enumerate(render.animate(tracked, rest, rows(), pad)):
+                if t >= motion.made:  # animate passes one frame beyond the motion's end through: not ours
+                    break
+                made.put((t, frame))
+        finally:
+            made.put(None)
+            encoder.join()
+        if failed:
+            raise failed[0]
         writer.audio = np.concatenate(samples)
     bar.close()
     n = len(leave)
