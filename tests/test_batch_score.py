@@ -1,0 +1,84 @@
+"""lipgen batch (one model, each face tracked once, failures reported while the rest go on) and lipgen score
+(sync offset found on a clip whose audio is shifted)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lipgen import cli, media
+from lipgen.batch import batch, read_jobs
+from lipgen.errors import LipgenError
+from lipgen.generate import SAMPLE_FACE
+from lipgen.score import score, score_video
+
+from .conftest import GRID, HELDOUT
+
+CLIPS = sorted((GRID / "s1" / "video").glob("*.mp4"))
+
+
+def test_batch_job_list_one_bad_job(tmp_path, capsys):
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    jobs = [{"audio": str(CLIPS[0]), "face": str(SAMPLE_FACE), "out": "a.mp4"},
+            {"audio": "bad.wav", "face": str(SAMPLE_FACE), "out": "b.mp4"},
+            {"audio": str(CLIPS[1]), "face": str(SAMPLE_FACE), "fps": 30, "pad": 0.1},
+            {"audio": str(CLIPS[0]), "face": str(CLIPS[1]), "out": "d.mp4", "loop": "forward"}]
+    (tmp_path / "jobs.jsonl").write_text("".join(json.dumps(j) + "\n" for j in jobs))
+    code = cli.main(["batch", str(tmp_path / "jobs.jsonl"), "-q"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "3 of 4 jobs done, 1 failed" in out and "failed job 2" in out and "not a readable" in out
+    assert (tmp_path / "a.mp4").is_file() and (tmp_path / "d.mp4").is_file() and not (tmp_path / "b.mp4").exists()
+    third = tmp_path / f"astronaut_{CLIPS[1].stem}.mp4"  # default name, in the list's folder
+    assert media.video_fps(third) == 30
+
+
+def test_batch_folders_and_bad_lists(tmp_path):
+    speech, faces = tmp_path / "speech", tmp_path / "faces"
+    speech.mkdir(), faces.mkdir()
+    for clip in CLIPS[:2]:
+        (speech / clip.name).symlink_to(clip)
+    (faces / "astronaut.png").symlink_to(SAMPLE_FACE)
+    assert cli.main(["batch", "--audio-dir", str(speech), "--face-dir", str(faces), "--out-dir", str(tmp_path / "o"),
+                     "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [f"astronaut_{c.stem}.mp4" for c in CLIPS[:2]]
+    (tmp_path / "jobs.csv").write_text("audio,face,colour\nx.wav,y.png,red\n")
+    with pytest.raises(LipgenError, match="unknown column"):
+        read_jobs(tmp_path / "jobs.csv")
+    (tmp_path / "ok.csv").write_text("audio,face,face_index\nx.wav,y.png,1\n")
+    assert read_jobs(tmp_path / "ok.csv") == [{"audio": tmp_path / "x.wav", "face": tmp_path / "y.png",
+                                                "face_index": "1"}]
+    summary = batch(tmp_path / "ok.csv", progress=False)
+    assert summary["done"] == [] and "no such file" in summary["failed"][0]["reason"]
+
+
+@pytest.fixture(scope="module")
+def shifted(tmp_path_factory):
+    """A real held-out clip, and the same frames with the audio 4 frames (160 ms) late."""
+    clip = sorted(HELDOUT.glob("s1/video/*.mp4"))[0]
+    frames, audio = media.read_video(clip), media.read_audio(clip)
+    late = np.concatenate([np.zeros(4 * media.SAMPLES_PER_FRAME, np.float32), audio])[: audio.size]
+    path = tmp_path_factory.mktemp("score") / "late.mp4"
+    media.write_mp4(path, frames, late)
+    return clip, path
+
+
+def test_score_finds_the_offset_of_shifted_audio(shifted, tmp_path, capsys):
+    clip, late = shifted
+    rows = score([clip, late, SAMPLE_FACE], out=tmp_path / "s.json")
+    real, moved, photo = rows
+    assert real["sync_offset"] in (-1, 0, 1) and moved["sync_offset"] in (3, 4, 5)
+    assert moved["sync_offset"] - real["sync_offset"] == 4
+    assert moved["sync_conf"] < real["sync_conf"] and moved["sync_dist"] > real["sync_dist"]
+    assert 0 < real["opening_silence"] < real["opening_speech"]  # a real speaker closes the mouth in silence
+    assert real["jitter"] > 0 and 0 <= real["cpbd"] <= 1 and real["seconds"] == pytest.approx(3, abs=0.1)
+    assert set(photo) == {"video", "error"}  # a photo cannot be scored; the others still were
+    assert json.loads((tmp_path / "s.json").read_text())[1]["sync_offset"] == moved["sync_offset"]
+    assert cli.main(["score", str(late)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "offset (frames)" in table[0] and f"| {moved['sync_offset']} |" in table[2]
+    with pytest.raises(media.MediaError, match="needs at least"):
+        short = tmp_path / "short.mp4"
+        media.write_mp4(short, media.read_video(clip)[:10], media.read_audio(clip)[:6400])
+        score_video(short)
