@@ -130,9 +130,16 @@ def _face_box(text: str) -> tuple[float, ...]:
 
 
 def add_controls(p, batch: bool = True) -> None:
-    """The flags of the controls every generating command has (see _controls); stream (batch=False) has no
-    --fps (it makes media.VIDEO_FPS) nor --batch-size."""
+    """The model and the controls every generating command has (see _controls); stream (batch=False) has no
+    --fps (it makes media.VIDEO_FPS), --max-seconds nor --batch-size."""
+    p.add_argument("--model", help="motion (default: any face, any voice), glance, crgan or davs"
+                                   + ("" if batch else " (only motion streams)"))
+    p.add_argument("--checkpoint", help="model file from `lipgen train` (default: the shipped model)")
+    p.add_argument("--expressiveness", type=float, help="motion model: how far the mouth moves, times the prediction "
+                                                        "(default 1.5; 1 = as GRID's speakers, mostly s1)")
     if batch:
+        p.add_argument("--max-seconds", type=float, default=600,
+                       help="longest input accepted, in seconds (default 600)")
         p.add_argument("--fps", type=float, help="output frame rate (default: a video face's own rate, 25 for a photo)")
     p.add_argument("--loop", default="pingpong", choices=["pingpong", "forward"],
                    help="a face video shorter than the speech plays back and forth (pingpong, default) or from its "
@@ -254,14 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", help="speech file (wav, flac, mp3, m4a, or a video's sound); default: bundled sample")
     p.add_argument("--face", help="photo or video of the face; default: bundled sample photo")
     p.add_argument("-o", "--out", default="out.mp4", help="output mp4 (default out.mp4)")
-    p.add_argument("--model", help="motion (default: any face, any voice), glance, crgan or davs")
-    p.add_argument("--checkpoint", help="model file from `lipgen train` (default: the shipped model)")
     p.add_argument("--drive-video", help="drive the face with this video's mouth movements instead of audio "
                                          "(--model davs); its sound is used unless --audio is given")
     p.add_argument("--face-index", type=int, help="which face when there are several (0 = largest)")
-    p.add_argument("--max-seconds", type=float, default=600, help="longest input accepted, in seconds (default 600)")
-    p.add_argument("--expressiveness", type=float, help="motion model: how far the mouth moves, times the prediction "
-                                                        "(default 1.5; 1 = as GRID's speakers, mostly s1)")
     add_controls(p)
     p.set_defaults(func=_generate)
 
@@ -275,10 +277,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-dir", help="folder of speech files (with --face-dir)")
     p.add_argument("--face-dir", help="folder of face photos or videos (with --audio-dir)")
     p.add_argument("--out-dir", help="folder for outputs of jobs without `out` (default: the job list's folder)")
-    p.add_argument("--model", help="motion (default), glance, crgan or davs")
-    p.add_argument("--checkpoint", help="model file from `lipgen train` (default: the shipped model)")
-    p.add_argument("--max-seconds", type=float, default=600, help="longest input accepted, in seconds (default 600)")
-    p.add_argument("--expressiveness", type=float, help="motion model: mouth movement scale (default 1.5)")
     add_controls(p)
     p.set_defaults(func=_batch)
 
@@ -308,10 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "real-time pace")
     p.add_argument("--face", help="photo or video of the face; default: bundled sample photo")
     p.add_argument("-o", "--out", default="live.mp4", help="output mp4 (default live.mp4)")
-    p.add_argument("--model", help="motion (default; the only model that streams)")
-    p.add_argument("--checkpoint", help="motion model file from `lipgen train` (default: the shipped model)")
     p.add_argument("--face-index", type=int, help="which face when there are several (0 = largest)")
-    p.add_argument("--expressiveness", type=float, help="mouth movement scale (default 1.5)")
     p.add_argument("--lookahead", type=int, help="frames of audio waited for after a frame (default: the model's "
                                                  "whole context; fewer = lower latency, motion a little off)")
     add_controls(p, batch=False)

@@ -92,8 +92,7 @@ class Generator:
         crops = held_at(crops, n_frames, source.fps) if source.fps != media.VIDEO_FPS else crops
         frames = (frame if matrix is None else geometry.paste_back(frame, crop, matrix)  # no face: untouched
                   for crop, (frame, matrix) in zip(crops, source.frames(kind, n_frames)))
-        return _write(out, frames, samples, n_frames if drive_video is None else min(n_frames, n_model), progress,
-                      source.fps)
+        return _write(out, frames, samples, n_frames, progress, source.fps)
 
     __call__ = generate
 
