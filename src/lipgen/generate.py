@@ -70,10 +70,10 @@ class FaceSource:
         self.still = self.path.suffix.lower() in media.IMAGE_SUFFIXES
         if self.still:
             self.image = media.read_image(path)
-            self.fps = Fraction(fps or media.VIDEO_FPS)
+            self.fps = Fraction(fps or media.VIDEO_FPS).limit_denominator(1001)  # a frame rate, not a float (29.97 -> 2997/100)
             frames = self.image[None]
         else:  # first pass: landmarks only (a frame at a time), so long videos fit in memory
-            self.fps = Fraction(fps) if fps else media.video_fps(path)
+            self.fps = Fraction(fps).limit_denominator(1001) if fps else media.video_fps(path)
             frames = media.iter_video(path, fps=self.fps, max_seconds=max_seconds)
         if self.fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
