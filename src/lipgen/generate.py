@@ -70,7 +70,7 @@ class FaceSource:
         self.still = self.path.suffix.lower() in media.IMAGE_SUFFIXES
         if self.still:
             self.image = media.read_image(path)
-            self.fps = Fraction(fps or media.VIDEO_FPS).limit_denominator(1001)  # a frame rate, not a float (29.97 -> 2997/100)
+            self.fps = Fraction(fps or media.VIDEO_FPS).limit_denominator(1001)  # exact: 29.97 -> 2997/100
             frames = self.image[None]
         else:  # first pass: landmarks only (a frame at a time), so long videos fit in memory
             self.fps = Fraction(fps).limit_denominator(1001) if fps else media.video_fps(path)
@@ -78,7 +78,7 @@ class FaceSource:
         if self.fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         if face_box is not None:
-            first = self.image if self.still else next(iter(media.iter_video(path, fps=self.fps, max_seconds=max_seconds)))
+            first = self.image if self.still else next(media.iter_video(path, fps=self.fps, max_seconds=max_seconds))
             face_index = geometry.face_index_at(first, face_box, f"the first frame of {path}")
         landmarks, _ = geometry.track_landmarks(frames, face_index, where=str(path), allow_missing=not self.still)
         self.landmarks = landmarks  # (T, 68, 2) frame pixels, NaN where a frame has no face
@@ -93,8 +93,9 @@ class FaceSource:
         first = self.image if self.still else next(itertools.islice(video, t, None))
         self.shape = first.shape  # (H, W, 3)
         at = slice(t, t + 1)
-        self.identity_mouth = geometry.crop(first[None], self.crop_matrices("mouth")[at], geometry.MOUTH_SIZE)[0]  # (64, 64, 3)
-        self.identity_face = geometry.crop(first[None], self.crop_matrices("face")[at], geometry.FACE_SIZE)[0]  # (128, 128, 3)
+        mouth, face = self.crop_matrices("mouth")[at], self.crop_matrices("face")[at]
+        self.identity_mouth = geometry.crop(first[None], mouth, geometry.MOUTH_SIZE)[0]  # (64, 64, 3)
+        self.identity_face = geometry.crop(first[None], face, geometry.FACE_SIZE)[0]  # (128, 128, 3)
 
     def crop_matrices(self, crop: str = "mouth") -> np.ndarray:
         """(T, 2, 3) frame -> crop matrices of the crop models' mouth (64 px) or face (128 px) crops, padded."""

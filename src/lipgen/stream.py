@@ -6,13 +6,13 @@
 
 The face is prepared once (tracked, its rest shape and colours found) and every frame is drawn from it.
 Every audio step is causal: the log-mel gain and the loudness row's speech level are the 95th percentile of
-the energy heard in the last LEVEL_SECONDS, and the per-bin normalisation (CMVN) is a running mean and variance started from a
-prior (the bundled speech's statistics, worth PRIOR_SECONDS of audio). The motion model itself hears
-`context_frames` frames on each side and smooths its output over SMOOTH_RADIUS frames, so a frame can be
-made only once LOOKAHEAD_FRAMES more frames of audio have arrived (lookahead_frames(); 23 frames, 920 ms, for
-the shipped model). It then runs over a sliding window of PAST_FRAMES frames before the new ones plus that
-look-ahead. A smaller `lookahead` lowers the latency; the model then sees silence past what has arrived
-and its motion differs a little from the whole-file one.
+the energy heard in the last LEVEL_SECONDS, and the per-bin normalisation (CMVN) is a running mean and
+variance started from a prior (the bundled speech's statistics, worth PRIOR_SECONDS of audio). The motion
+model itself hears `context_frames` (19) frames on each side and smooths its output over 3 more, and a
+frame's log-mel reaches into the next frame, so a frame can be made only once lookahead_frames() more frames
+of audio have arrived: 23 frames, 920 ms, for the shipped model. It then runs over a sliding window of
+PAST_FRAMES frames before the new ones plus that look-ahead. A smaller `lookahead` lowers the latency; the
+model then sees nothing past what has arrived, and its motion differs more from the whole-file one.
 
 Only the motion model streams (the crop models normalise loudness over the whole utterance and draw 16-frame
 windows); output is at media.VIDEO_FPS.
