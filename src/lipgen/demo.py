@@ -27,7 +27,8 @@ import numpy as np  # noqa: E402
 
 from . import face as geometry  # noqa: E402
 from . import media  # noqa: E402
-from .generate import ASSETS, DEFAULT_CHECKPOINTS, DEFAULT_MODEL, SAMPLE_AUDIO, SAMPLE_FACE  # noqa: E402
+from .generate import ASSETS, SAMPLE_AUDIO, SAMPLE_FACE  # noqa: E402
+from .models import DEFAULT_MODEL, model_classes, shipped_models  # noqa: E402
 
 HOST = "127.0.0.1"
 PORT = 7860
@@ -35,7 +36,8 @@ MAX_SECONDS = 60.0  # longest speech or face video the page takes
 MAX_UPLOAD_MB = 50  # largest upload
 QUEUE_SIZE = 16  # jobs waiting beyond the one running
 SAMPLE_VIDEO = ASSETS / "clips" / "s1_bbaf2n.mp4"
-MODELS = [DEFAULT_MODEL, *(m for m in DEFAULT_CHECKPOINTS if m != DEFAULT_MODEL and DEFAULT_CHECKPOINTS[m].is_file())]
+GENERATES = ("motion", "mouth", "face")  # the crops of models that make faces (not the sync experts)
+MODELS = [DEFAULT_MODEL, *(m for m in shipped_models() if m != DEFAULT_MODEL and model_classes(m)[0].crop in GENERATES)]
 
 
 @functools.cache

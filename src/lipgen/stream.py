@@ -128,7 +128,7 @@ class StreamingMotion:
     def __init__(self, system, lookahead: int | None = None, gain: float | None = None):
         from .models.motion import EXPRESSIVENESS
 
-        if getattr(system, "output", None) != "motion":
+        if system.crop != "motion":
             raise LipgenError(f"lipgen stream needs the motion model (--model motion), not {type(system).__name__}: "
                               "the other models normalise loudness over the whole utterance.")
         self.system, self.features = system, StreamingFeatures()
