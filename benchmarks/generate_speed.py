@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from lipgen import media
-from lipgen.generate import SAMPLE_AUDIO, SAMPLE_FACE, FaceSource, generate, load_generator, model_crops, motion_frames
+from lipgen.generate import SAMPLE_AUDIO, SAMPLE_FACE, FaceSource, generate, motion_frames
+from lipgen.inference import load_model, model_crops
 
 
 def main():
@@ -32,14 +33,14 @@ def main():
     audio = media.read_audio(SAMPLE_AUDIO)[: int(args.seconds * media.SAMPLE_RATE)]
     seconds = audio.size / media.SAMPLE_RATE
     print(f"torch threads: {torch.get_num_threads()}, clip: {seconds:.1f} s of {SAMPLE_AUDIO.name} onto {SAMPLE_FACE.name}")
-    system = load_generator(args.model, args.checkpoint)
+    system = load_model(args.model, args.checkpoint)
     source = FaceSource(SAMPLE_FACE)
     mel = media.log_mel(audio)
 
     best = np.inf
     for _ in range(args.repeats):
         start = time.perf_counter()
-        if getattr(system, "output", None) == "motion":  # motion predicted, the photo warped frame by frame
+        if system.crop == "motion":  # motion predicted, the photo warped frame by frame
             crops = motion_frames(system, audio, len(mel) // media.MELS_PER_FRAME, source)
         else:
             _, crops = model_crops(system, mel, source.identity_mouth, source.identity_face)
