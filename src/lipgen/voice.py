@@ -26,7 +26,7 @@ from .media import HOP_LENGTH, MELS_PER_FRAME, N_MELS, SAMPLE_RATE, SAMPLES_PER_
 N_FEATURES = N_MELS + 1  # CMVN log-mel bins + the loudness row
 LOUDNESS_FLOOR_DB = -60.0  # loudness row: energy below the speech level, clipped here, mapped to [-1, 0]
 CMVN_EPS = 1e-3
-STATS_ROWS = 24000  # rows (4 min) of log-mel read at a time when Features gathers its statistics
+STATS_ROWS = 6000  # rows (1 min) of log-mel read at a time when Features gathers its statistics
 
 
 SPEECH_LEVEL_PERCENTILE = 95  # the speech level: this percentile of the hops' energy
@@ -89,9 +89,9 @@ class Features:
         self.loudness = loudness(self.audio, self.n_frames)
         total, total_sq = np.zeros(N_MELS), np.zeros(N_MELS)
         for r0 in range(0, len(self), STATS_ROWS):
-            mel = self._mel(r0, min(r0 + STATS_ROWS, len(self))).astype(np.float64)
-            total += mel.sum(0)
-            total_sq += (mel ** 2).sum(0)
+            mel = self._mel(r0, min(r0 + STATS_ROWS, len(self)))
+            total += mel.sum(0, dtype=np.float64)
+            total_sq += np.square(mel, dtype=np.float64).sum(0)
         self.mean = total / len(self)
         self.std = np.sqrt(np.maximum(total_sq / len(self) - self.mean ** 2, 0))
 

@@ -220,5 +220,5 @@ class Motion(nn.Module):
             self.train(was_training)
         y *= MOTION_SCALE
         if self.config.smooth_sigma > 0 and len(y) > 1:
-            y = gaussian_filter1d(y, self.config.smooth_sigma, axis=0, mode="nearest")
+            gaussian_filter1d(y, self.config.smooth_sigma, axis=0, mode="nearest", output=y)  # in place
         return y
