@@ -84,7 +84,7 @@ def main():
                 make_clip(clip, minutes)
             cache = Path(tmp) / f"cache_{minutes:g}"
             cmd = [sys.executable, "-m", "lipgen", "preprocess", "--corpus", "folder", "--root", str(root),
-                   "--cache", str(cache), "--workers", "1"]
+                   "--cache", str(cache), "--workers", "1", "--max-seconds", str(minutes * 60 + 60)]
             mb, seconds, code, last = peak_rss(cmd)
             metas = list(cache.glob("*/meta.json"))
             frames = json.loads(metas[0].read_text())["n_frames"] if metas else 0

@@ -19,7 +19,8 @@ def _preprocess(args) -> None:
     from .data.preprocess import preprocess
 
     report = preprocess(args.root, args.cache, corpus=args.corpus, workers=args.workers, shard=args.shard,
-                        retry_failed=args.retry_failed, limit=args.limit, test_speakers=tuple(args.test_speakers))
+                        retry_failed=args.retry_failed, limit=args.limit, test_speakers=tuple(args.test_speakers),
+                        max_seconds=args.max_seconds)
     run = report["this_run"]
     print(f"{run['ok']} clips done, {run['failed']} failed, {run['skipped_done']} already done; "
           f"{run['seconds']} s ({run['clips_per_s']} clips/s, {run['realtime_factor']}x real time). "
@@ -226,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="try again the clips that failed before")
     p.add_argument("--limit", type=int, help="process at most this many clips (of this shard)")
     p.add_argument("--test-speakers", nargs="*", default=[], help="speakers held out in the by-speaker split")
+    p.add_argument("--max-seconds", type=float, default=600,
+                   help="longest clip accepted, seconds (default 600); a longer one is reported and skipped")
     p.set_defaults(func=_preprocess)
 
     p = sub.add_parser("preview", help="picture of face/mouth crops with landmarks for some videos",

@@ -46,7 +46,8 @@ FAILED = "_failed"
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # disk full, over quota, read-only: the run's fault, not the clip's
 
 
-def process_clip(utt: Utterance, folder: str | os.PathLike) -> dict[str, np.ndarray | dict]:
+def process_clip(utt: Utterance, folder: str | os.PathLike,
+                 max_seconds: float = media.MAX_SECONDS) -> dict[str, np.ndarray | dict]:
     """Decode, track, crop and featurise one clip: the crops are written to `folder` (mouth.npy, face.npy)
     as they are made; the rest is returned (the arrays to save, and "meta"). Raises LipgenError (with the
     reason) if unusable.
@@ -55,11 +56,12 @@ def process_clip(utt: Utterance, folder: str | os.PathLike) -> dict[str, np.ndar
     video nor the crops, so it does not depend on the frame size, and grows with the clip's length only by
     the landmarks, audio and log-mel (about 2.5 kB per frame).
     """
-    landmarks, detections = face.track_landmarks(media.iter_video(utt.path), face_index=0, where=utt.path,
+    landmarks, detections = face.track_landmarks(media.iter_video(utt.path, max_seconds=max_seconds), face_index=0,
+                                                 where=utt.path,
                                                  allow_missing=True)
     if len(landmarks) < MIN_FRAMES:
         raise LipgenError(f"too short: {len(landmarks)} frames, need at least {MIN_FRAMES}")
-    audio = media.read_audio(utt.path)
+    audio = media.read_audio(utt.path, max_seconds=max_seconds)
     audio_frames = audio.size / media.SAMPLES_PER_FRAME
     if audio_frames < 0.5 * len(landmarks):
         raise LipgenError(f"audio covers {audio_frames:.0f} of {len(landmarks)} video frames: audio track cut short")
@@ -84,7 +86,7 @@ def process_clip(utt: Utterance, folder: str | os.PathLike) -> dict[str, np.ndar
     done = 0
     with _npy_stream(Path(folder) / "mouth.npy", (n_frames, face.MOUTH_SIZE, face.MOUTH_SIZE, 3)) as mouths, \
             _npy_stream(Path(folder) / "face.npy", (n_frames, face.FACE_SIZE, face.FACE_SIZE, 3)) as faces:
-        for t, frame in enumerate(itertools.islice(media.iter_video(utt.path), lead, lead + n_frames)):
+        for t, frame in enumerate(itertools.islice(media.iter_video(utt.path, max_seconds=max_seconds), lead, lead + n_frames)):
             mouths.write(face.crop(frame[None], mouth_matrix[t:t + 1], face.MOUTH_SIZE)[0].tobytes())
             faces.write(face.crop(frame[None], face_matrix[t:t + 1], face.FACE_SIZE)[0].tobytes())
             done = t + 1
@@ -134,14 +136,14 @@ def _write_atomic_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def _work(args: tuple[Utterance, str]) -> tuple[str, str | None, float]:
+def _work(args: tuple[Utterance, str, float]) -> tuple[str, str | None, float]:
     """Process one clip into the cache. Returns (id, failure reason or None, seconds).
 
     A clip that cannot be used is recorded under _failed/ and skipped by later runs. A failure to write the
     cache (disk full, permissions) is no fault of the clip: it is raised, ending the run, and the clip is
     tried again by the next one.
     """
-    utt, cache = args
+    utt, cache, max_seconds = args
     cache = Path(cache)
     start = time.perf_counter()
     final = cache / clip_dir_name(utt.id)
@@ -150,7 +152,7 @@ def _work(args: tuple[Utterance, str]) -> tuple[str, str | None, float]:
         try:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            arrays = process_clip(utt, tmp)  # writes the crops into tmp as it goes
+            arrays = process_clip(utt, tmp, max_seconds)  # writes the crops into tmp as it goes
         except Exception as e:  # one bad clip never ends a corpus run: record it and go on
             if isinstance(e, OSError) and (e.errno in NO_ROOM or not tmp.is_dir()):
                 raise  # the cache cannot be written: not the clip's fault
@@ -197,7 +199,8 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
 
 def preprocess(root: str | os.PathLike, cache: str | os.PathLike, corpus: str = "grid", workers: int = 2,
                shard: str | None = None, retry_failed: bool = False, limit: int | None = None,
-               test_speakers: tuple[str, ...] = (), progress: bool = True) -> dict:
+               test_speakers: tuple[str, ...] = (), progress: bool = True,
+               max_seconds: float = media.MAX_SECONDS) -> dict:
     """Fill `cache` from the corpus at `root`. Resumable; `shard='i/N'` takes every N-th clip from i.
 
     Returns the report: counts, failures with reasons, seconds, clips/s and real-time factor.
@@ -222,7 +225,7 @@ def preprocess(root: str | os.PathLike, cache: str | os.PathLike, corpus: str = 
     start = time.perf_counter()
     done_frames = 0
     failures = {}
-    jobs = [(u, str(cache)) for u in todo]
+    jobs = [(u, str(cache), max_seconds) for u in todo]
     bar = tqdm(total=len(jobs), desc=f"preprocess{' shard ' + shard if shard else ''}", unit="clip",
                disable=not progress)
     if workers <= 1:
