@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from lipgen.cli import main
-from lipgen.models import MODELS, model_classes
-from lipgen.models.base import DRIVEN, READS_WORDS, STREAMS, Generator, LipgenModel, can, check_model
+from lipgen.models import MODELS, data_presets, model_classes, shipped_checkpoint
+from lipgen.models.base import (DRIVEN, OLD_CONFIG_DATA_FIELDS, READS_WORDS, STREAMS, Generator, LipgenModel, can,
+                                check_model)
 
 from .conftest import GRID
 
@@ -64,6 +65,28 @@ def test_seams_are_where_each_model_joins_its_pieces():
     assert tiny("crgan").seams(40) == []  # recurrent: no seams
 
 
+def test_the_data_a_model_trains_on_is_its_data_spec_not_its_config():
+    import dataclasses
+
+    from lipgen.checkpoint import load_system, read_header
+    from lipgen.train import split_overrides
+
+    for name in MODELS:
+        _, config_cls, _ = model_classes(name)
+        assert not {f.name for f in dataclasses.fields(config_cls)} & set(OLD_CONFIG_DATA_FIELDS), name
+    assert data_presets("davs") == {"cpu": {"silences": True}} and data_presets("glance") == {}
+    fields = {f.name for f in dataclasses.fields(model_classes("davs")[1])}
+    assert split_overrides({"lr": 1e-3, "silence_items": True, "faces": True}, fields, "davs") == (
+        {"lr": 1e-3}, {"silences": True, "faces": True})  # the old names still set the data
+    with pytest.raises(ValueError, match="not in the davs config nor its data"):
+        split_overrides({"window": 9}, fields, "davs")  # window follows n_frames
+    # the shipped files were written with data fields in the config: they load, without them
+    path = shipped_checkpoint("davs")
+    assert read_header(path)["config"]["silence_items"] is True
+    system, _ = load_system(path, strict=False)  # the shipped file holds the inference parts
+    assert not hasattr(system.config, "silence_items") and not system.data_spec().silences
+
+
 @pytest.fixture
 def toy_registered(monkeypatch):
     """The one registry line a new model needs."""
@@ -95,3 +118,13 @@ def test_a_new_model_trains_generates_and_evaluates_through_the_cli(toy_register
     # seam jitter is about twice the clip's mean jitter or more (at frames unrelated to them, about equal)
     assert toy["seam_jitter"] > 1.8 * toy["jitter"], toy
     assert np.isfinite(rows["ground truth"]["seam_jitter"])
+
+
+def test_train_set_changes_the_data_spec_by_its_old_config_names_too(toy_registered, grid_cache, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--model", "toy", "--preset", "tiny", "--cache", str(grid_cache), "--out", str(run),
+                 "--steps", "1", "--batch-size", "2", "--workers", "0", "--val-every", "100",
+                 "--set", '{"dataset": "words", "silences": true, "seam_every": 5}']) == 0
+    record = json.loads((run / "config.json").read_text())
+    assert record["data"] == {"kind": "words", "window": 8, "faces": False, "silences": True, "freq_mask": 0}
+    assert record["model"]["seam_every"] == 5 and "dataset" not in record["model"]

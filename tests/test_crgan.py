@@ -150,7 +150,7 @@ def test_bad_inputs_raise():
 def test_presets_construct_and_round_trip(name):
     cfg = PRESETS[name]
     assert CRGANConfig(**asdict(cfg)) == cfg
-    assert cfg.faces and cfg.dataset == "windows" and cfg.n_frames >= 1
+    assert cfg.n_frames >= 1 and CRGAN(PRESETS["tiny"]).data_spec().faces
     if name != "paper":  # the paper preset is 31 M parameters: built once is enough
         a, b = CRGAN(cfg), CRGAN(CRGANConfig(**asdict(cfg)))
         for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):

@@ -77,8 +77,6 @@ def test_parameter_counts():
 def test_bad_configs_and_inputs_raise():
     with pytest.raises(ValueError, match="power of two"):
         DAVSConfig(image_size=96)
-    with pytest.raises(ValueError, match="words"):
-        DAVSConfig(dataset="windows")
     model = DAVS(TINY).eval()
     with pytest.raises(ValueError, match="mel has"):
         model.word_logits(mel=torch.randn(1, 1, 10, N_MELS))

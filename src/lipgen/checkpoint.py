@@ -11,7 +11,7 @@ import contextlib
 import functools
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 
 from .errors import CheckpointError
 from .models import model_classes
-from .models.base import READS_LIPS, READS_WORDS, can
+from .models.base import OLD_CONFIG_DATA_FIELDS, READS_LIPS, READS_WORDS, can
 
 FORMAT_VERSION = 1
 
@@ -86,8 +86,13 @@ def load_system(path: str | os.PathLike, strict: bool = True):
     """
     header = read_header(path)
     system_cls, config_cls, _ = model_classes(header["model"])
+    config = header["config"]
+    # files written before the data fields moved to DataSpec (the shipped ones) hold them in the config:
+    # training data, nothing the network is built from, so they are dropped
+    old = set(OLD_CONFIG_DATA_FIELDS) - {f.name for f in fields(config_cls)}
+    config = {k: v for k, v in config.items() if k not in old}
     try:
-        system = system_cls(config_cls(**header["config"]))
+        system = system_cls(config_cls(**config))
     except TypeError as e:
         raise CheckpointError(f"{path}: its {header['model']} config does not fit this lipgen ({e}).") from e
     vocabulary = header["vocabulary"]

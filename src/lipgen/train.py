@@ -31,8 +31,8 @@ from tqdm import tqdm
 from .checkpoint import load_weights, save_model
 from .data.cache import read_vocabulary
 from .data.dataset import LipDataset, WordDataset, clip_ids
-from .models import model_classes
-from .models.base import DataSpec
+from .models import data_presets, model_classes
+from .models.base import OLD_CONFIG_DATA_FIELDS, DataSpec
 from .pixels import to_uint8
 
 CHECKPOINTS_KEPT = 3
@@ -57,7 +57,7 @@ class TrainConfig:
     val_items: int = 64
     clips: str | None = None  # manifest of clip ids to train on (e.g. from `lipgen select`)
     resume: bool = False
-    overrides: dict = field(default_factory=dict)  # model config fields to change from the preset
+    overrides: dict = field(default_factory=dict)  # model config or DataSpec fields to change from the preset
 
 
 class StepSampler(Sampler):
@@ -125,13 +125,10 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.steps < 1:
         raise ValueError(f"--steps {cfg.steps}: train for at least 1 step")
     fields = {f.name for f in dataclasses.fields(presets[cfg.preset])}
-    unknown = sorted(set(cfg.overrides) - fields)
-    if unknown:
-        raise ValueError(f"--set: {', '.join(unknown)} not in the {cfg.model} config; "
-                         f"its fields: {', '.join(sorted(fields))}")
-    model_cfg = dataclasses.replace(presets[cfg.preset], **cfg.overrides)
+    config_overrides, data_overrides = split_overrides(cfg.overrides, fields, cfg.model)
+    model_cfg = dataclasses.replace(presets[cfg.preset], **config_overrides)
     vocabulary = read_vocabulary(cfg.cache)  # the corpus's words: the label order of word classifiers
-    if "vocabulary_size" in fields and "vocabulary_size" not in cfg.overrides:
+    if "vocabulary_size" in fields and "vocabulary_size" not in config_overrides:
         if not vocabulary:
             raise ValueError(f"{cfg.cache}: no word list (vocabulary.json, or timed words in its clips), and "
                              f"{cfg.model} learns words. Preprocess a corpus with transcripts (GRID, LRW).")
@@ -160,7 +157,7 @@ def train(cfg: TrainConfig) -> Path:
         print(f"--resume: no checkpoint in {out}/checkpoints, starting at step 0")
 
     clips = clip_ids(cfg.clips) if cfg.clips else None
-    spec = system.data_spec()
+    spec = dataclasses.replace(system.data_spec(), **data_presets(cfg.model).get(cfg.preset, {}), **data_overrides)
     data = make_dataset(spec, cfg.cache, "train", clips=clips, seed=cfg.seed, vocabulary=vocabulary)
     # The loader gets its own RNG: starting its iterator draws a seed, and from torch's global RNG that draw
     # would come after the resume state was restored, shifting every random number of the resumed run.
@@ -178,8 +175,9 @@ def train(cfg: TrainConfig) -> Path:
         from torch.utils.tensorboard import SummaryWriter
 
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({"train": dataclasses.asdict(cfg),
-                                                     "model": dataclasses.asdict(model_cfg)}, indent=1))
+        record = {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model_cfg),
+                  "data": dataclasses.asdict(spec)}
+        (out / "config.json").write_text(json.dumps(record, indent=1))
         writer = SummaryWriter(str(out / "tensorboard"))
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.model}", disable=rank != 0, unit="step")
     system.train()
@@ -211,6 +209,25 @@ def train(cfg: TrainConfig) -> Path:
     if world > 1:
         dist.barrier()
     return final
+
+
+def split_overrides(overrides: dict, config_fields: set[str], model: str) -> tuple[dict, dict]:
+    """--set fields -> (model config fields, DataSpec fields). The data fields model configs used to hold
+    (OLD_CONFIG_DATA_FIELDS: dataset, silence_items, ...) still work, as the DataSpec field they became."""
+    data_fields = {f.name for f in dataclasses.fields(DataSpec)} - {"window"}  # window follows n_frames
+    config, data = {}, {}
+    for k, v in overrides.items():
+        if k in config_fields:
+            config[k] = v
+        elif k in data_fields or k in OLD_CONFIG_DATA_FIELDS:
+            data[OLD_CONFIG_DATA_FIELDS.get(k, k)] = v
+        else:
+            config[k] = v
+    unknown = sorted(set(config) - config_fields)
+    if unknown:
+        raise ValueError(f"--set: {', '.join(unknown)} not in the {model} config nor its data (DataSpec); "
+                         f"config fields: {', '.join(sorted(config_fields))}; data: {', '.join(sorted(data_fields))}")
+    return config, data
 
 
 def make_update(system, world: int, device: torch.device):

@@ -32,6 +32,12 @@ def model_classes(name: str):
     return check_model(getattr(mod, system)), getattr(mod, config), getattr(mod, "PRESETS")
 
 
+def data_presets(name: str) -> dict[str, dict]:
+    """A model's DATA_PRESETS (preset name -> DataSpec fields that preset trains with); {} if it has none."""
+    model_classes(name)
+    return getattr(importlib.import_module(MODELS[name][0]), "DATA_PRESETS", {})
+
+
 def shipped_checkpoint(name: str) -> Path:
     """The shipped model file of a model name; FileNotFoundError (with what to do) if lipgen ships none."""
     model_classes(name)  # an unknown name is refused with the list of known ones

@@ -8,7 +8,7 @@ line in lipgen.models.MODELS. `lipgen train`, `generate`, `evaluate` and `liprea
         parts = ("generator",)                  # top-level modules a shipped model file keeps
         capabilities = frozenset()              # optional abilities (CAPABILITIES), checked by can()
         def __init__(self, config): ...         # built from the config alone (a dataclass; PRESETS beside it)
-        def data_spec(self) -> DataSpec: ...    # the data it trains on
+        def data_spec(self) -> DataSpec: ...    # the data it trains on (not in the config: see DataSpec)
         def optimizers(self) -> dict[str, Optimizer]: ...
         def training_step(self, batch, step, update) -> dict[str, float]: ...  # update(loss, optimizer name)
         def validation_step(self, batch) -> dict[str, float]: ...
@@ -19,6 +19,7 @@ line in lipgen.models.MODELS. `lipgen train`, `generate`, `evaluate` and `liprea
         # crop "motion": predict(features (4T, F)) -> (T, 31, 2) lower-face motion for lipgen.render
 
 A model that makes crops in windows uses window_seams; one that streams or predicts in one pass has none.
+Beside PRESETS, a model file may hold DATA_PRESETS: preset name -> DataSpec fields that preset trains with.
 
 Models import from here, lipgen.media and lipgen.face (geometry only), never from lipgen.data: the data
 layer reads the DataSpec, the model never reads the data layer. The word list a classifier is trained on
@@ -51,7 +52,9 @@ WINDOW_OVERLAP = 4  # of every 4 frames of a generated window, 1 overlaps the ne
 
 @dataclass(frozen=True)
 class DataSpec:
-    """The training data a model asks for; lipgen.train.make_dataset builds it."""
+    """The training data a model asks for; lipgen.train.make_dataset builds it. Kept out of the model's config
+    (which holds the architecture and its training recipe): `lipgen train` takes the model's data_spec(),
+    then its preset's DATA_PRESETS entry, then any DataSpec field given with --set (window follows n_frames)."""
 
     kind: str = "windows"  # one of DATASETS
     window: int = 16  # video frames per item
@@ -62,6 +65,11 @@ class DataSpec:
     def __post_init__(self):
         if self.kind not in DATASETS:
             raise ValueError(f"DataSpec kind {self.kind!r}: choose one of {DATASETS}")
+
+
+# Model configs held these data fields until they moved to DataSpec; the shipped checkpoints' headers
+# still do. The checkpoint loader drops them and `lipgen train --set` reads them as the DataSpec field named.
+OLD_CONFIG_DATA_FIELDS = {"dataset": "kind", "faces": "faces", "silence_items": "silences", "freq_mask": "freq_mask"}
 
 
 @runtime_checkable

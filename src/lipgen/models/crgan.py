@@ -81,10 +81,7 @@ MOUTH_BOX = 64  # side of the fixed mouth box in the aligned face, pixels (1.8 t
 
 @dataclass
 class CRGANConfig:
-    # data
     n_frames: int = 16  # training clip length, video frames (0.64 s at 25 fps)
-    dataset: str = "windows"  # lipgen.train.make_dataset: n_frames windows of every clip
-    faces: bool = True  # the model works on aligned 128x128 faces
     image_size: int = FACE_SIZE  # aligned face side, pixels
     n_mels: int = N_MELS
     audio_past: int = 2  # frames of audio context before frame t
@@ -124,10 +121,6 @@ class CRGANConfig:
         if self.image_size != FACE_SIZE:
             raise ValueError(f"image_size={self.image_size}: CRGAN works on lipgen's aligned {FACE_SIZE}x{FACE_SIZE} "
                              "faces (the fixed mouth box is placed in that frame).")
-        if self.dataset not in ("windows", "words"):
-            raise ValueError(f"dataset={self.dataset!r}: use 'windows' or 'words'.")
-        if not self.faces:
-            raise ValueError("faces=False: CRGAN generates whole aligned faces and needs the dataset's face crops.")
         if self.n_frames < 1:
             raise ValueError(f"n_frames={self.n_frames}: must be at least 1.")
         if self.audio_past < 0 or self.audio_future < 0:
@@ -473,7 +466,7 @@ class CRGAN(nn.Module):
             self.lip_reader = LipReader(config)
 
     def data_spec(self) -> DataSpec:
-        return DataSpec(self.config.dataset, self.config.n_frames, faces=True)
+        return DataSpec("windows", self.config.n_frames, faces=True)  # n_frames windows of every clip
 
     def seams(self, n_frames: int) -> list[int]:
         return []  # recurrent: frame after frame, nowhere joined
@@ -490,7 +483,7 @@ class CRGAN(nn.Module):
     def _inputs(self, batch: dict) -> tuple[torch.Tensor, ...]:
         if "face" not in batch or "face_identity" not in batch:
             raise ValueError("the batch has no face crops: build the dataset with faces=True "
-                             "(lipgen.train.make_dataset does so from CRGANConfig.faces).")
+                             "(lipgen.train.make_dataset does so from CRGAN.data_spec()).")
         mel, identity, real, words = batch["mel"], batch["face_identity"], batch["face"], batch["words"]
         _check_inputs(self.config, mel, identity, real)
         return mel, identity, real, words

@@ -47,8 +47,8 @@ and what is ours:
   * C_p reads the word from each frame's person-ID alone, as the disentanglement probe does.
   * Lip reading from both modalities sums their log-probabilities with one learnt weight each
     (WordClassifier.fuse, trained on detached logits), so the weaker video cannot overrule the audio.
-  * silence_items (on in "cpu"): the dataset adds windows centred in long pauses (word NO_WORD: no class,
-    no same-word contrastive pairs), trained for generation like words. With word windows only, the
+  * Silence items (DataSpec silences, on in "cpu" by DATA_PRESETS): the dataset adds windows centred in
+    long pauses (word NO_WORD: no class, no same-word contrastive pairs), trained for generation like words. With word windows only, the
     generator never saw a closed mouth in silence and left it open (opening 0.104 vs 0.064 real).
   * Uniformity loss = cross-entropy to the uniform distribution, -1/K sum_k log p_k, minimal (= log K)
     at uniform predictions; the authors used 1e6 * MSE(softmax, uniform).
@@ -93,11 +93,7 @@ GRID_SPEAKERS = 34  # GRID speakers s1..s34 (s21 has no video)
 
 @dataclass
 class DAVSConfig:
-    # data (read by lipgen.train.make_dataset)
     n_frames: int = WORD_FRAMES  # frames per word window (0.48 s at 25 fps)
-    dataset: str = "words"  # WordDataset: one window per timed word, with its word and speaker labels
-    silence_items: bool = False  # ours: also windows of long pauses (word -1), for closed mouths in silence
-    faces: bool = True  # the dataset adds the aligned faces (128 px) the generator learns to draw
     # sizes
     image_size: int = 128  # S: side of the generated face, a power of two >= 32 (the authors: 256)
     n_mels: int = N_MELS
@@ -138,10 +134,6 @@ class DAVSConfig:
         s = self.image_size
         if s < 32 or s & (s - 1):
             raise ValueError(f"image_size={s}: must be a power of two, at least 32 (the generator doubles 4x4).")
-        if self.dataset != "words":
-            raise ValueError(f"dataset={self.dataset!r}: DAVS trains on word windows, use dataset='words'.")
-        if not self.faces:
-            raise ValueError("faces=False: DAVS generates faces and needs the dataset's face crops; use faces=True.")
         if not 1 <= self.disentangle_frames <= self.n_frames:
             raise ValueError(f"disentangle_frames={self.disentangle_frames}: must be in 1..n_frames={self.n_frames}.")
         if self.n_mels < 16:
@@ -158,7 +150,7 @@ PRESETS = {
     "cpu": DAVSConfig(image_size=64, embedding_size=128, pid_size=128, pid_channels=16, visual_channels=16,
                       audio_channels=16, gen_channels=12, d_channels=16, adversary_hidden=128,
                       identity_skip=True, both_sources=False, d_frames=4, w_domain=1.0, w_l1=10.0,
-                      w_mouth=10.0, w_frame_gan=0.5, w_seq_gan=0.5, w_pid_consistency=1.0, silence_items=True,
+                      w_mouth=10.0, w_frame_gan=0.5, w_seq_gan=0.5, w_pid_consistency=1.0,
                       lr=5e-4, lr_d=2e-4),
     # unit tests
     "tiny": DAVSConfig(image_size=32, embedding_size=16, pid_size=16, pid_channels=4, visual_channels=4,
@@ -166,6 +158,8 @@ PRESETS = {
                        identity_skip=True, both_sources=False, d_frames=2, w_domain=1.0, w_l1=10.0,
                        w_mouth=10.0, w_frame_gan=0.5, w_seq_gan=0.5, w_pid_consistency=1.0),
 }
+# what a preset trains on beyond data_spec() (DataSpec fields; lipgen train applies them, then --set)
+DATA_PRESETS = {"cpu": {"silences": True}}  # pause windows too: closed mouths in silence
 
 
 # ----------------------------------------------------------------------------------------------- geometry
@@ -534,7 +528,8 @@ class DAVS(nn.Module):
         self.mouth_box = mouth_box(config.image_size)
 
     def data_spec(self) -> DataSpec:
-        return DataSpec("words", self.config.n_frames, faces=True, silences=self.config.silence_items)
+        # one window per timed word (its word and speaker labels) with the aligned faces the generator draws
+        return DataSpec("words", self.config.n_frames, faces=True)
 
     def seams(self, n_frames: int) -> list[int]:
         return window_seams(self.config.n_frames, n_frames)
@@ -604,7 +599,7 @@ class DAVS(nn.Module):
         cfg = self.config
         for key in ("mouth", "mel", "face", "face_identity", "word"):
             if key not in batch:
-                raise KeyError(f"DAVS needs batch[{key!r}]: train on WordDataset(..., faces=True) (dataset='words').")
+                raise KeyError(f"DAVS needs batch[{key!r}]: train on WordDataset(..., faces=True) (DataSpec kind 'words').")
         face = to_image_size(batch["face"], cfg.image_size)  # (B, 3, T, S, S)
         identity = to_image_size(batch["face_identity"], cfg.image_size)  # (B, 3, S, S)
         _check(cfg, batch["mouth"], batch["mel"], identity)

@@ -51,7 +51,6 @@ class LmSyncConfig:
     weight_decay: float = 1e-4
     temperature: float = 0.07
     min_shift: int = 3  # same-clip windows closer than this are neither positive nor negative
-    dataset: str = "motion"  # the training data (lipgen.data.motion.MotionDataset)
 
 
 PRESETS = {

@@ -100,8 +100,6 @@ class MotionConfig:
     w_opening: float = 2.0  # extra weight on the inner-lip gap, the measure that matters most for sync
     w_velocity: float = 1.0  # frame-to-frame change: sharp openings and closings, no smearing
     smooth_sigma: float = 0.7  # frames: light smoothing of the predicted motion at generation time
-    freq_mask: int = 0  # training: widest band of mel bins masked (SpecAugment); 0 = none (the shipped model)
-    dataset: str = "motion"  # the training data this model declares (lipgen.data.motion.MotionDataset)
 
     def __post_init__(self):
         self.dilations = tuple(self.dilations)
@@ -162,7 +160,7 @@ class Motion(nn.Module):
         self._gap = (motion_index([a for a, _ in INNER_GAPS]), motion_index([b for _, b in INNER_GAPS]))
 
     def data_spec(self) -> DataSpec:
-        return DataSpec("motion", self.config.n_frames, freq_mask=self.config.freq_mask)
+        return DataSpec("motion", self.config.n_frames)  # freq_mask 0 (the shipped model): --set freq_mask=N
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"net": torch.optim.AdamW(self.net.parameters(), lr=self.config.lr,

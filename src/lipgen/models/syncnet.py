@@ -54,10 +54,7 @@ SYNC_MELS = SYNC_FRAMES * MELS_PER_FRAME  # log-mel rows per sync window (20)
 
 @dataclass
 class SyncNetConfig:
-    # data (read by lipgen.train.make_dataset)
     n_frames: int = 25  # frames per training item: W = 21 windows, audio shifts up to +-20 frames inside it
-    dataset: str = "windows"
-    faces: bool = False
     # sizes
     image_size: int = 64  # mouth crop side, pixels
     n_mels: int = N_MELS
@@ -82,8 +79,6 @@ class SyncNetConfig:
         if self.n_frames < SYNC_FRAMES + self.min_shift:
             raise ValueError(f"n_frames={self.n_frames} leaves no shifted-audio negative: need n_frames >= "
                              f"{SYNC_FRAMES} + min_shift = {SYNC_FRAMES + self.min_shift}.")
-        if self.dataset != "windows":
-            raise ValueError(f"dataset={self.dataset!r}: SyncNet trains on 'windows' items.")
 
 
 PRESETS = {
