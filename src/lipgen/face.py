@@ -25,7 +25,9 @@ from .errors import FaceNotFoundError, MultipleFacesError
 
 FACE_SIZE = 128  # aligned face crop, pixels per side
 MOUTH_SIZE = 64  # mouth crop, pixels per side
-MOUTH = slice(48, 68)  # mouth landmarks
+MOUTH = slice(48, 68)  # dlib-68 mouth points: outer lip 48..59, inner lip 60..67
+MOUTH_CORNERS = (48, 54)  # outer mouth corners: their distance is the mouth width
+INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip points facing each other
 STABLE_POINTS = np.r_[0, 1, 15, 16, 27:48]  # outer jaw near the ears, nose, eyes: rigid with the skull
 MOUTH_SIDE = 1.5  # mouth crop side, in template mouth widths (Glance used 1.3 x the mouth box)
 ALIGN_SIGMA = 2.0  # frames: temporal Gaussian smoothing of the points the alignment is fitted to
@@ -350,7 +352,7 @@ def crop_matrices(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     face = np.stack([similarity(p, tmpl[STABLE_POINTS]) for p in steady])  # (T, 2, 3)
     mouth_in_face = transform_points(landmarks[:, MOUTH].astype(np.float64), face).mean(1)  # (T, 2)
     centre = smooth(mouth_in_face, MOUTH_CENTRE_SIGMA)
-    side = MOUTH_SIDE * np.linalg.norm(tmpl[54] - tmpl[48])
+    side = MOUTH_SIDE * np.linalg.norm(tmpl[MOUTH_CORNERS[1]] - tmpl[MOUTH_CORNERS[0]])
     scale = MOUTH_SIZE / side
     mouth = face * scale
     mouth[:, :, 2] += (MOUTH_SIZE / 2 - scale * centre)
@@ -362,6 +364,13 @@ def track_face(frames: np.ndarray, face_index: int | None = None, where: str = "
     landmarks, n = track_landmarks(frames, face_index, where=where)
     face, mouth = crop_matrices(landmarks)
     return FaceTrack(landmarks, face, mouth, n)
+
+
+def mouth_square(points: np.ndarray, side: float) -> tuple[int, int]:
+    """(y0, x0), the top-left pixel of the side x side square centred on the mean of the mouth points of
+    (68, 2) landmarks (rounded half to even), whether it stays inside the image or not."""
+    x0, y0 = np.round(np.asarray(points)[MOUTH].mean(0) - side / 2).astype(int)
+    return int(y0), int(x0)
 
 
 def crop(frames: np.ndarray, matrices: np.ndarray, size: int) -> np.ndarray:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .face import invert, transform_points
+from .face import MOUTH_CORNERS, invert, transform_points
 from .models.motion import MOTION_POINTS, closed, opening, rest_shape
 
 PINNED = np.r_[0:3, 14:17, 17:48]  # brows, nose, eyes, upper jaw: do not move with speech
@@ -165,7 +165,7 @@ def fill_mouth(frame: np.ndarray, dst: np.ndarray, source_gap: float, lips: np.n
     opening `source_gap` (pixels; up to that, the source's real interior, warped, is kept): a cavity
     shaded from the lip colour `lips` (RGB) and a band of upper teeth of `teeth_colour` (RGB)."""
     gap = float(opening(dst))
-    mouth_w = np.linalg.norm(dst[54] - dst[48])
+    mouth_w = np.linalg.norm(dst[MOUTH_CORNERS[1]] - dst[MOUTH_CORNERS[0]])
     strength = np.clip((gap - source_gap) / (0.3 * gap + 1e-6), 0, 1) * np.clip((gap - 0.5) / 1.5, 0, 1)
     if strength <= 0 or mouth_w < 4:
         return frame

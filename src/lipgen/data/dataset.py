@@ -14,12 +14,11 @@ import torch
 from torch.utils.data import Dataset
 
 from ..media import MELS_PER_FRAME
-from ..models.base import NO_WORD, WORD_FRAMES  # noqa: F401 (the data side of the model contract)
+from ..models.base import NO_WORD, WINDOW, WORD_FRAMES  # noqa: F401 (the data side of the model contract)
 from ..pixels import to_unit as to_tensor_images
 from . import cache as cached
 from .corpora import SILENCE, read_manifest
 
-WINDOW = 16  # video frames per item (Glance generates 16 at once: 0.64 s)
 
 
 class LipDataset(Dataset):

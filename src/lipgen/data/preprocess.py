@@ -36,11 +36,12 @@ from tqdm import tqdm
 
 from .. import face, media
 from ..errors import FaceNotFoundError, LipgenError
+from ..models.base import WINDOW
 from .align import align_words
 from .cache import clip_dir_name, write_vocabulary
 from .corpora import SILENCE, Utterance, load_corpus, vocabulary, write_manifest
 
-MIN_FRAMES = 16  # a clip shorter than one 16-frame window is of no use for training
+MIN_FRAMES = WINDOW  # a clip shorter than one training window is of no use for training
 MAX_LEAD_TRIM = 0.6  # share of a clip that may be dropped at its start for having no face (corrupt opening frames)
 FAILED = "_failed"
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # disk full, over quota, read-only: the run's fault, not the clip's

@@ -30,12 +30,12 @@ from .. import media
 from ..data import cache as cached
 from ..data.dataset import LipDataset
 from ..inference import driven_crops, load_spec, model_crops, predicted_motion
-from ..models.base import DRIVEN, READS_LIPS, READS_WORDS, can, window_seams
+from ..models.base import DRIVEN, READS_LIPS, READS_WORDS, WINDOW, can, window_seams
 from . import metrics
 from .cpbd import cpbd_video
 
 IDENTITY_EVERY = 5  # frames: identity descriptors on every 5th frame (dlib's network is the slow part)
-REFERENCE_SEAM_WINDOW = 16  # the reference rows' seam jitter is taken where a 16-frame window's seams fall
+REFERENCE_SEAM_WINDOW = WINDOW  # the reference rows' seam jitter is taken where a 16-frame window's seams fall
 REFERENCE_ROWS = ("ground truth", "static")
 COLUMNS = {  # key: (header, better)
     "lmd": ("LMD (px, per point)", "lower"),

@@ -17,12 +17,10 @@ import functools
 import numpy as np
 from scipy import ndimage
 
+from ..face import INNER_LIP_PAIRS, MOUTH, MOUTH_CORNERS  # dlib-68 point indices, defined in face
 from ..media import BT601_LUMA
 
-MOUTH = slice(48, 68)  # dlib-68 mouth points: outer lip 48..59, inner lip 60..67
 N_LANDMARKS = 68
-INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper/lower inner-lip points facing each other
-MOUTH_CORNERS = (48, 54)  # outer mouth corners: the mouth width that makes opening scale-free
 
 PIXEL_MAX = 255.0  # peak value of uint8 pixels (PSNR MAX, SSIM dynamic range L)
 SSIM_WINDOW = 11  # pixels, side of the Gaussian window (Wang et al. 2004)

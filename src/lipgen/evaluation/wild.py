@@ -195,9 +195,9 @@ def mouth_box(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
     """The square around the mouth that CPBD reads, at the frame's resolution: side CPBD_BOX mouth widths
     rounded to whole CPBD blocks (64 px, at least one: CPBD leaves out a part narrower than a block), centred
     on the mean of points 48-67, moved inside the frame. (H, W, 3) + (68, 2) -> (S, S, 3)."""
-    width = np.linalg.norm(points[metrics.MOUTH_CORNERS[0]] - points[metrics.MOUTH_CORNERS[1]])
+    width = np.linalg.norm(points[geometry.MOUTH_CORNERS[0]] - points[geometry.MOUTH_CORNERS[1]])
     side = min(BLOCK_SIZE * max(1, int(round(CPBD_BOX * width / BLOCK_SIZE))), *frame.shape[:2])
-    x0, y0 = np.round(points[metrics.MOUTH].mean(0) - side / 2).astype(int)
+    y0, x0 = geometry.mouth_square(points, side)
     x0 = int(np.clip(x0, 0, frame.shape[1] - side))
     y0 = int(np.clip(y0, 0, frame.shape[0] - side))
     return frame[y0:y0 + side, x0:x0 + side]

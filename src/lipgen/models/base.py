@@ -45,6 +45,7 @@ READS_LIPS = "reads_lips"  # read_lips(faces (B, 3, T, S, S)) -> (B, T, V): per-
 STREAMS = "streams"  # stream(mel (4N, M), identity (S, S, 3) uint8) -> N crops, frame after frame
 CAPABILITIES = {DRIVEN: "generate_driven", READS_WORDS: "word_logits", READS_LIPS: "read_lips", STREAMS: "stream"}
 
+WINDOW = 16  # video frames per training item unless a model asks otherwise (Glance makes 16 at once: 0.64 s)
 NO_WORD = -1  # word label of an item that says no word (a pause)
 WORD_FRAMES = 12  # frames per word window (0.48 s), centred on the word: GRID words last 0.1-0.6 s
 WINDOW_OVERLAP = 4  # of every 4 frames of a generated window, 1 overlaps the next window and is cross-faded
@@ -57,7 +58,7 @@ class DataSpec:
     then its preset's DATA_PRESETS entry, then any DataSpec field given with --set (window follows n_frames)."""
 
     kind: str = "windows"  # one of DATASETS
-    window: int = 16  # video frames per item
+    window: int = WINDOW  # video frames per item
     faces: bool = False  # items carry 128 px aligned faces too
     silences: bool = False  # words: also items centred in long pauses (word NO_WORD)
     freq_mask: int = 0  # motion: widest band of mel bins masked in augmentation

@@ -70,7 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..face import FACE_SIZE, MOUTH, template
+from ..face import FACE_SIZE, mouth_square, template
 from ..media import MELS_PER_FRAME, N_MELS
 from ..pixels import to_uint8, to_unit
 from .base import READS_LIPS, STREAMS, DataSpec, frozen, gan_loss, seeded
@@ -154,10 +154,9 @@ PRESETS = {
 @functools.cache
 def mouth_box() -> tuple[int, int]:
     """(y0, x0) of the fixed MOUTH_BOX square in the aligned face: centred on the template's mouth points 48-67."""
-    cx, cy = template()[MOUTH].mean(0)
-    y0, x0 = int(round(cy - MOUTH_BOX / 2)), int(round(cx - MOUTH_BOX / 2))
+    y0, x0 = mouth_square(template(), MOUTH_BOX)
     if not (0 <= y0 <= FACE_SIZE - MOUTH_BOX and 0 <= x0 <= FACE_SIZE - MOUTH_BOX):
-        raise ValueError(f"the face template puts the mouth at ({cx:.1f}, {cy:.1f}): a {MOUTH_BOX}-pixel box "
+        raise ValueError(f"the face template puts the mouth box at (y, x) = ({y0}, {x0}): a {MOUTH_BOX}-pixel box "
                          "there leaves the aligned face. Check lipgen/assets/face_template.npy.")
     return y0, x0
 

@@ -33,13 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..face import INNER_LIP_PAIRS, MOUTH
 from ..voice import N_FEATURES
 from .base import DataSpec
 
 JAW = np.arange(3, 14)  # lower jaw: moves with the mouth
-MOUTH = np.arange(48, 68)  # outer lip 48-59, inner lip 60-67
-MOTION_POINTS = np.r_[JAW, MOUTH]  # the 31 points this model moves
-INNER_GAPS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip point pairs
+MOTION_POINTS = np.r_[JAW, np.arange(68)[MOUTH]]  # the 31 points this model moves: jaw and lips
 TEMPLATE_IOD = 43.19  # inter-ocular distance of lipgen.face's template, pixels of the 128 px aligned face
 REST_SHARE = 0.1  # the least-open share of a clip's frames whose mean shape is its rest shape
 MOTION_SCALE = 4.0  # pixels: targets are divided by this so they are O(1)
@@ -60,7 +59,7 @@ def motion_index(points) -> list[int]:
 
 def opening(points: np.ndarray) -> np.ndarray:
     """Inner-lip gap (mean of the three upper/lower pairs) of (..., 68, 2) landmarks: (...,)."""
-    return np.mean([np.linalg.norm(points[..., b, :] - points[..., a, :], axis=-1) for a, b in INNER_GAPS], axis=0)
+    return np.mean([np.linalg.norm(points[..., b, :] - points[..., a, :], axis=-1) for a, b in INNER_LIP_PAIRS], axis=0)
 
 
 def rest_shape(aligned: np.ndarray) -> np.ndarray:
@@ -78,8 +77,8 @@ def closed(rest: np.ndarray) -> np.ndarray:
     gap, half at the corners) and the chin with it, half as far; the upper lip stays. (Leaving GRID's own small
     resting gap instead made its held-out mouths worse: LMD 1.17 vs 1.02 on 3 clips.)"""
     out = rest.copy()
-    gaps = [max(0.0, rest[motion_index([b])[0], 1] - rest[motion_index([a])[0], 1]) for a, b in INNER_GAPS]
-    for (_, lower), g in zip(INNER_GAPS, gaps):
+    gaps = [max(0.0, rest[motion_index([b])[0], 1] - rest[motion_index([a])[0], 1]) for a, b in INNER_LIP_PAIRS]
+    for (_, lower), g in zip(INNER_LIP_PAIRS, gaps):
         out[motion_index([lower]), 1] -= g
     g = float(np.mean(gaps))
     out[motion_index([56, 57, 58]), 1] -= g
@@ -157,7 +156,7 @@ class Motion(nn.Module):
         super().__init__()
         self.config = config
         self.net = MotionNet(config)
-        self._gap = (motion_index([a for a, _ in INNER_GAPS]), motion_index([b for _, b in INNER_GAPS]))
+        self._gap = (motion_index([a for a, _ in INNER_LIP_PAIRS]), motion_index([b for _, b in INNER_LIP_PAIRS]))
 
     def data_spec(self) -> DataSpec:
         return DataSpec("motion", self.config.n_frames)  # freq_mask 0 (the shipped model): --set freq_mask=N
