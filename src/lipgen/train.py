@@ -157,7 +157,7 @@ def train(cfg: TrainConfig) -> Path:
         print(f"--resume: no checkpoint in {out}/checkpoints, starting at step 0")
 
     clips = clip_ids(cfg.clips) if cfg.clips else None
-    spec = dataclasses.replace(system.data_spec(), **data_presets(cfg.model).get(cfg.preset, {}), **data_overrides)
+    spec = dataclasses.replace(system.data_spec(), **{**data_presets(cfg.model).get(cfg.preset, {}), **data_overrides})
     data = make_dataset(spec, cfg.cache, "train", clips=clips, seed=cfg.seed, vocabulary=vocabulary)
     # The loader gets its own RNG: starting its iterator draws a seed, and from torch's global RNG that draw
     # would come after the resume state was restored, shifting every random number of the resumed run.

@@ -48,8 +48,9 @@ and what is ours:
   * Lip reading from both modalities sums their log-probabilities with one learnt weight each
     (WordClassifier.fuse, trained on detached logits), so the weaker video cannot overrule the audio.
   * Silence items (DataSpec silences, on in "cpu" by DATA_PRESETS): the dataset adds windows centred in
-    long pauses (word NO_WORD: no class, no same-word contrastive pairs), trained for generation like words. With word windows only, the
-    generator never saw a closed mouth in silence and left it open (opening 0.104 vs 0.064 real).
+    long pauses (word NO_WORD: no class, no same-word contrastive pairs), trained for generation like
+    words. With word windows only, the generator never saw a closed mouth in silence and left it open
+    (opening 0.104 vs 0.064 real).
   * Uniformity loss = cross-entropy to the uniform distribution, -1/K sum_k log p_k, minimal (= log K)
     at uniform predictions; the authors used 1e6 * MSE(softmax, uniform).
   * The speaker adversary (the symmetric disentanglement the paper describes but does not detail) is
@@ -599,7 +600,8 @@ class DAVS(nn.Module):
         cfg = self.config
         for key in ("mouth", "mel", "face", "face_identity", "word"):
             if key not in batch:
-                raise KeyError(f"DAVS needs batch[{key!r}]: train on WordDataset(..., faces=True) (DataSpec kind 'words').")
+                raise KeyError(f"DAVS needs batch[{key!r}]: train on WordDataset(..., faces=True) "
+                               "(DataSpec kind 'words').")
         face = to_image_size(batch["face"], cfg.image_size)  # (B, 3, T, S, S)
         identity = to_image_size(batch["face_identity"], cfg.image_size)  # (B, 3, S, S)
         _check(cfg, batch["mouth"], batch["mel"], identity)
