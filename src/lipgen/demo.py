@@ -2,7 +2,9 @@
 
 Upload or record speech, upload a photo or a video of a face (or pick a bundled sample), choose the model and
 the face (a preview of the first frame shows every detected face numbered), generate with a progress bar,
-then watch or download the mp4. It listens on 127.0.0.1 only unless told otherwise, sends no analytics, runs
+then watch or download the mp4. Or run it live (the motion model): the speech is played at real-time pace
+into lipgen stream's machinery and the page shows the frames as they are made (up to LIVE_FPS a second), then
+offers the finished mp4. It listens on 127.0.0.1 only unless told otherwise, sends no analytics, runs
 one job at a time (the others wait in a queue of QUEUE_SIZE) and refuses uploads over max_upload_mb or inputs
 over max_seconds with a message saying so.
 
@@ -11,6 +13,8 @@ The page is also an HTTP API (Gradio's), e.g. from Python:
     from gradio_client import Client, handle_file
     Client("http://127.0.0.1:7860/").predict(handle_file("speech.wav"), handle_file("photo.jpg"), "motion", 0,
                                              api_name="/generate")   # -> the mp4's local path
+
+(api_name="/live" takes the same four inputs and streams (frame, status, mp4) updates.)
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import functools  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -37,6 +43,8 @@ MAX_UPLOAD_MB = 50  # largest upload
 QUEUE_SIZE = 16  # jobs waiting beyond the one running
 SAMPLE_VIDEO = ASSETS / "clips" / "s1_bbaf2n.mp4"
 GENERATES = ("motion", "mouth", "face")  # the crops of models that make faces (not the sync experts)
+LIVE_FPS = 12.5  # most frames a second the live view shows (the latest made; the mp4 has every frame)
+LIVE_SIDE = 640  # the live view's frames are scaled down to at most this many pixels on their long side
 MODELS = [DEFAULT_MODEL, *(m for m in shipped_models() if m != DEFAULT_MODEL and model_classes(m)[0].crop in GENERATES)]
 
 
@@ -100,6 +108,115 @@ def check_inputs(speech: str | None, face: str | None, max_seconds: float = MAX_
             raise LipgenError(f"The face video is {length:.0f} s long; this page takes up to {max_seconds:.0f} s.")
 
 
+def check_live(model: str) -> None:
+    """Refuse a model that cannot stream, before it is loaded."""
+    from .errors import LipgenError
+
+    if model_classes(model)[0].crop != "motion":
+        raise LipgenError(f"Live needs the motion model, not {model}: pick motion, or press Generate.")
+
+
+class LiveRun:
+    """lipgen stream's run (lipgen.stream.stream) of a speech file played at real-time pace onto a face, watched.
+
+        run = LiveRun(generator, "speech.wav", "photo.jpg", "live.mp4")
+        for t, frame in run.frames():   # frame t, as soon as it is made; at most fps a second (the latest one)
+            show(frame)
+        run.result                      # stream's result, and "shown" (frame numbers), "shown_latency_s"
+                                        # (from a frame's last audio sample arriving to it being handed out
+                                        # here), "first_shown_s" (from the start of frames() to the first one)
+
+    Frames are scaled down to at most `side` pixels on their long side. Closing frames() early (a page
+    closed) stops the speech; the stream then ends with what it has."""
+
+    def __init__(self, generator, speech, face, out, face_index: int = 0, max_seconds: float = MAX_SECONDS,
+                 fps: float = LIVE_FPS, side: int = LIVE_SIDE, realtime: bool = True):
+        from .stream import file_chunks
+
+        self.audio = media.read_audio(speech, max_seconds=max_seconds)
+        self.audio_s = self.audio.size / media.SAMPLE_RATE
+        self.chunks = file_chunks(self.audio, realtime=realtime)
+        self.generator, self.face, self.out, self.face_index = generator, face, out, face_index
+        self.interval, self.side = 1.0 / fps, side
+        self.result: dict | None = None
+
+    def _small(self, frame: np.ndarray) -> np.ndarray:
+        import cv2
+
+        scale = self.side / max(frame.shape[:2])
+        if scale >= 1:
+            return frame.copy()  # the drawing side may reuse its array
+        return cv2.resize(frame, (round(frame.shape[1] * scale), round(frame.shape[0] * scale)),
+                          interpolation=cv2.INTER_AREA)
+
+    def frames(self):
+        from .stream import stream
+
+        start = time.perf_counter()
+        stop, ready = threading.Event(), threading.Condition()
+        latest: dict = {"t": -1}
+        ended: list = []  # stream's result, or its error
+
+        def chunks():
+            for piece in self.chunks:
+                if stop.is_set():
+                    return
+                yield piece
+
+        def on_frame(t, frame):
+            small = self._small(frame)
+            with ready:
+                latest.update(t=t, frame=small, left=time.perf_counter())
+                ready.notify()
+
+        def work():
+            try:
+                ended.append(stream(chunks(), self.face, self.out, face_index=self.face_index, on_frame=on_frame,
+                                    progress=False, generator=self.generator))
+            except BaseException as e:  # noqa: BLE001 - raised again by frames()
+                ended.append(e)
+            with ready:
+                ready.notify()
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        shown, delays = [], []  # frame numbers handed out; seconds from leaving the stream to handed out
+        due, first = start, None
+        try:
+            while True:
+                time.sleep(max(0.0, due - time.perf_counter()))
+                with ready:
+                    ready.wait_for(lambda: ended or latest["t"] > (shown[-1] if shown else -1))
+                    if latest["t"] <= (shown[-1] if shown else -1):
+                        break  # the stream ended and its last frame is out
+                    t, frame, left = latest["t"], latest["frame"], latest["left"]
+                now = time.perf_counter()
+                shown.append(t)
+                delays.append(now - left)
+                due = now + self.interval
+                if len(shown) == 1:
+                    first = now - start
+                yield t, frame
+        finally:
+            stop.set()
+            worker.join()
+        if isinstance(ended[0], BaseException):
+            raise ended[0]
+        result = ended[0]
+        self.result = {**result, "shown": np.array(shown),
+                       "shown_latency_s": result["latency_s"][shown] + np.array(delays), "first_shown_s": first}
+
+
+def live_summary(r: dict) -> str:
+    """The live run's figures in a line."""
+    ms = r["shown_latency_s"] * 1000
+    ahead = r["lookahead_frames"] * 1000 / media.VIDEO_FPS
+    return (f"Done: {r['frames']} frames ({r['audio_s']:.1f} s), {len(r['shown'])} shown live. First frame shown "
+            f"{r['first_shown_s']:.2f} s after the start; from a frame's audio to it shown: median "
+            f"{np.median(ms):.0f} ms, 95th percentile {np.percentile(ms, 95):.0f} ms (the model's look-ahead is "
+            f"{ahead:.0f} ms).")
+
+
 def build(max_seconds: float = MAX_SECONDS):
     """The page (a gradio.Blocks)."""
     import gradio as gr
@@ -132,7 +249,22 @@ def build(max_seconds: float = MAX_SECONDS):
         except (LipgenError, OSError, ValueError) as e:
             raise fail(e) from e
 
-    with gr.Blocks(title="lipgen", analytics_enabled=False) as page:
+    def live(speech, face, model, face_index):
+        speech, face = _path(speech), _path(face)
+        try:
+            check_inputs(speech, face, max_seconds)
+            check_live(model)
+            out = Path(tempfile.mkdtemp(prefix="lipgen-live-")) / f"{Path(face).stem}_{model}_live.mp4"
+            run = LiveRun(_generator(model), speech, face, out, int(face_index or 0), max_seconds)
+            yield None, f"Preparing the face; the speech plays from now ({run.audio_s:.1f} s).", None
+            for t, frame in run.frames():
+                yield frame, f"Live: {t / media.VIDEO_FPS:.1f} s of {run.audio_s:.1f} s", None
+            yield gr.skip(), live_summary(run.result), str(out)
+        except (LipgenError, OSError, ValueError) as e:
+            raise fail(e) from e
+
+    # delete_cache: the live view's frames and the results go into Gradio's cache; a day's are kept
+    with gr.Blocks(title="lipgen", analytics_enabled=False, delete_cache=(3600, 86400)) as page:
         gr.Markdown("# lipgen\nSpeech and a face in, the face saying it out. Runs on this machine; "
                     f"one job at a time, inputs up to {max_seconds:.0f} s.")
         with gr.Row():
@@ -143,15 +275,23 @@ def build(max_seconds: float = MAX_SECONDS):
                 with gr.Row():
                     model = gr.Dropdown(MODELS, value=DEFAULT_MODEL, label="Model", elem_id="model")
                     face_index = gr.Number(value=0, precision=0, minimum=0, label="Face number", elem_id="face-index")
-                go = gr.Button("Generate", variant="primary", elem_id="generate")
+                with gr.Row():
+                    go = gr.Button("Generate", variant="primary", elem_id="generate")
+                    go_live = gr.Button("Live (motion, real time)", elem_id="go-live")
                 gr.Examples([[str(SAMPLE_AUDIO), str(SAMPLE_FACE)], [str(SAMPLE_AUDIO), str(SAMPLE_VIDEO)]],
                             inputs=[speech, face], label="Samples")
             with gr.Column():
                 found = gr.Image(label="Faces in the first frame", interactive=False, elem_id="preview")
                 note = gr.Markdown()
+                shown = gr.Image(label="Live: frames as they are made", interactive=False, format="jpeg",
+                                 elem_id="live")
+                live_note = gr.Markdown(elem_id="live-status")
                 video = gr.Video(label="Result", elem_id="result")
         face.change(preview, [face, face_index], [found, face_index, note], api_name="faces")
-        go.click(run, [speech, face, model, face_index], video, api_name="generate")
+        # one job at a time across both buttons: they share a concurrency group (limit 1, see demo())
+        go.click(run, [speech, face, model, face_index], video, api_name="generate", concurrency_id="job")
+        go_live.click(live, [speech, face, model, face_index], [shown, live_note, video], api_name="live",
+                      concurrency_id="job")
     return page
 
 

@@ -202,10 +202,11 @@ def mic_chunks(seconds: float | None = None, chunk: int = CHUNK_SAMPLES):
 def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4", model: str | None = None,
            checkpoint: str | os.PathLike | None = None, face_index: int | None = None, face_box=None,
            loop: str = "pingpong", pad: float = 0.0, expressiveness: float | None = None,
-           lookahead: int | None = None, on_frame=None, progress: bool = True) -> dict:
+           lookahead: int | None = None, on_frame=None, progress: bool = True, generator=None) -> dict:
     """Make `out` from speech that arrives in chunks ((n,) float32 arrays at SAMPLE_RATE, from any iterable:
     file_chunks, pcm_chunks, mic_chunks), each frame written as soon as it is made; the sound is muxed when the
-    speech ends. on_frame(t, frame): called with every frame as it leaves (a live view).
+    speech ends. on_frame(t, frame): called with every frame as it leaves (a live view). generator: a loaded
+    lipgen.Generator whose model and prepared faces are used (instead of loading `model` or `checkpoint`).
 
     Returns {"out", "frames", "expected_frames", "audio_s", "lookahead_frames", "latency_s": (frames,) seconds
     from the arrival of the last audio sample of a frame to that frame leaving, "arrival_end_s", "end_s" (the
@@ -216,8 +217,14 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
     from .generate import FaceSource, load_generator
 
     media.check_output(out, {"--face": face})
-    system = load_generator(model, checkpoint)
-    source = FaceSource(face, face_index, fps=media.VIDEO_FPS, loop=loop, face_box=face_box, pad=pad)
+    if generator is not None:  # its model, and its face sources tracked once
+        system = generator.system
+        expressiveness = generator.expressiveness if expressiveness is None else expressiveness
+        StreamingMotion(system)  # a model that cannot stream is refused before any tracking
+        source = generator.face(face, face_index, face_box, media.VIDEO_FPS, loop, pad)
+    else:
+        system = load_generator(model, checkpoint)
+        source = FaceSource(face, face_index, fps=media.VIDEO_FPS, loop=loop, face_box=face_box, pad=pad)
     motion = StreamingMotion(system, lookahead, expressiveness)
     rest = render.rest_of(source.landmarks, source.face_matrix)
     arrived = queue.Queue(maxsize=0)
