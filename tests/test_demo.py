@@ -79,10 +79,22 @@ def _wait(condition, seconds: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_demo_page_makes_a_playable_video_as_long_as_the_speech(page_url, browser):
+def _play(browser, video) -> dict:
+    """Play a <video> muted for 1.5 s: its duration, current time, width and error."""
+    return browser.execute_async_script("""
+        const v = arguments[0], done = arguments[arguments.length - 1];
+        const report = () => { v.muted = true; v.play().then(() => setTimeout(() => done(
+            {duration: v.duration, time: v.currentTime, width: v.videoWidth, error: v.error && v.error.code}), 1500))
+            .catch(e => done({error: String(e), duration: v.duration})); };
+        if (v.readyState >= 1) report(); else { v.addEventListener('loadedmetadata', report);
+            v.addEventListener('error', () => done({error: 'load error ' + (v.error && v.error.code)})); }
+    """, video)
+
+
+def _upload(browser):
+    """Open the page, upload the bundled speech and photo, wait for the faces preview and the speech."""
     from selenium.webdriver.common.by import By
 
-    browser.get(page_url)
     _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#speech input[type=file]"), 60, "the speech upload")
     browser.find_element(By.CSS_SELECTOR, "#speech input[type=file]").send_keys(str(SAMPLE_AUDIO))
     browser.find_element(By.CSS_SELECTOR, "#face input[type=file]").send_keys(str(SAMPLE_FACE))
@@ -91,17 +103,17 @@ def test_demo_page_makes_a_playable_video_as_long_as_the_speech(page_url, browse
     assert "One face found" in browser.find_element(By.TAG_NAME, "body").text
     _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#speech audio, #speech .waveform-container, #speech wave")
           or "jfk" in browser.find_element(By.ID, "speech").text, 60, "the speech upload to finish")
+
+
+def test_demo_page_makes_a_playable_video_as_long_as_the_speech(page_url, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(page_url)
+    _upload(browser)
     browser.find_element(By.CSS_SELECTOR, "#generate").click()
     video = _wait(lambda: [v for v in browser.find_elements(By.CSS_SELECTOR, "#result video") if v.get_attribute("src")],
                   600, "the result video")[0]
-    state = browser.execute_async_script("""
-        const v = arguments[0], done = arguments[arguments.length - 1];
-        const report = () => { v.muted = true; v.play().then(() => setTimeout(() => done(
-            {duration: v.duration, time: v.currentTime, width: v.videoWidth, error: v.error && v.error.code}), 1500))
-            .catch(e => done({error: String(e), duration: v.duration})); };
-        if (v.readyState >= 1) report(); else { v.addEventListener('loadedmetadata', report);
-            v.addEventListener('error', () => done({error: 'load error ' + (v.error && v.error.code)})); }
-    """, video)
+    state = _play(browser, video)
     speech_seconds = media.read_audio(SAMPLE_AUDIO).size / media.SAMPLE_RATE
     assert state.get("error") is None, state
     assert abs(state["duration"] - speech_seconds) < 0.2, (state, speech_seconds)
@@ -112,3 +124,45 @@ def test_demo_page_makes_a_playable_video_as_long_as_the_speech(page_url, browse
         browser.execute_script("arguments[0].pause(); arguments[0].currentTime = 2.0;", video)
         time.sleep(1)
         browser.save_screenshot(str(Path(shot)))
+
+
+def test_live_view_shows_frames_while_the_speech_plays(page_url, browser):
+    """Live: the page's image is replaced again and again while the speech plays (at real-time pace), spread
+    over the speech, and then the finished mp4 is offered, as long as the speech."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(page_url)
+    _upload(browser)
+    # every new src of the live image and of the result video, with its time (ms) from the click
+    browser.execute_script("""
+        window.seen = {live: [], result: []};
+        const watch = (id, into) => new MutationObserver(() => {
+            const el = document.querySelector(id);
+            const src = el && el.getAttribute('src'), last = into[into.length - 1];
+            if (src && (!last || last.src !== src)) into.push({src: src, t: performance.now() - window.clicked});
+        }).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+        watch('#live img', window.seen.live); watch('#result video', window.seen.result);
+        window.clicked = performance.now();
+    """)
+    browser.find_element(By.CSS_SELECTOR, "#go-live").click()
+    browser.execute_script("window.clicked = performance.now();")
+    shot = os.environ.get("LIPGEN_DEMO_LIVE_SCREENSHOT")
+    if shot:  # mid-run: a live frame and its status
+        _wait(lambda: len(browser.execute_script("return window.seen.live")) > 40, 300, "40 live frames")
+        browser.save_screenshot(str(Path(shot)))
+    video = _wait(lambda: [v for v in browser.find_elements(By.CSS_SELECTOR, "#result video") if v.get_attribute("src")],
+                  600, "the finished video")[0]
+    seen = browser.execute_script("return window.seen")
+    speech_seconds = media.read_audio(SAMPLE_AUDIO).size / media.SAMPLE_RATE
+    ended = seen["result"][0]["t"] / 1000
+    live = [s["t"] / 1000 for s in seen["live"] if s["t"] / 1000 <= ended]
+    status = browser.find_element(By.ID, "live-status").text
+    print(f"live view: {len(live)} frames shown, the first {live[0]:.2f} s after the click, the last "
+          f"{live[-1]:.2f} s; the mp4 offered {ended:.2f} s after it. Server: {status}")
+    assert len(live) >= 20, seen["live"][:5]  # the view was updated many times before the run ended
+    assert live[-1] - live[0] > speech_seconds / 2  # spread over the speech, not a burst at its end
+    assert "Done: 275 frames (11.0 s)" in status
+    state = _play(browser, video)
+    assert state.get("error") is None, state
+    assert abs(state["duration"] - speech_seconds) < 0.2, (state, speech_seconds)
+    assert state["width"] == 512 and state["time"] > 0

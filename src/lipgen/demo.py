@@ -256,7 +256,8 @@ def build(max_seconds: float = MAX_SECONDS):
             check_live(model)
             out = Path(tempfile.mkdtemp(prefix="lipgen-live-")) / f"{Path(face).stem}_{model}_live.mp4"
             run = LiveRun(_generator(model), speech, face, out, int(face_index or 0), max_seconds)
-            yield None, f"Preparing the face; the speech plays from now ({run.audio_s:.1f} s).", None
+            yield (gr.update(value=None, visible=True),
+                   f"Preparing the face; the speech plays from now ({run.audio_s:.1f} s).", None)
             for t, frame in run.frames():
                 yield frame, f"Live: {t / media.VIDEO_FPS:.1f} s of {run.audio_s:.1f} s", None
             yield gr.skip(), live_summary(run.result), str(out)
@@ -283,13 +284,16 @@ def build(max_seconds: float = MAX_SECONDS):
             with gr.Column():
                 found = gr.Image(label="Faces in the first frame", interactive=False, elem_id="preview")
                 note = gr.Markdown()
+                # the live view appears when Live is pressed, and goes when Generate is
                 shown = gr.Image(label="Live: frames as they are made", interactive=False, format="jpeg",
-                                 elem_id="live")
+                                 elem_id="live", visible=False)
                 live_note = gr.Markdown(elem_id="live-status")
                 video = gr.Video(label="Result", elem_id="result")
         face.change(preview, [face, face_index], [found, face_index, note], api_name="faces")
         # one job at a time across both buttons: they share a concurrency group (limit 1, see demo())
         go.click(run, [speech, face, model, face_index], video, api_name="generate", concurrency_id="job")
+        go.click(lambda: (gr.update(visible=False), ""), None, [shown, live_note], queue=False,
+                 api_visibility="private")
         go_live.click(live, [speech, face, model, face_index], [shown, live_note, video], api_name="live",
                       concurrency_id="job")
     return page
