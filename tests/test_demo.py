@@ -150,8 +150,8 @@ def test_live_view_shows_frames_while_the_speech_plays(page_url, browser):
     if shot:  # mid-run: a live frame and its status
         _wait(lambda: len(browser.execute_script("return window.seen.live")) > 40, 300, "40 live frames")
         browser.save_screenshot(str(Path(shot)))
-    video = _wait(lambda: [v for v in browser.find_elements(By.CSS_SELECTOR, "#result video") if v.get_attribute("src")],
-                  600, "the finished video")[0]
+    video = _wait(lambda: [v for v in browser.find_elements(By.CSS_SELECTOR, "#result video")
+                           if v.get_attribute("src")], 600, "the finished video")[0]
     seen = browser.execute_script("return window.seen")
     speech_seconds = media.read_audio(SAMPLE_AUDIO).size / media.SAMPLE_RATE
     ended = seen["result"][0]["t"] / 1000

@@ -131,9 +131,10 @@ class LiveRun:
 
     def __init__(self, generator, speech, face, out, face_index: int = 0, max_seconds: float = MAX_SECONDS,
                  fps: float = LIVE_FPS, side: int = LIVE_SIDE, realtime: bool = True):
+        from .generator import speech as samples
         from .stream import file_chunks
 
-        self.audio = media.read_audio(speech, max_seconds=max_seconds)
+        self.audio = samples(speech, max_seconds=max_seconds)  # a file, or (N,) float32 at SAMPLE_RATE
         self.audio_s = self.audio.size / media.SAMPLE_RATE
         self.chunks = file_chunks(self.audio, realtime=realtime)
         self.generator, self.face, self.out, self.face_index = generator, face, out, face_index
@@ -193,7 +194,7 @@ class LiveRun:
                 now = time.perf_counter()
                 shown.append(t)
                 delays.append(now - left)
-                due = now + self.interval
+                due = max(due + self.interval, now - self.interval)  # fps on average, no catching up
                 if len(shown) == 1:
                     first = now - start
                 yield t, frame
