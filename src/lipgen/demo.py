@@ -126,8 +126,9 @@ class LiveRun:
                                         # (from a frame's last audio sample arriving to it being handed out
                                         # here), "first_shown_s" (from the start of frames() to the first one)
 
-    Frames are scaled down to at most `side` pixels on their long side. Closing frames() early (a page
-    closed) stops the speech; the stream then ends with what it has."""
+    speech: a file or (N,) float32 at SAMPLE_RATE; frames() runs once. Frames are scaled down to at most `side`
+    pixels on their long side. Closing frames() early (a page closed) stops the speech; the stream then ends
+    with what it has."""
 
     def __init__(self, generator, speech, face, out, face_index: int = 0, max_seconds: float = MAX_SECONDS,
                  fps: float = LIVE_FPS, side: int = LIVE_SIDE, realtime: bool = True):
@@ -194,9 +195,11 @@ class LiveRun:
                 now = time.perf_counter()
                 shown.append(t)
                 delays.append(now - left)
-                due = max(due + self.interval, now - self.interval)  # fps on average, no catching up
                 if len(shown) == 1:
-                    first = now - start
+                    first, due = now - start, now
+                # due grows by an interval a frame, so at most fps a second on average (after a wait for a frame,
+                # the next may follow at once)
+                due = max(due + self.interval, now)
                 yield t, frame
         finally:
             stop.set()
