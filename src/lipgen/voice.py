@@ -19,7 +19,6 @@ Shapes: N audio samples at SAMPLE_RATE, T video frames, MELS_PER_FRAME rows per 
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
 from .media import HOP_LENGTH, MELS_PER_FRAME, N_MELS, SAMPLE_RATE, SAMPLES_PER_FRAME, log_mel, speech_gain
 
@@ -147,6 +146,8 @@ def augment(audio: np.ndarray, rng: np.random.Generator, babble: np.ndarray | No
 
     babble: other speech (any length) to mix in as background talkers.
     """
+    from scipy import signal  # training only: generation need not load it (~50 MB)
+
     x = np.asarray(audio, np.float64)
     n = x.size
     if rng.random() < 0.4:  # a room
@@ -180,5 +181,7 @@ def augment(audio: np.ndarray, rng: np.random.Generator, babble: np.ndarray | No
 
 def stretch(audio: np.ndarray, rate: float) -> np.ndarray:
     """Play audio `rate` times faster (pitch moves with it, like a tape): (N,) -> (~N / rate,) float32."""
+    from scipy import signal
+
     up, down = int(round(100 / rate)), 100
     return signal.resample_poly(np.asarray(audio, np.float64), up, down).astype(np.float32)
