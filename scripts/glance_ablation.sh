@@ -15,7 +15,7 @@
 #        then python scripts/ablation_table.py docs/eval/ablation/seed* > docs/eval/ablation/README.md
 set -euo pipefail
 CACHE=${1:-cache/grid}
-STEPS=${2:-300}
+STEPS=${2:-200}
 RUNS=${3:-runs/ablation}
 SEEDS=${SEEDS:-0 1}
 ROWS=${ROWS:-full no_corr no_pix no_perc two_stream raw_frames}
@@ -45,8 +45,8 @@ for seed in $SEEDS; do
             echo "$(date -u +%T) train $row seed $seed: $overrides"
             mkdir -p "$out"
             lipgen train --model glance --preset cpu --bf16 --batch-size 8 --cache "$CACHE" --out "$out" \
-                --steps "$STEPS" --seed "$seed" --set "$overrides" --ckpt-every 100 --val-every 100 \
-                --sample-every 100 "${resume[@]}" >> "$out.log" 2>&1
+                --steps "$STEPS" --seed "$seed" --set "$overrides" --ckpt-every 100 --val-every 200 \
+                --sample-every 200 "${resume[@]}" >> "$out.log" 2>&1
         fi
         models+=("$out/model.safetensors")
     done
