@@ -114,6 +114,10 @@ def main():
             cells.append(f"{mean:+.3f} ± {se:.3f} {v if v != '=' else '='} "
                          f"({', '.join(f'{x:+.3f}' for x in by_seed)})")
         print(f"| {ROWS[row]} | " + " | ".join(cells) + " |")
+    if summary:
+        n = paired(per_clip, next(iter(summary)), "lmd", seeds)[2]
+        print()
+        print(f"{n} (seed, clip) pairs per row (opening in silence: only clips with silent frames).")
     print()
     print("Measured against the full model (what switching the part off does):")
     print()
