@@ -37,6 +37,11 @@ def header(k: str) -> str:
     return COLUMNS[k][0] + (" ↓" if COLUMNS[k][1] == "lower" else " ↑")
 
 
+def run_name(row: str) -> str:
+    """A report row -> its run folder name: `lipgen evaluate` labels a checkpoint "glance (full)"."""
+    return row[row.index("(") + 1:-1] if row.endswith(")") and "(" in row else row
+
+
 def load(folders: list[Path]):
     """(means[row][key] -> [per seed], per_clip[row][key][(seed, clip)] -> value)."""
     means = defaultdict(lambda: defaultdict(list))
@@ -45,12 +50,12 @@ def load(folders: list[Path]):
         summary = json.loads((folder / "report.json").read_text())
         for row, values in summary["rows"].items():
             for k in KEYS:
-                means[row][k].append(values[k])
+                means[run_name(row)][k].append(values[k])
         with open(folder / "report.csv") as f:
             for r in csv.DictReader(f):
                 for k in KEYS:
                     if r[k] not in ("", "nan"):
-                        per_clip[r["row"]][k][(folder.name, r["clip"])] = float(r[k])
+                        per_clip[run_name(r["row"])][k][(folder.name, r["clip"])] = float(r[k])
     return means, per_clip
 
 
@@ -64,10 +69,12 @@ def paired(per_clip, row: str, k: str, seeds: list[str]):
 
 
 def verdict(k: str, mean: float, se: float, by_seed: list[float]) -> str:
+    """better / worse / =; with a single seed, better? / worse?: two trainings differ, but whether the switch
+    or the training's own randomness made the difference is not measured."""
     if not (np.isfinite(se) and abs(mean) > 2 * se and len(set(np.sign(by_seed))) == 1):
         return "="
     lower_better = COLUMNS[k][1] == "lower"
-    return "better" if (mean < 0) == lower_better else "worse"
+    return ("better" if (mean < 0) == lower_better else "worse") + ("?" if len(by_seed) < 2 else "")
 
 
 def main():
@@ -111,7 +118,7 @@ def main():
             mean, se, n, by_seed = paired(per_clip, row, k, seeds)
             v = verdict(k, mean, se, by_seed)
             summary[row][v].append(COLUMNS[k][0])
-            cells.append(f"{mean:+.3f} ± {se:.3f} {v if v != '=' else '='} "
+            cells.append(f"{mean:+.3f} ± {se:.3f} {v} "
                          f"({', '.join(f'{x:+.3f}' for x in by_seed)})")
         print(f"| {ROWS[row]} | " + " | ".join(cells) + " |")
     if summary:
@@ -121,8 +128,12 @@ def main():
     print()
     print("Measured against the full model (what switching the part off does):")
     print()
+    if len(seeds) < 2:
+        print("One seed only: a ? marks a difference between two single trainings, which a second seed must "
+              "confirm before it counts as an effect of the switch.")
+        print()
     for row, s in summary.items():
-        parts = [f"{word}: {', '.join(s[word])}" for word in ("better", "worse") if s[word]]
+        parts = [f"{word}: {', '.join(s[word])}" for word in ("better", "worse", "better?", "worse?") if s[word]]
         print(f"- {ROWS[row]}: " + ("; ".join(parts) if parts else f"no measurable difference at {len(seeds)} seeds"))
 
 
