@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..face import INNER_LIP_PAIRS, MOUTH
-from ..voice import N_FEATURES
+from ..voice import MELS_PER_FRAME, N_FEATURES
 from .base import DataSpec
 
 JAW = np.arange(3, 14)  # lower jaw: moves with the mouth
@@ -205,12 +205,12 @@ class Motion(nn.Module):
 
         was_training = self.training
         self.eval()
-        n = len(feats) // 4
+        n = len(feats) // MELS_PER_FRAME
         y = np.empty((n, len(MOTION_POINTS), 2), np.float32)
         try:
             for a in range(0, n, PREDICT_FRAMES):
                 lo, hi = max(0, a - PREDICT_MARGIN), min(n, a + PREDICT_FRAMES + PREDICT_MARGIN)
-                piece = torch.from_numpy(np.ascontiguousarray(feats[4 * lo:4 * hi], np.float32))[None]
+                piece = torch.from_numpy(np.ascontiguousarray(feats[MELS_PER_FRAME * lo:MELS_PER_FRAME * hi], np.float32))[None]
                 out = self.net(piece)[0].numpy()  # (hi - lo, 31, 2)
                 y[a:a + PREDICT_FRAMES] = out[a - lo:a - lo + PREDICT_FRAMES]
         finally:
