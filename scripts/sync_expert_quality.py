@@ -108,10 +108,9 @@ def motion_lag(c: dict, model, max_lag: int = 10) -> int:
     import torch
 
     from lipgen.models.motion import opening
-    from lipgen.voice import features
 
     T = len(c["landmarks"])
-    pred = model.gap(torch.from_numpy(model.predict(features(c["audio"], T))[None]).float())[0].numpy()
+    pred = model.gap(torch.from_numpy(model.predict(model.features(c["audio"], T))[None]).float())[0].numpy()
     real = opening(c["landmarks"].astype(np.float64))
     r = {k: np.corrcoef(pred[max(k, 0):T + min(k, 0)], real[max(-k, 0):T - max(k, 0)])[0, 1]
          for k in range(-max_lag, max_lag + 1)}

@@ -16,9 +16,11 @@ lipgen train --model syncnet --preset cpu --cache $CACHE --out runs/syncnet --st
 lipgen train --model davs --preset cpu --cache $CACHE --out runs/davs_cpu --steps 5000 --batch-size 8 --bf16 &
 lipgen train --model crgan --preset cpu --cache $CACHE --out runs/crgan_cpu --steps 4000 --batch-size 4 --bf16 &
 wait
-# the any-face path (session 3): the motion model and the landmark sync expert, side by side, fp32
+# the any-face path: the motion model (Whisper front end since session 5), its log-mel twin and the landmark sync expert, fp32
 # (they read the clips' waveforms from the corpus paths in the cache: run from the folder preprocessing ran in)
 lipgen train --model motion --preset cpu --cache $CACHE --out runs/motion --steps 3000 --batch-size 32 --workers 1 --val-every 250 &
+# the log-mel motion model that `lipgen stream` runs (causal features; the session-3 default)
+lipgen train --model motion --preset mel --cache $CACHE --out runs/motion_mel --steps 3000 --batch-size 32 --workers 1 --val-every 250 &
 lipgen train --model lmsync --preset cpu --cache $CACHE --out runs/lmsync --steps 3000 --batch-size 32 --workers 1 --val-every 250 &
 wait
 
@@ -27,4 +29,5 @@ python scripts/export_model.py runs/crgan_cpu/model.safetensors src/lipgen/asset
 python scripts/export_model.py runs/davs_cpu/model.safetensors src/lipgen/assets/davs.safetensors
 python scripts/export_model.py runs/syncnet/model.safetensors src/lipgen/assets/syncnet.safetensors
 python scripts/export_model.py runs/motion/model.safetensors src/lipgen/assets/motion.safetensors
+python scripts/export_model.py runs/motion_mel/model.safetensors src/lipgen/assets/motion_mel.safetensors
 cp runs/lmsync/model.safetensors src/lipgen/assets/lmsync.safetensors  # fp32, whole (0.9 MB)

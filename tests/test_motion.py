@@ -8,12 +8,12 @@ from scipy import signal
 from scipy.ndimage import binary_erosion
 
 from .conftest import GRID, trainer
-from lipgen import face, media, render, voice
+from lipgen import face, media, render, speech as whisper, voice
 from lipgen.checkpoint import load_system
 from lipgen.data.corpora import SILENCE
 from lipgen.generate import SAMPLE_FACE, generate
 from lipgen.models import shipped_checkpoint
-from lipgen.models.motion import MOTION_POINTS, PRESETS, Motion, closed, motion_index, opening, rest_shape
+from lipgen.models.motion import MOTION_POINTS, PRESETS, Motion, MotionConfig, closed, motion_index, opening, rest_shape
 
 
 @pytest.fixture(scope="module")
@@ -70,24 +70,27 @@ def test_long_speech_is_predicted_in_pieces_like_one_pass(speech, monkeypatch):
 
     system = load_system(shipped_checkpoint("motion"), strict=False)[0]
     long = np.tile(speech, 8)  # ~24 s
-    feats = voice.features(long)
+    feats = system.features(long)
+    feats = feats[0:len(feats)]
     whole = system.predict(feats)
     monkeypatch.setattr(motion, "PREDICT_FRAMES", 100)  # 6 pieces with their margins, instead of one pass
     pieces = system.predict(feats)
-    assert pieces.shape == whole.shape == (len(feats) // media.MELS_PER_FRAME, len(MOTION_POINTS), 2)
+    assert pieces.shape == whole.shape == (len(feats) // system.rows_per_frame, len(MOTION_POINTS), 2)
     gap = [system.gap(torch.from_numpy(m[None]))[0].numpy() for m in (whole, pieces)]
     assert np.corrcoef(*gap)[0, 1] > 0.98
     assert np.abs(gap[0] - gap[1]).mean() < 0.1 * gap[0].std()
 
 
-def test_motion_model_fits_real_clips(grid_cache):
+@pytest.mark.parametrize("front_end", ["whisper", "mel"])
+def test_motion_model_fits_real_clips(grid_cache, front_end):
     from lipgen.data.motion import MotionDataset
 
-    data = MotionDataset(grid_cache, split=None, window=16, augment=False)
+    data = MotionDataset(grid_cache, split=None, window=16, augment=False, speech=front_end)
     batch = {k: torch.stack([data[i][k] for i in range(4)]) for k in ("features", "motion", "silent")}
-    assert batch["features"].shape == (4, 64, voice.N_FEATURES) and batch["motion"].shape == (4, 16, 31, 2)
+    n_features, rows = {"whisper": (whisper.N_FEATURES, 2), "mel": (voice.N_FEATURES, 4)}[front_end]
+    assert batch["features"].shape == (4, 16 * rows, n_features) and batch["motion"].shape == (4, 16, 31, 2)
     torch.manual_seed(0)
-    model = Motion(PRESETS["tiny"])
+    model = Motion(MotionConfig(n_frames=16, channels=32, dilations=(1, 2), speech=front_end))
     update = trainer(model)
     first = model.training_step(batch, 0, update)["loss"]
     for step in range(150):
@@ -101,9 +104,11 @@ def test_tiny_motion_model_trains_and_predicts(grid_cache, tmp_path):
     path = train(TrainConfig(model="motion", preset="tiny", cache=str(grid_cache), out=str(tmp_path), steps=2,
                              batch_size=2, workers=0, val_every=1000, sample_every=1000))
     system, header = load_system(path)
-    assert header["model"] == "motion"
-    motion = system.predict(np.zeros((40, voice.N_FEATURES), np.float32))
+    assert header["model"] == "motion" and system.config.speech == "whisper"
+    motion = system.predict(system.features(np.zeros(10 * media.SAMPLES_PER_FRAME, np.float32)))
     assert motion.shape == (10, len(MOTION_POINTS), 2) and np.isfinite(motion).all()
+    versions = list(grid_cache.glob("*/speech-*-aug*.npz"))  # the encoded versions, kept for the next run
+    assert versions and all(len(np.load(v).files) == 3 * 6 for v in versions)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import pytest
 from lipgen import cli, media
 from lipgen.errors import LipgenError
 from lipgen.generate import SAMPLE_AUDIO, SAMPLE_FACE, load_generator, predicted_motion
-from lipgen.stream import StreamingFeatures, StreamingMotion, file_chunks, lookahead_frames, pcm_chunks, stream
+from lipgen.stream import (StreamingFeatures, StreamingMotion, file_chunks, lookahead_frames, pcm_chunks, stream,
+                           streaming_model)
 
 from .conftest import GRID
 
@@ -35,7 +36,13 @@ def test_features_are_causal(speech):
 
 
 def test_streamed_motion_follows_the_whole_file_motion(speech):
-    system = load_generator()
+    from lipgen.models.motion import PRESETS, Motion
+
+    shipped = load_generator()  # hears speech through Whisper: streams with the shipped log-mel model instead
+    system = streaming_model(shipped)
+    assert shipped.config.speech == "whisper" and system.config.speech == "mel"
+    with pytest.raises(LipgenError, match="cannot stream"):  # a Whisper model of one's own is refused, clearly
+        streaming_model(Motion(PRESETS["tiny"]))
     assert lookahead_frames(system) == system.config.context_frames + 4  # + smoothing radius 3 + log-mel's frame
     n = -(-speech.size // media.SAMPLES_PER_FRAME)
     whole = predicted_motion(system, speech, n)

@@ -35,6 +35,7 @@ def load_model(model: str | None = None, checkpoint: str | os.PathLike | None = 
     system, header = load_system(checkpoint, strict=False)
     if header["model"] != model:
         raise ValueError(f"{checkpoint} holds a {header['model']} model, not {model}: pass --model {header['model']}")
+    system.shipped = checkpoint == shipped_checkpoint(model)  # lipgen.stream swaps a shipped model for its streaming one
     return system
 
 
@@ -108,11 +109,10 @@ def driven_crops(system, mouths: np.ndarray, identity_face: np.ndarray, batch_si
 def predicted_motion(system, samples: np.ndarray, n_frames: int, expressiveness: float | None = None) -> np.ndarray:
     """The motion model's lower-face motion for speech: (n_frames, 31, 2) aligned-face pixels, times the
     expressiveness (default lipgen.models.motion.EXPRESSIVENESS)."""
-    from . import voice
     from .models.motion import EXPRESSIVENESS
 
     gain = EXPRESSIVENESS if expressiveness is None else expressiveness
-    return gain * system.predict(voice.Features(samples, n_frames))  # features made a piece at a time
+    return gain * system.predict(system.features(samples, n_frames))  # features made a piece at a time
 
 
 def video_mouths(video: str | os.PathLike, max_seconds: float = media.MAX_SECONDS) -> np.ndarray:

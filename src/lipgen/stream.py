@@ -15,7 +15,9 @@ PAST_FRAMES frames before the new ones plus that look-ahead. A smaller `lookahea
 model then sees nothing past what has arrived, and its motion differs more from the whole-file one.
 
 Only the motion model streams (the crop models normalise loudness over the whole utterance and draw 16-frame
-windows); output is at media.VIDEO_FPS.
+windows), and only with the log-mel front end: the shipped default motion model hears speech through
+Whisper's encoder, which takes 30 s windows, so streaming runs the shipped log-mel motion model
+(STREAM_CHECKPOINT, trained with `--preset mel`) unless a checkpoint is given. Output is at media.VIDEO_FPS.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import media
+from . import ASSETS, media
 from .errors import LipgenError
 from .voice import hop_db
 
@@ -47,6 +49,24 @@ STREAM_PRESET = "ultrafast"  # x264 preset of the streamed mp4
 LEVEL_SECONDS = 60.0  # the speech level is taken over this much of the latest audio
 LEVEL_HOPS = int(LEVEL_SECONDS * media.SAMPLE_RATE / media.HOP_LENGTH)
 SMOOTH_TRUNCATE = 4.0  # scipy's gaussian_filter1d default: the smoothing reaches 4 sigma
+STREAM_CHECKPOINT = ASSETS / "motion_mel.safetensors"  # the shipped motion model of the (causal) log-mel front end
+
+
+def streaming_model(system):
+    """The model that streams for `system`: itself if it can, the shipped log-mel motion model in place of a
+    shipped Whisper one; LipgenError for anything else."""
+    from .checkpoint import load_system
+
+    if system.crop != "motion":
+        raise LipgenError(f"lipgen stream needs the motion model (--model motion), not {type(system).__name__}: "
+                          "the other models normalise loudness over the whole utterance.")
+    if system.config.speech == "mel":
+        return system
+    if getattr(system, "shipped", False):
+        log.info("streaming with the log-mel motion model (Whisper's encoder takes whole 30 s windows)")
+        return load_system(STREAM_CHECKPOINT, strict=False)[0]
+    raise LipgenError(f"this motion model hears speech through {system.config.speech!r}, which cannot stream: "
+                      "train one with `lipgen train --model motion --preset mel`, or leave --checkpoint out.")
 
 
 def lookahead_frames(system) -> int:
@@ -128,10 +148,8 @@ class StreamingMotion:
     def __init__(self, system, lookahead: int | None = None, gain: float | None = None):
         from .models.motion import EXPRESSIVENESS
 
-        if system.crop != "motion":
-            raise LipgenError(f"lipgen stream needs the motion model (--model motion), not {type(system).__name__}: "
-                              "the other models normalise loudness over the whole utterance.")
-        self.system, self.features = system, StreamingFeatures()
+        self.system, self.features = streaming_model(system), StreamingFeatures()
+        system = self.system
         self.lookahead = lookahead_frames(system) if lookahead is None else lookahead
         if self.lookahead < 0:
             raise ValueError(f"lookahead must be 0 or more frames, got {lookahead}")
@@ -220,10 +238,10 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
     if generator is not None:  # its model, and its face sources tracked once
         system = generator.system
         expressiveness = generator.expressiveness if expressiveness is None else expressiveness
-        StreamingMotion(system)  # a model that cannot stream is refused before any tracking
+        system = streaming_model(system)  # a model that cannot stream is refused before any tracking
         source = generator.face(face, face_index, face_box, media.VIDEO_FPS, loop, pad)
     else:
-        system = load_generator(model, checkpoint)
+        system = streaming_model(load_generator(model, checkpoint))
         source = FaceSource(face, face_index, fps=media.VIDEO_FPS, loop=loop, face_box=face_box, pad=pad)
     motion = StreamingMotion(system, lookahead, expressiveness)
     rest = render.rest_of(source.landmarks, source.face_matrix)

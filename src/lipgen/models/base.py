@@ -62,6 +62,7 @@ class DataSpec:
     faces: bool = False  # items carry 128 px aligned faces too
     silences: bool = False  # words: also items centred in long pauses (word NO_WORD)
     freq_mask: int = 0  # motion: widest band of mel bins masked in augmentation
+    speech: str = "mel"  # motion: the speech front end the features come from ("mel" or "whisper")
 
     def __post_init__(self):
         if self.kind not in DATASETS:

@@ -10,14 +10,18 @@ lipgen.face: inter-ocular distance ~43 px), so what GRID teaches (how a mouth mo
 carries over to any face: lipgen.render turns the motion into a dense warp of the target photo or
 video at its own resolution and fills the opened lips with a mouth interior.
 
-The audio side is made not to know who speaks (lipgen.voice): per-utterance normalised log-mel
-plus a loudness row, trained under room, microphone, noise, codec, vocal-tract and tempo
-augmentation.
+The audio side is made not to know who speaks, by one of two front ends (`speech` in the config):
+- "whisper" (the shipped model): Whisper tiny.en's encoder, a recogniser trained on 680,000 hours of
+  many voices (lipgen.speech), 384 features every 20 ms; GRID's speech is augmented (room,
+  microphone, noise, codec, tempo) before it is encoded.
+- "mel": per-utterance normalised log-mel plus a loudness row (lipgen.voice), 10 ms rows, trained
+  under the same augmentation plus vocal-tract warping. Causal to compute, so `lipgen stream` uses it.
 
-Network (B batch, T frames, R = 4T feature rows, F = lipgen.voice.N_FEATURES, C channels):
-    features (B, R, F) -> Conv1d 5 taps at the 10 ms row rate -> Conv1d 4 taps stride 4 (to video
-    frames) -> residual dilated Conv1d blocks (non-causal: each frame hears +-`context_frames`) ->
-    1x1 Conv1d -> motion (B, T, 31, 2) in aligned-face pixels, relative to the closed mouth.
+Network (B batch, T frames, R = rows_per_frame * T feature rows, F features, C channels):
+    features (B, R, F) -> Conv1d at the row rate (5 taps of 10 ms, or 3 of 20 ms) -> Conv1d stride
+    rows_per_frame (to video frames) -> residual dilated Conv1d blocks (non-causal: each frame hears
+    +-`context_frames`) -> 1x1 Conv1d -> motion (B, T, 31, 2) in aligned-face pixels, relative to the
+    closed mouth.
 
 Training target: for each frame, the 31 points in the aligned face minus the clip's "rest" shape
 (mean over its least-open frames, REST_SHARE of them; the same rule picks the rest shape of a
@@ -33,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import speech, voice
 from ..face import INNER_LIP_PAIRS, MOUTH
-from ..voice import MELS_PER_FRAME, N_FEATURES
 from .base import DataSpec
 
 JAW = np.arange(3, 14)  # lower jaw: moves with the mouth
@@ -99,9 +103,13 @@ class MotionConfig:
     w_opening: float = 2.0  # extra weight on the inner-lip gap, the measure that matters most for sync
     w_velocity: float = 1.0  # frame-to-frame change: sharp openings and closings, no smearing
     smooth_sigma: float = 0.7  # frames: light smoothing of the predicted motion at generation time
+    speech: str = "mel"  # the speech front end: "whisper" (lipgen.speech) or "mel" (lipgen.voice)
+    input_dropout: float = 0.0  # share of input features zeroed in training
 
     def __post_init__(self):
         self.dilations = tuple(self.dilations)
+        if self.speech not in FRONT_ENDS:
+            raise ValueError(f"speech front end {self.speech!r}: choose one of {sorted(FRONT_ENDS)}")
 
     @property
     def context_frames(self) -> int:
@@ -109,10 +117,17 @@ class MotionConfig:
         return 1 + sum(self.dilations)
 
 
+# front end -> (features per row, rows per video frame, taps of the first convolution, lazy feature maker)
+FRONT_ENDS = {
+    "whisper": (speech.N_FEATURES, speech.ROWS_PER_FRAME, 3, speech.SpeechFeatures),
+    "mel": (voice.N_FEATURES, voice.MELS_PER_FRAME, 5, voice.Features),
+}
+
 PRESETS = {
-    "cpu": MotionConfig(),
-    "paper": MotionConfig(),  # no paper to follow: the same as cpu
-    "tiny": MotionConfig(n_frames=16, channels=32, dilations=(1, 2)),
+    "cpu": MotionConfig(speech="whisper", input_dropout=0.3),
+    "paper": MotionConfig(speech="whisper", input_dropout=0.3),  # no paper to follow: the same as cpu
+    "mel": MotionConfig(),  # the log-mel front end: what `lipgen stream` runs
+    "tiny": MotionConfig(n_frames=16, channels=32, dilations=(1, 2), speech="whisper"),
 }
 
 
@@ -128,18 +143,20 @@ class ResBlock1d(nn.Module):
 
 
 class MotionNet(nn.Module):
-    """features (B, 4T, F) -> motion (B, T, 31, 2), in units of MOTION_SCALE pixels."""
+    """features (B, rows_per_frame * T, F) -> motion (B, T, 31, 2), in units of MOTION_SCALE pixels."""
 
     def __init__(self, cfg: MotionConfig):
         super().__init__()
         c = cfg.channels
-        self.rows = nn.Conv1d(N_FEATURES, c, 5, padding=2)  # 10 ms rows
-        self.frames = nn.Conv1d(c, c, 4, stride=4)  # 4 rows -> 1 video frame
+        n_features, rows_per_frame, taps, _ = FRONT_ENDS[cfg.speech]
+        self.input_dropout = nn.Dropout(cfg.input_dropout)
+        self.rows = nn.Conv1d(n_features, c, taps, padding=taps // 2)  # at the row rate
+        self.frames = nn.Conv1d(c, c, rows_per_frame, stride=rows_per_frame)  # rows -> 1 video frame
         self.blocks = nn.Sequential(*[ResBlock1d(c, d, cfg.dropout) for d in cfg.dilations])
         self.head = nn.Conv1d(c, 2 * len(MOTION_POINTS), 1)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        x = F.gelu(self.rows(feats.transpose(1, 2)))  # (B, C, 4T)
+        x = F.gelu(self.rows(self.input_dropout(feats).transpose(1, 2)))  # (B, C, R)
         x = self.blocks(F.gelu(self.frames(x)))  # (B, C, T)
         y = self.head(x).transpose(1, 2)  # (B, T, 62)
         return y.reshape(y.shape[0], y.shape[1], len(MOTION_POINTS), 2)
@@ -158,8 +175,17 @@ class Motion(nn.Module):
         self.net = MotionNet(config)
         self._gap = (motion_index([a for a, _ in INNER_LIP_PAIRS]), motion_index([b for _, b in INNER_LIP_PAIRS]))
 
-    def data_spec(self) -> DataSpec:
-        return DataSpec("motion", self.config.n_frames)  # freq_mask 0 (the shipped model): --set freq_mask=N
+    def data_spec(self) -> DataSpec:  # freq_mask 0 (the shipped models): --set freq_mask=N
+        return DataSpec("motion", self.config.n_frames, speech=self.config.speech)
+
+    @property
+    def rows_per_frame(self) -> int:
+        return FRONT_ENDS[self.config.speech][1]
+
+    def features(self, samples: np.ndarray, n_frames: int | None = None):
+        """The front end's features of speech ((N,) float32 at 16 kHz), made a slice of rows at a time when
+        indexed: what `predict` takes."""
+        return FRONT_ENDS[self.config.speech][3](samples, n_frames)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"net": torch.optim.AdamW(self.net.parameters(), lr=self.config.lr,
@@ -195,8 +221,8 @@ class Motion(nn.Module):
 
     @torch.no_grad()
     def predict(self, feats: np.ndarray) -> np.ndarray:
-        """Motion of a whole utterance: (4T, F) features (lipgen.voice.features, or voice.Features, which makes
-        each piece's rows when sliced) -> (T, 31, 2) float32 pixels of the
+        """Motion of a whole utterance: (rows_per_frame * T, F) features (`features(samples)`, which makes each
+        piece's rows when sliced, or an array) -> (T, 31, 2) float32 pixels of the
         aligned face, relative to the rest shape. Long inputs go through in PREDICT_FRAMES pieces, each with
         PREDICT_MARGIN frames of audio on both sides, so memory stays flat in the utterance's length.
         GroupNorm's statistics then span a piece, as in training they span a 32-frame window: even 32-frame
@@ -205,12 +231,13 @@ class Motion(nn.Module):
 
         was_training = self.training
         self.eval()
-        n = len(feats) // MELS_PER_FRAME
+        rows = self.rows_per_frame
+        n = len(feats) // rows
         y = np.empty((n, len(MOTION_POINTS), 2), np.float32)
         try:
             for a in range(0, n, PREDICT_FRAMES):
                 lo, hi = max(0, a - PREDICT_MARGIN), min(n, a + PREDICT_FRAMES + PREDICT_MARGIN)
-                piece = torch.from_numpy(np.ascontiguousarray(feats[MELS_PER_FRAME * lo:MELS_PER_FRAME * hi], np.float32))[None]
+                piece = torch.from_numpy(np.ascontiguousarray(feats[rows * lo:rows * hi], np.float32))[None]
                 out = self.net(piece)[0].numpy()  # (hi - lo, 31, 2)
                 y[a:a + PREDICT_FRAMES] = out[a - lo:a - lo + PREDICT_FRAMES]
         finally:

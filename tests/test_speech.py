@@ -1,0 +1,52 @@
+"""The any-voice front end (lipgen.speech): Whisper's encoder hears the words, any length of audio is covered
+window by window with the same values however it is sliced, and packed clips hear what they hear alone."""
+
+import numpy as np
+import pytest
+
+from .conftest import GRID
+from lipgen import media, speech
+
+
+@pytest.fixture(scope="module")
+def sentence():
+    return media.read_audio(GRID / "s1" / "video" / "bbaf2n.mp4")  # "bin blue at f two now"
+
+
+def test_the_encoder_is_whisper_and_hears_the_words(sentence):
+    import ctranslate2
+
+    mel = speech.whisper_log_mel(sentence)[None]
+    assert mel.shape == (1, speech.N_MELS, 3000) and -1.6 < mel.min() and mel.max() < 3
+    result = speech.encoder().generate(ctranslate2.StorageView.from_array(mel), [[50257, 50362]], max_length=30)
+    words = "".join(result[0].sequences[0]).replace("\u0120", " ").lower()  # tiny.en: <|startoftranscript|><|notimestamps|>
+    assert "blue" in words and "now" in words, words
+
+
+def test_features_cover_any_length_the_same_however_sliced(sentence):
+    long = np.tile(sentence, 24)[:70 * media.SAMPLE_RATE]  # 70 s: three windows
+    n = long.size // media.SAMPLES_PER_FRAME
+    feats = speech.SpeechFeatures(long, n)
+    whole = feats[0:len(feats)]
+    assert whole.shape == (n * speech.ROWS_PER_FRAME, speech.N_FEATURES) and np.isfinite(whole).all()
+    pieces = np.concatenate([feats[r:r + 1234] for r in range(0, len(feats), 1234)])
+    assert np.array_equal(pieces, whole)
+    hop = speech.HOP_SECONDS * media.SAMPLE_RATE // speech.SAMPLES_PER_ROW
+    # across a window boundary the features go on like one utterance: neighbours as alike as anywhere
+    step = np.linalg.norm(np.diff(whole, axis=0), axis=1)
+    assert step[hop - 1] < np.percentile(step, 99)
+    short = speech.features(sentence)  # up to 30 s: one window, zero rows past the audio never read
+    assert len(short) == sentence.size // media.SAMPLES_PER_FRAME * speech.ROWS_PER_FRAME
+
+
+def test_packed_clips_hear_what_they_hear_alone(sentence):
+    clips = [media.fit_audio(sentence[i * 8000:], 50) for i in range(4)]  # 2 s each, 0.5 s apart: one window
+    packed = speech.encode_clips(clips)
+    alone = [speech.features(c) for c in clips]
+    assert all(p.shape == (100, speech.N_FEATURES) for p in packed)
+    r = np.array([[np.corrcoef(p.ravel(), a.ravel())[0, 1] for a in alone] for p in packed])
+    # Whisper's features shift with the position in its window (the first clip, at 0 in both, matches at
+    # 0.97; later ones 0.5-0.65), but each packed clip is still far nearer its own sound than the others'
+    assert r[0, 0] > 0.95
+    for i in range(4):
+        assert r[i, i] > max(np.delete(r[i], i)) + 0.15, r.round(2)
