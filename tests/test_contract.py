@@ -126,5 +126,6 @@ def test_train_set_changes_the_data_spec_by_its_old_config_names_too(toy_registe
                  "--steps", "1", "--batch-size", "2", "--workers", "0", "--val-every", "100",
                  "--set", '{"dataset": "words", "silences": true, "seam_every": 5}']) == 0
     record = json.loads((run / "config.json").read_text())
-    assert record["data"] == {"kind": "words", "window": 8, "faces": False, "silences": True, "freq_mask": 0}
+    assert record["data"] == {"kind": "words", "window": 8, "faces": False, "silences": True, "freq_mask": 0,
+                              "speech": "mel"}
     assert record["model"]["seam_every"] == 5 and "dataset" not in record["model"]
