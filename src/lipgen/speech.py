@@ -2,10 +2,11 @@
 
 GRID gives lipgen six voices from one studio; log-mel features, however normalised and augmented
 (lipgen.voice), still carry who speaks and in what room, and a model trained on six voices follows a
-stranger's speech poorly (opening correlation 0.17 on the validation clips, model space). Whisper's
-encoder (Radford et al., "Robust Speech Recognition via Large-Scale Weak Supervision", 2022: 680,000
-hours of speech from the web) maps speech to what is being said, for voices, microphones, rooms and
-noise of every kind; the motion model learns mouths from GRID on top of it (0.29-0.31, same measure).
+stranger's speech poorly (opening correlation 0.18 on the validation clips, model space:
+scripts/voice_probe.py). Whisper's encoder (Radford et al., "Robust Speech Recognition via Large-Scale
+Weak Supervision", 2022: 680,000 hours of speech from the web) maps speech to what is being said, for
+voices, microphones, rooms and noise of every kind; the motion model learns mouths from GRID on top
+of it (0.33 with the loudness row below, same measure).
 The same encoder drives the lips of several published talking-face systems (MuseTalk, LatentSync).
 
 lipgen runs Whisper tiny.en's encoder (4 layers, 384 features every 20 ms) with CTranslate2, int8 on

@@ -12,8 +12,8 @@ video at its own resolution and fills the opened lips with a mouth interior.
 
 The audio side is made not to know who speaks, by one of two front ends (`speech` in the config):
 - "whisper" (the shipped model): Whisper tiny.en's encoder, a recogniser trained on 680,000 hours of
-  many voices (lipgen.speech), 384 features every 20 ms; GRID's speech is augmented (room,
-  microphone, noise, codec, tempo) before it is encoded.
+  many voices (lipgen.speech), 384 features every 20 ms plus a loudness row; GRID's speech is
+  augmented (room, microphone, noise, codec, tempo) before it is encoded.
 - "mel": per-utterance normalised log-mel plus a loudness row (lipgen.voice), 10 ms rows, trained
   under the same augmentation plus vocal-tract warping. Causal to compute, so `lipgen stream` uses it.
 
