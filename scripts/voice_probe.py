@@ -16,12 +16,7 @@ import numpy as np
 import torch
 
 from lipgen.checkpoint import load_system
-from lipgen.models.motion import opening
-
-
-def real_opening(landmarks: np.ndarray) -> np.ndarray:
-    iod = np.linalg.norm(landmarks[:, 36:42].mean(1) - landmarks[:, 42:48].mean(1), axis=1)
-    return opening(landmarks.astype(np.float64)) / iod
+from lipgen.evaluation.wild import mouth_opening
 
 
 def main():
@@ -40,7 +35,7 @@ def main():
             n = len(landmarks)
             motion = system.predict(system.features(audio, n))
             gap = system.gap(torch.from_numpy(motion[None]))[0].numpy()
-            real = real_opening(landmarks)
+            real = mouth_opening(landmarks)
             ok = np.isfinite(real)
             rs.append(np.corrcoef(gap[ok], real[ok])[0, 1])
             print(f"  {clip.name:40s} r = {rs[-1]:+.3f}")

@@ -148,8 +148,8 @@ class StreamingMotion:
     def __init__(self, system, lookahead: int | None = None, gain: float | None = None):
         from .models.motion import EXPRESSIVENESS
 
-        self.system, self.features = streaming_model(system), StreamingFeatures()
-        system = self.system
+        self.system = system = streaming_model(system)
+        self.features = StreamingFeatures()
         self.lookahead = lookahead_frames(system) if lookahead is None else lookahead
         if self.lookahead < 0:
             raise ValueError(f"lookahead must be 0 or more frames, got {lookahead}")
