@@ -6,7 +6,12 @@ gap with the real speaker's mouth opening (dlib, over the inter-ocular distance)
 Reads the clips that `lipgen evaluate-videos` prepared in its work folder (audio.npy: the first 8 s at
 16 kHz; clip.landmarks.npy: the real frames' landmarks), so run scripts/evaluate_unseen.sh first. This is
 the "model space" number of docs/eval/unseen/README.md: the rendered "voice only" row adds the warp and
-a second landmark detection on top of it.
+a second landmark detection on top of it. Both with and without the silence gate (lipgen.vad) that
+generation applies.
+
+It also prints, for the portraits' speech (lipgen.evaluation.portraits: the bundled GRID sentences with
+their word timings), the predicted inner-lip gap in speech and in silence and their ratio: the model-space
+side of the portraits' "speech / silence opening".
 """
 
 import argparse
@@ -16,6 +21,8 @@ import numpy as np
 import torch
 
 from lipgen.checkpoint import load_system
+from lipgen.inference import predicted_motion
+from lipgen.evaluation.portraits import DEFAULT_SPEECH, prepare_speech
 from lipgen.evaluation.wild import mouth_opening
 
 
@@ -27,19 +34,28 @@ def main():
     clips = sorted(p.parent for p in Path(args.work).glob("*/clip.landmarks.npy"))
     if not clips:
         raise SystemExit(f"{args.work}: no prepared clips; run scripts/evaluate_unseen.sh first")
+    portrait_audio, silent = prepare_speech(DEFAULT_SPEECH)
     for path in args.models:
         system = load_system(path, strict=False)[0]
+
+        def gap(audio, n, rest_in_silence):  # the predicted inner-lip gap, as generation makes it (expressiveness 1)
+            motion = predicted_motion(system, audio, n, expressiveness=1.0, rest_in_silence=rest_in_silence)
+            return system.gap(torch.from_numpy(motion[None]))[0].numpy()
+
+        for rest in (True, False):
+            g = gap(portrait_audio, len(silent), rest)
+            print(f"  portraits' speech{'' if rest else ' (no silence gate)'}: gap {g[~silent].mean():.2f} px in "
+                  f"speech, {g[silent].mean():.2f} in silence, ratio {g[~silent].mean() / max(g[silent].mean(), 1e-6):.2f}")
         rs = []
         for clip in clips:
             audio, landmarks = np.load(clip / "audio.npy"), np.load(clip / "clip.landmarks.npy")
-            n = len(landmarks)
-            motion = system.predict(system.features(audio, n))
-            gap = system.gap(torch.from_numpy(motion[None]))[0].numpy()
             real = mouth_opening(landmarks)
             ok = np.isfinite(real)
-            rs.append(np.corrcoef(gap[ok], real[ok])[0, 1])
-            print(f"  {clip.name:40s} r = {rs[-1]:+.3f}")
-        print(f"{path}: {system.config.speech} front end, mean r = {np.mean(rs):.3f} over {len(rs)} clips")
+            rs.append([np.corrcoef(gap(audio, len(landmarks), rest)[ok], real[ok])[0, 1] for rest in (True, False)])
+            print(f"  {clip.name:40s} r = {rs[-1][0]:+.3f} ({rs[-1][1]:+.3f} without the silence gate)")
+        r = np.mean(rs, axis=0)
+        print(f"{path}: {system.config.speech} front end, mean r = {r[0]:.3f} ({r[1]:.3f} without the silence gate) "
+              f"over {len(rs)} clips")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def test_streamed_motion_follows_the_whole_file_motion(speech):
         streaming_model(Motion(PRESETS["tiny"]))
     assert lookahead_frames(system) == system.config.context_frames + 4  # + smoothing radius 3 + log-mel's frame
     n = -(-speech.size // media.SAMPLES_PER_FRAME)
-    whole = predicted_motion(system, speech, n)
+    whole = predicted_motion(system, speech, n, rest_in_silence=False)  # streaming does not wait for the gate
 
     def streamed(lookahead):
         motion = StreamingMotion(system, lookahead)

@@ -106,13 +106,21 @@ def driven_crops(system, mouths: np.ndarray, identity_face: np.ndarray, batch_si
     return windowed(system, mouths, 1, identity_face, make=system.generate_driven, batch_windows=batch_size)
 
 
-def predicted_motion(system, samples: np.ndarray, n_frames: int, expressiveness: float | None = None) -> np.ndarray:
+def predicted_motion(system, samples: np.ndarray, n_frames: int, expressiveness: float | None = None,
+                     rest_in_silence: bool = True) -> np.ndarray:
     """The motion model's lower-face motion for speech: (n_frames, 31, 2) aligned-face pixels, times the
-    expressiveness (default lipgen.models.motion.EXPRESSIVENESS)."""
-    from .models.motion import EXPRESSIVENESS
+    expressiveness (default lipgen.models.motion.EXPRESSIVENESS), and with rest_in_silence faded to the closed
+    mouth where lipgen.vad hears nobody speak (more than SILENCE_MARGIN frames from speech)."""
+    from .models.motion import EXPRESSIVENESS, SILENCE_MARGIN
 
     gain = EXPRESSIVENESS if expressiveness is None else expressiveness
-    return gain * system.predict(system.features(samples, n_frames))  # features made a piece at a time
+    motion = system.predict(system.features(samples, n_frames))  # features made a piece at a time
+    motion *= gain
+    if rest_in_silence:
+        from . import vad
+
+        motion *= vad.silence_gate(vad.speech_probability(samples, len(motion)), SILENCE_MARGIN)[:, None, None]
+    return motion
 
 
 def video_mouths(video: str | os.PathLike, max_seconds: float = media.MAX_SECONDS) -> np.ndarray:

@@ -44,6 +44,7 @@ from .wild import (
     inputs_in,
     load_sync_expert,
     measure,
+    model_key,
     model_specs,
     mouth_sharpness,
     prepared_face_index,
@@ -150,7 +151,7 @@ def evaluate_portrait(path: Path, work: Path, specs: dict, expert, audio: np.nda
     envelope = frame_rms(audio, n)
     videos = {"static": (folder / f"static-{speech_key}.mp4", held(photo, audio, n))}
     for label, spec in specs.items():
-        videos[label] = (folder / f"{slug(label)}-{file_key(spec[1], speech=speech_key)}.mp4",
+        videos[label] = (folder / f"{slug(label)}-{model_key(spec, speech=speech_key)}.mp4",
                          generated(spec, audio, photo_path, index))
     rows, curves = [], {}
     for label, (video, make) in videos.items():

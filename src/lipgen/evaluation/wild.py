@@ -316,6 +316,15 @@ def file_key(*paths: Path, **settings) -> str:
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
 
 
+def model_key(spec: tuple, **settings) -> str:
+    """file_key of a row's (model name, checkpoint), with what generation does beyond the checkpoint (the motion
+    model's silence gate), so videos made before a change of it are made again."""
+    from ..models.motion import SILENCE_MARGIN
+
+    extra = {"silence_margin": SILENCE_MARGIN} if spec[0] == "motion" else {}
+    return file_key(spec[1], **settings, **extra)
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
 
@@ -449,7 +458,7 @@ def evaluate_clip(path: Path, work: Path, specs: dict, expert, seconds: float, m
     videos = {("ground truth", REFERENCE): (clip, None, None),
               ("static", REFERENCE): (folder / "static.mp4", held(real_frames[0], audio, n), still)}
     for label, spec in specs.items():
-        tag = file_key(spec[1])
+        tag = model_key(spec)
         videos[(label, "from photo")] = (folder / f"{slug(label)}-photo-{tag}.mp4",
                                          generated(spec, audio, first, face_index), still)
         videos[(label, "dubbing")] = (folder / f"{slug(label)}-dubbing-{tag}.mp4",

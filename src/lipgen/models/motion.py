@@ -51,6 +51,9 @@ MOTION_SCALE = 4.0  # pixels: targets are divided by this so they are O(1)
 # predicted opening varies only 0.55-0.7x as much as theirs (s4 0.034 vs 0.050, another male 0.046 vs 0.083
 # inter-ocular distances, std); 1.5 restores about that. `lipgen generate --expressiveness` sets it.
 EXPRESSIVENESS = 1.5
+# Generation lets the mouth rest closed (the motion faded to 0 over 3 frames) where lipgen.vad hears no speech
+# within this many frames (200 ms: lips start moving before the sound and settle after it).
+SILENCE_MARGIN = 5
 PREDICT_FRAMES = 1500  # frames (60 s) predicted at a time: memory stays flat in the utterance's length
 PREDICT_MARGIN = 32  # frames of audio heard on each side of a piece (more than the receptive field, +-19)
 
@@ -105,6 +108,14 @@ class MotionConfig:
     smooth_sigma: float = 0.7  # frames: light smoothing of the predicted motion at generation time
     speech: str = "mel"  # the speech front end: "whisper" (lipgen.speech) or "mel" (lipgen.voice)
     input_dropout: float = 0.0  # share of input features zeroed in training
+    # Training target in the word timings' pauses: a frame of silence more than this many frames from any
+    # speech (or from the window's edge, beyond which speech may lie) has the closed mouth as its target, not
+    # the speaker's own. GRID's second speaker rests with parted lips (s4: 1.9 px above his closed mouth in
+    # silence, 2.9 in speech; s1 0.9 and 3.6), and a model that hears who speaks learns that habit; a
+    # stranger's mouth should rest closed. -1: the speaker's own motion everywhere. Not used by the shipped
+    # model: on the validation clips it cost more in-the-wild correlation than lipgen.vad's gate at generation
+    # (SILENCE_MARGIN) for the same closing (docs/eval/unseen/README.md).
+    silence_margin: int = -1
 
     def __post_init__(self):
         self.dilations = tuple(self.dilations)
@@ -196,9 +207,20 @@ class Motion(nn.Module):
         upper, lower = self._gap
         return (motion[:, :, lower, 1] - motion[:, :, upper, 1]).mean(-1)
 
+    def quiet(self, silent: torch.Tensor) -> torch.Tensor:
+        """(B, T) bool silent frames -> those more than silence_margin frames from any speech frame, counting
+        the frames beyond the window as speech."""
+        m = self.config.silence_margin
+        if m < 0:
+            return torch.zeros_like(silent)
+        speaking = F.pad((~silent).float()[:, None], (m + 1, m + 1), value=1.0)
+        return F.max_pool1d(speaking, 2 * m + 1, stride=1)[:, 0, 1:-1] == 0  # no speech within m frames
+
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         pred = self.net(batch["features"])  # (B, T, 31, 2)
         target = batch["motion"] / MOTION_SCALE
+        if "silent" in batch:
+            target = target.masked_fill(self.quiet(batch["silent"])[:, :, None, None], 0.0)
         cfg = self.config
         points = F.smooth_l1_loss(pred, target)
         gap = F.l1_loss(self.gap(pred), self.gap(target))

@@ -1,0 +1,98 @@
+"""Voice activity: how likely someone is speaking, frame by frame, in any voice, room or noise.
+
+The network is Silero VAD's (v6, MIT; trained by its authors on speech and noise in many languages):
+an STFT as a convolution, four convolutions, an LSTM across 32 ms chunks, a sigmoid. Its weights come
+from the PyPI package `silero-vad` (read from its TorchScript file silero_vad/data/silero_vad.jit),
+installed with lipgen; nothing is downloaded. The package's own TorchScript runner calls the network once per chunk;
+here every chunk's convolutions run as one batch and the LSTM over the sequence, which gives the same
+probabilities (tests/test_vad.py) about 50x faster, and a block of chunks at a time, so memory stays
+flat in the audio's length.
+
+lipgen.inference uses it to let the mouth rest closed where nobody speaks (`silence_gate`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SAMPLE_RATE = 16000
+CHUNK = 512  # samples per probability (32 ms)
+CONTEXT = 64  # samples of the previous chunk each chunk also sees
+BLOCK = 1875  # chunks run at a time (60 s)
+THRESHOLD = 0.5  # a probability above it is speech (Silero's default)
+
+
+@lru_cache(maxsize=1)
+def _weights() -> dict[str, torch.Tensor]:
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:  # located, not imported: importing silero_vad sets torch's thread count to 1 for the whole process
+        path = Path(distribution("silero-vad").locate_file("silero_vad/data/silero_vad.jit"))
+    except PackageNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        raise FileNotFoundError("Silero VAD's weights are missing (package silero-vad). Reinstall lipgen's "
+                                "dependencies: pip install 'silero-vad==6.2.3'")
+    state = torch.jit.load(str(path), map_location="cpu").state_dict()
+    w = {"stft": state["_model.stft.forward_basis_buffer"], "head.weight": state["_model.decoder.decoder.2.weight"],
+         "head.bias": state["_model.decoder.decoder.2.bias"]}
+    for i in range(4):
+        w[f"conv{i}.weight"] = state[f"_model.encoder.{i}.reparam_conv.weight"]
+        w[f"conv{i}.bias"] = state[f"_model.encoder.{i}.reparam_conv.bias"]
+    lstm = torch.nn.LSTM(128, 128, batch_first=True)  # the LSTMCell's weights, the same gate order
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(lstm, f"{name}_l0").copy_(state[f"_model.decoder.rnn.{name}"])
+    w["lstm"] = lstm.eval()
+    return w
+
+
+def _chunk_features(w: dict, x: torch.Tensor) -> torch.Tensor:
+    """(N, CONTEXT + CHUNK) samples -> (N, 128) per-chunk features, before the LSTM."""
+    x = F.pad(x, (0, CONTEXT), mode="reflect")[:, None]
+    x = F.conv1d(x, w["stft"], stride=128)  # (N, 258, 4): real and imaginary parts
+    x = torch.sqrt(x[:, :129] ** 2 + x[:, 129:] ** 2)
+    for i, stride in enumerate((1, 2, 2, 1)):
+        x = F.relu(F.conv1d(x, w[f"conv{i}.weight"], w[f"conv{i}.bias"], stride=stride, padding=1))
+    return x[:, :, 0]
+
+
+@torch.no_grad()
+def speech_probability(samples: np.ndarray, n_frames: int | None = None, fps: int = 25) -> np.ndarray:
+    """Speech ((N,) float at 16 kHz) -> probability that someone speaks, per video frame ((n_frames,) float32;
+    default: the frames the audio covers), interpolated from the 32 ms chunks' probabilities."""
+    w = _weights()
+    n_chunks = -(-len(samples) // CHUNK)
+    probs = np.empty(n_chunks, np.float32)
+    state, context = None, torch.zeros(CONTEXT)
+    for c0 in range(0, n_chunks, BLOCK):
+        c1 = min(n_chunks, c0 + BLOCK)
+        x = torch.from_numpy(np.asarray(samples[c0 * CHUNK:c1 * CHUNK], np.float32).copy())
+        x = F.pad(x, (0, (c1 - c0) * CHUNK - len(x)))
+        chunks = torch.cat([context, x]).unfold(0, CONTEXT + CHUNK, CHUNK)  # (c1 - c0, 576)
+        context = x[-CONTEXT:]
+        h, state = w["lstm"](_chunk_features(w, chunks)[None], state)  # (1, c1 - c0, 128)
+        logits = F.conv1d(F.relu(h[0])[:, :, None], w["head.weight"], w["head.bias"])
+        probs[c0:c1] = torch.sigmoid(logits).flatten().numpy()
+    n = n_frames if n_frames is not None else int(round(len(samples) / SAMPLE_RATE * fps))
+    centres = (np.arange(n_chunks) + 0.5) * CHUNK / SAMPLE_RATE
+    return np.interp((np.arange(n) + 0.5) / fps, centres, probs).astype(np.float32)
+
+
+def silence_gate(probability: np.ndarray, margin: int, ramp: int = 3) -> np.ndarray:
+    """(T,) speech probabilities -> (T,) gain in [0, 1]: 1 within `margin` frames of a speech frame (the lips
+    move before the sound starts and settle after it ends), falling to 0 over `ramp` more frames, 0 beyond.
+    No speech anywhere: all 1 (nothing to go by: the motion is left as it is)."""
+    speech = np.flatnonzero(probability > THRESHOLD)
+    if speech.size == 0:
+        return np.ones(len(probability), np.float32)
+    t = np.arange(len(probability))
+    after = np.searchsorted(speech, t).clip(max=speech.size - 1)  # nearest speech frame at or after t
+    before = (after - 1).clip(min=0)
+    distance = np.minimum(np.abs(speech[after] - t), np.abs(t - speech[before]))
+    return np.clip(1 - (distance - margin) / (ramp + 1), 0, 1).astype(np.float32)
