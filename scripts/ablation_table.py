@@ -68,12 +68,13 @@ def paired(per_clip, row: str, k: str, seeds: list[str]):
     return d.mean(), se, len(d), by_seed
 
 
-def verdict(k: str, mean: float, se: float, by_seed: list[float]) -> str:
+def verdict(k: str, mean: float, se: float, by_seed: list[float], columns: dict = COLUMNS) -> str:
     """better / worse / =; with a single seed, better? / worse?: two trainings differ, but whether the switch
-    or the training's own randomness made the difference is not measured."""
-    if not (np.isfinite(se) and abs(mean) > 2 * se and len(set(np.sign(by_seed))) == 1):
+    or the training's own randomness made the difference is not measured. `columns`: key -> (header, "lower" /
+    "higher" / "" for a plain reading, which gets no verdict)."""
+    if not (np.isfinite(se) and abs(mean) > 2 * se and len(set(np.sign(by_seed))) == 1 and columns[k][1]):
         return "="
-    lower_better = COLUMNS[k][1] == "lower"
+    lower_better = columns[k][1] == "lower"
     return ("better" if (mean < 0) == lower_better else "worse") + ("?" if len(by_seed) < 2 else "")
 
 

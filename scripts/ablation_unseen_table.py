@@ -20,7 +20,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from ablation_table import ROWS
+from ablation_table import ROWS, paired, verdict
 from lipgen.evaluation.wild import COLUMNS
 
 KEYS = ["opening_corr", "lmd_vs_static", "opening_ratio", "wild_conf", "cpbd_vs_real"]
@@ -31,7 +31,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("report", help="report.csv of lipgen evaluate-videos over the ablation checkpoints")
     args = parser.parse_args()
-    values = defaultdict(dict)  # (run, mode, key) -> {(seed, clip): value}
+    per_clip = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))  # mode -> run -> key -> {(seed, clip): v}
     references = defaultdict(list)
     with open(args.report) as f:
         for r in csv.DictReader(f):
@@ -42,16 +42,17 @@ def main():
                 if r.get(k) in (None, "", "nan"):
                     continue
                 if m:
-                    values[(m[1], r["mode"], k)][(m[2], r["input"])] = float(r[k])
+                    per_clip[r["mode"]][m[1]][k][(m[2], r["input"])] = float(r[k])
                 else:
                     references[(r["row"], r["mode"], k)].append(float(r[k]))
-    seeds = sorted({s for d in values.values() for s, _ in d})
-    clips = len({c for d in values.values() for _, c in d})
+    seeds = sorted({s for runs in per_clip.values() for keys in runs.values() for d in keys.values() for s, _ in d})
+    clips = len({c for runs in per_clip.values() for keys in runs.values() for d in keys.values() for _, c in d})
     head = " | ".join(COLUMNS[k][0] + (" ↓" if COLUMNS[k][1] == "lower" else " ↑") for k in KEYS)
     print(f"# Glance Table 1 ablation on the unseen videos: seeds {', '.join(seeds)}, {clips} clips, first 8 s")
     for mode in MODES:
-        if not any(key[1] == mode for key in values):
+        if mode not in per_clip:
             continue
+        runs = per_clip[mode]
         print(f"\n## {mode}\n\nMeans over (seed, clip); below, row minus full model paired by (seed, clip): mean ± "
               "standard error, verdict, per-seed means in brackets.\n")
         print(f"| row | {head} |\n|---|" + "---|" * len(KEYS))
@@ -62,25 +63,19 @@ def main():
         for run, name in ROWS.items():
             cells = []
             for k in KEYS:
-                d = values.get((run, mode, k), {})
+                d = runs[run][k]
                 cells.append(f"{np.mean(list(d.values())):.3f}" if d else "-")
             print(f"| {name} | " + " | ".join(cells) + " |")
         print(f"\n| row minus full | {head} |\n|---|" + "---|" * len(KEYS))
         for run, name in list(ROWS.items())[1:]:
             cells = []
             for k in KEYS:
-                full, mine = values.get(("full", mode, k), {}), values.get((run, mode, k), {})
-                pairs = sorted(set(full) & set(mine))
-                if len(pairs) < 2:
+                if len(set(runs["full"][k]) & set(runs[run][k])) < 2:
                     cells.append("-")
                     continue
-                diff = np.array([mine[p] - full[p] for p in pairs])
-                se = diff.std(ddof=1) / np.sqrt(len(diff))
-                by_seed = [diff[[p[0] == s for p in pairs]].mean() for s in seeds if any(p[0] == s for p in pairs)]
-                word = "="
-                if abs(diff.mean()) > 2 * se and len(set(np.sign(by_seed))) == 1 and COLUMNS[k][1]:
-                    word = "better" if (diff.mean() < 0) == (COLUMNS[k][1] == "lower") else "worse"
-                cells.append(f"{diff.mean():+.3f} ± {se:.3f} {word} ({', '.join(f'{x:+.3f}' for x in by_seed)})")
+                mean, se, _, by_seed = paired(runs, run, k, seeds)
+                cells.append(f"{mean:+.3f} ± {se:.3f} {verdict(k, mean, se, by_seed, COLUMNS)} "
+                             f"({', '.join(f'{x:+.3f}' for x in by_seed)})")
             print(f"| {name} | " + " | ".join(cells) + " |")
 
 

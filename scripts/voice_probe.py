@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lipgen.checkpoint import load_system
-from lipgen.inference import predicted_motion
+from lipgen.inference import predicted_motion, silence_gain
 from lipgen.evaluation.portraits import DEFAULT_SPEECH, prepare_speech
 from lipgen.evaluation.wild import mouth_opening
 
@@ -38,12 +38,12 @@ def main():
     for path in args.models:
         system = load_system(path, strict=False)[0]
 
-        def gap(audio, n, rest_in_silence):  # the predicted inner-lip gap, as generation makes it (expressiveness 1)
-            motion = predicted_motion(system, audio, n, expressiveness=1.0, rest_in_silence=rest_in_silence)
-            return system.gap(torch.from_numpy(motion[None]))[0].numpy()
+        def gaps(audio, n):  # the predicted inner-lip gap as generation makes it (expressiveness 1): gated, ungated
+            raw = system.gap(torch.from_numpy(predicted_motion(system, audio, n, 1.0, rest_in_silence=False)[None]))
+            raw = raw[0].numpy()  # the gap is linear in the motion, so the gate multiplies it too
+            return raw * silence_gain(audio, n), raw
 
-        for rest in (True, False):
-            g = gap(portrait_audio, len(silent), rest)
+        for rest, g in zip((True, False), gaps(portrait_audio, len(silent))):
             print(f"  portraits' speech{'' if rest else ' (no silence gate)'}: gap {g[~silent].mean():.2f} px in "
                   f"speech, {g[silent].mean():.2f} in silence, ratio {g[~silent].mean() / max(g[silent].mean(), 1e-6):.2f}")
         rs = []
@@ -51,7 +51,7 @@ def main():
             audio, landmarks = np.load(clip / "audio.npy"), np.load(clip / "clip.landmarks.npy")
             real = mouth_opening(landmarks)
             ok = np.isfinite(real)
-            rs.append([np.corrcoef(gap(audio, len(landmarks), rest)[ok], real[ok])[0, 1] for rest in (True, False)])
+            rs.append([np.corrcoef(g[ok], real[ok])[0, 1] for g in gaps(audio, len(landmarks))])
             print(f"  {clip.name:40s} r = {rs[-1][0]:+.3f} ({rs[-1][1]:+.3f} without the silence gate)")
         r = np.mean(rs, axis=0)
         print(f"{path}: {system.config.speech} front end, mean r = {r[0]:.3f} ({r[1]:.3f} without the silence gate) "

@@ -111,16 +111,23 @@ def predicted_motion(system, samples: np.ndarray, n_frames: int, expressiveness:
     """The motion model's lower-face motion for speech: (n_frames, 31, 2) aligned-face pixels, times the
     expressiveness (default lipgen.models.motion.EXPRESSIVENESS), and with rest_in_silence faded to the closed
     mouth where lipgen.vad hears nobody speak (more than SILENCE_MARGIN frames from speech)."""
-    from .models.motion import EXPRESSIVENESS, SILENCE_MARGIN
+    from .models.motion import EXPRESSIVENESS
 
     gain = EXPRESSIVENESS if expressiveness is None else expressiveness
     motion = system.predict(system.features(samples, n_frames))  # features made a piece at a time
     motion *= gain
     if rest_in_silence:
-        from . import vad
-
-        motion *= vad.silence_gate(vad.speech_probability(samples, len(motion)), SILENCE_MARGIN)[:, None, None]
+        motion *= silence_gain(samples, len(motion))[:, None, None]
     return motion
+
+
+def silence_gain(samples: np.ndarray, n_frames: int) -> np.ndarray:
+    """(n_frames,) in [0, 1]: what predicted_motion's rest_in_silence multiplies the motion by (lipgen.vad's
+    gate, SILENCE_MARGIN frames around speech)."""
+    from . import vad
+    from .models.motion import SILENCE_MARGIN
+
+    return vad.silence_gate(vad.speech_probability(samples, n_frames), SILENCE_MARGIN)
 
 
 def video_mouths(video: str | os.PathLike, max_seconds: float = media.MAX_SECONDS) -> np.ndarray:

@@ -29,7 +29,7 @@ THRESHOLD = 0.5  # a probability above it is speech (Silero's default)
 
 
 @lru_cache(maxsize=1)
-def _weights() -> dict[str, torch.Tensor]:
+def _weights() -> dict:  # name -> tensor, and "lstm" -> the nn.LSTM holding the LSTMCell's weights
     from importlib.metadata import PackageNotFoundError, distribution
 
     try:  # located, not imported: importing silero_vad sets torch's thread count to 1 for the whole process
