@@ -1,6 +1,9 @@
 """Export the inference parts of a trained model for shipping (the model's declared `parts`), in fp16.
 
     python scripts/export_model.py runs/glance/model.safetensors src/lipgen/assets/glance.safetensors
+
+Several checkpoints of one run are averaged weight by weight (the motion model ships the mean of its last
+three: `runs/motion/checkpoints/step_*/model.safetensors`).
 """
 
 import argparse
@@ -8,10 +11,10 @@ import argparse
 from lipgen.checkpoint import export
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("checkpoint", help="model file from `lipgen train`")
+parser.add_argument("checkpoints", nargs="+", help="model file(s) from `lipgen train` (several: averaged)")
 parser.add_argument("out", help="where to write the shipped model")
 parser.add_argument("--parts", nargs="+", help="top-level modules to keep (default: the model's `parts`)")
 parser.add_argument("--float32", action="store_true", help="keep float32 instead of fp16")
 args = parser.parse_args()
-path = export(args.checkpoint, args.out, args.parts and tuple(args.parts), half=not args.float32)
+path = export(args.checkpoints, args.out, args.parts and tuple(args.parts), half=not args.float32)
 print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -16,7 +16,8 @@ lipgen train --model syncnet --preset cpu --cache $CACHE --out runs/syncnet --st
 lipgen train --model davs --preset cpu --cache $CACHE --out runs/davs_cpu --steps 5000 --batch-size 8 --bf16 &
 lipgen train --model crgan --preset cpu --cache $CACHE --out runs/crgan_cpu --steps 4000 --batch-size 4 --bf16 &
 wait
-# the any-face path: the motion model (Whisper front end since session 5), its log-mel twin and the landmark sync expert, fp32
+# the any-face path: the motion model (Whisper front end since session 5; stronger dropout since session 7,
+# shipped as the mean of its last three checkpoints), its log-mel twin and the landmark sync expert, fp32
 # (they read the clips' waveforms from the corpus paths in the cache: run from the folder preprocessing ran in)
 lipgen train --model motion --preset cpu --cache $CACHE --out runs/motion --steps 3000 --batch-size 32 --workers 1 --val-every 250 &
 # the log-mel motion model that `lipgen stream` runs (causal features; the session-3 default)
@@ -28,6 +29,6 @@ python scripts/export_model.py runs/glance_cpu/model.safetensors src/lipgen/asse
 python scripts/export_model.py runs/crgan_cpu/model.safetensors src/lipgen/assets/crgan.safetensors
 python scripts/export_model.py runs/davs_cpu/model.safetensors src/lipgen/assets/davs.safetensors
 python scripts/export_model.py runs/syncnet/model.safetensors src/lipgen/assets/syncnet.safetensors
-python scripts/export_model.py runs/motion/model.safetensors src/lipgen/assets/motion.safetensors
+python scripts/export_model.py runs/motion/checkpoints/step_000{2500,2750,3000}/model.safetensors src/lipgen/assets/motion.safetensors
 python scripts/export_model.py runs/motion_mel/model.safetensors src/lipgen/assets/motion_mel.safetensors
 cp runs/lmsync/model.safetensors src/lipgen/assets/lmsync.safetensors  # fp32, whole (0.9 MB)

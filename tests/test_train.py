@@ -7,7 +7,10 @@ import sys
 import torch
 from safetensors.torch import load_file
 
-from lipgen.checkpoint import load_system, read_header
+import pytest
+
+from lipgen.checkpoint import export, load_system, read_header
+from lipgen.errors import CheckpointError
 from lipgen.train import TrainConfig, train
 
 
@@ -39,6 +42,22 @@ def test_checkpoint_is_self_describing(grid_cache, tmp_path):
     assert header["model"] == "glance" and header["config"]["n_frames"] == 16
     assert (tmp_path / "tensorboard").is_dir() and (tmp_path / "config.json").is_file()
     assert type(system).__name__ == "Glance"
+
+
+def test_export_averages_checkpoints_of_one_run(grid_cache, tmp_path):
+    train(_cfg(grid_cache, tmp_path / "run", steps=4))
+    steps = sorted((tmp_path / "run" / "checkpoints").glob("step_*/model.safetensors"))
+    assert len(steps) == 2  # steps 2 and 4
+    averaged = load_file(str(export(steps, tmp_path / "avg.safetensors", half=False)))
+    a, b = load_file(str(steps[0])), load_file(str(steps[1]))
+    moved = [k for k in averaged if a[k].is_floating_point() and not torch.allclose(a[k], b[k])]
+    assert moved  # training moved the weights between the two checkpoints
+    for k in moved:
+        assert torch.allclose(averaged[k], (a[k] + b[k]) / 2, atol=1e-6), k
+    assert read_header(tmp_path / "avg.safetensors")["step"] == 4
+    other = train(_cfg(grid_cache, tmp_path / "other", steps=1, overrides={"use_corr": False}))  # another config
+    with pytest.raises(CheckpointError, match="one training run"):
+        export([other, steps[1]], tmp_path / "bad.safetensors")
 
 
 def test_ddp_two_processes_runs(grid_cache, tmp_path):

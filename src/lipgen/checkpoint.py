@@ -139,14 +139,26 @@ def _refuse_non_finite(path, name: str, module, inputs, output) -> None:
                                   "(a flipped bit, a bad copy?). Download or train it again.")
 
 
-def export(checkpoint: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ...] | None = None,
+def export(checkpoint: str | os.PathLike | list, out: str | os.PathLike, parts: tuple[str, ...] | None = None,
            half: bool = True) -> Path:
     """Write the inference parts of a trained system (default: the model's own `parts`, e.g. only the
-    generator; in fp16) as a small model file."""
-    system, header = load_system(checkpoint)
+    generator; in fp16) as a small model file. Several checkpoints of one run (a list): their weights are
+    averaged (checkpoint averaging, as in Vaswani et al. 2017), which smooths out where the last steps
+    happened to leave them; the header (step included) is the last one's."""
+    paths = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+    system, header = load_system(paths[-1])
     parts = tuple(parts or type(system).parts)
     state = {k: v for k, v in system.state_dict().items() if k.split(".")[0] in parts}
     if not state:
-        raise ValueError(f"{checkpoint}: no weights under {parts}")
+        raise ValueError(f"{paths[-1]}: no weights under {parts}")
+    for path in paths[:-1]:
+        other, other_header = load_system(path)
+        if (other_header["model"], other_header["config"]) != (header["model"], header["config"]):
+            raise CheckpointError(f"{path}: not the same model and config as {paths[-1]}; average checkpoints of "
+                                  "one training run only.")
+        for k, v in other.state_dict().items():
+            if k in state and v.is_floating_point():
+                state[k] = state[k] + v
+    state = {k: v / len(paths) if v.is_floating_point() else v for k, v in state.items()}
     return save_model(out, header["model"], system.config, state, header["step"], half=half,
                       vocabulary=header["vocabulary"])

@@ -135,8 +135,10 @@ FRONT_ENDS = {
 }
 
 PRESETS = {
-    "cpu": MotionConfig(speech="whisper", input_dropout=0.3),
-    "paper": MotionConfig(speech="whisper", input_dropout=0.3),  # no paper to follow: the same as cpu
+    # input_dropout 0.5 and dropout 0.2 (from 0.3 and 0.1) since session 7: on the validation clips' voices
+    # better in each of the seeds measured (docs/eval/unseen/README.md, "Seeds")
+    "cpu": MotionConfig(speech="whisper", input_dropout=0.5, dropout=0.2),
+    "paper": MotionConfig(speech="whisper", input_dropout=0.5, dropout=0.2),  # no paper to follow: as cpu
     "mel": MotionConfig(),  # the log-mel front end: what `lipgen stream` runs
     "tiny": MotionConfig(n_frames=16, channels=32, dilations=(1, 2), speech="whisper"),
 }
