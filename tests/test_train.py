@@ -4,10 +4,9 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
-
-import pytest
 
 from lipgen.checkpoint import export, load_system, read_header
 from lipgen.errors import CheckpointError
