@@ -74,3 +74,32 @@ def test_crgan_streams_any_length(tiny_crgan, tmp_path):
     speech = np.concatenate([media.read_audio(GRID / "s1/video/bbaf3s.mp4")] * 2)
     out = generate(speech, SAMPLE_FACE, tmp_path / "c.mp4", model="crgan", checkpoint=tiny_crgan, progress=False)
     assert len(media.read_video(out)) == -(-speech.size // media.SAMPLES_PER_FRAME)
+
+
+def test_prefetched_keeps_order_raises_the_makers_error_and_closes_it_when_stopped():
+    from lipgen.generate import prefetched
+
+    assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise MediaError("damaged frame")
+
+    with pytest.raises(MediaError, match="damaged frame"):
+        list(prefetched(failing()))
+
+    closed = []
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.append(True)  # what closes a video decoder: the generator's own cleanup
+
+    items = prefetched(endless(), depth=2)
+    assert [next(items) for _ in range(5)] == [0, 1, 2, 3, 4]
+    items.close()  # the caller stops early (an encoder error, Ctrl-C)
+    assert closed == [True]

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import face as geometry
-from . import media
+from . import media, render
 from .inference import (driven_crops, inference_autocast, load_model, model_crops, predicted_motion,  # noqa: F401
                         video_mouths, windowed)
 from . import ASSETS
@@ -176,19 +178,70 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
 
 def _write(out, frames, samples: np.ndarray, n_frames: int, progress: bool, fps=media.VIDEO_FPS) -> Path:
     bar = tqdm(total=n_frames, desc="generate", unit="frame", disable=not progress)
-    with media.Mp4Writer(out, audio=samples, fps=fps) as writer:  # the writer fits the sound to the frames written
-        for frame in frames:
+    # the writer fits the sound to the frames written; one core makes the frames, the others encode them
+    with media.Mp4Writer(out, audio=samples, fps=fps, threads=max(1, _cores() - 1)) as writer, \
+            render.one_blas_thread():
+        for frame in prefetched(frames):
             writer.write(frame)
             bar.update()
     bar.close()
     return Path(out)
 
 
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def prefetched(items, depth: int = 4):
+    """Iterate `items` with a thread making them up to `depth` ahead, so that making frames (the warp, the
+    paste-back) runs while the encoder (x264, which releases the GIL) compresses the previous ones. Errors
+    of the maker are raised here; if the caller stops early, the maker's own generator is closed in its
+    own thread (a video decoder is closed by the thread that read it)."""
+    box, stop, done = queue.Queue(depth), threading.Event(), object()
+
+    def offer(item) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def make():
+        source = iter(items)
+        try:
+            for item in source:
+                if not offer(item):
+                    break
+            else:
+                offer(done)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, who raises it
+            offer(_Failed(e))
+        finally:
+            getattr(source, "close", lambda: None)()
+
+    maker = threading.Thread(target=make, name="lipgen-frames", daemon=True)
+    maker.start()
+    try:
+        while (item := box.get()) is not done:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        maker.join()
+
+
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
 def motion_frames(system, samples: np.ndarray, n_frames: int, source: FaceSource, expressiveness: float | None = None):
     """n_frames frames (at source.fps) of the source face moved by the motion model's prediction for `samples`
     (lipgen.render)."""
-    from . import render
-
     n_model = -(-samples.size // media.SAMPLES_PER_FRAME)  # the model's own frames, at media.VIDEO_FPS
     motion = retime(predicted_motion(system, samples, n_model, expressiveness), n_frames, source.fps)
     tracked = ((frame, source.landmarks[source.index(t)], matrix)

@@ -439,6 +439,9 @@ X264_PRESET = "veryfast"  # half the encoding time of "fast" at the same crf (a 
 class Mp4Writer:
     """Stream frames into an H.264 (yuv420p) mp4, then mux mono AAC audio at SAMPLE_RATE on close.
 
+    threads: x264's encoding threads (default: its own choice, 1.5 per core); lipgen.generate leaves one core
+    to the thread that draws the frames meanwhile.
+
     The file is written under a temporary name and renamed on a clean close: a reader never sees
     half a file, and an error leaves nothing behind. Odd frame sizes are padded by one pixel
     (H.264 needs even sizes). Audio is fitted to the number of frames written, so both streams end
@@ -449,9 +452,10 @@ class Mp4Writer:
     """
 
     def __init__(self, path: str | os.PathLike, audio: np.ndarray | None = None, fps: int | Fraction = VIDEO_FPS,
-                 crf: int = 18, preset: str = X264_PRESET, tune: str | None = None):
+                 crf: int = 18, preset: str = X264_PRESET, tune: str | None = None, threads: int | None = None):
         self.path, self.audio, self.fps, self.crf, self.preset = Path(path), audio, fps, crf, preset
-        self.options = {"crf": str(crf), "preset": preset, **({"tune": tune} if tune else {})}  # x264's
+        self.options = {"crf": str(crf), "preset": preset, **({"tune": tune} if tune else {}),  # x264's
+                        **({"threads": str(threads)} if threads else {})}  # threads: x264's own choice if None
         self.frames = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self.tmp = tempfile.mkstemp(suffix=".mp4", dir=self.path.parent, prefix=f".{self.path.stem}.")

@@ -33,12 +33,25 @@ BOX_MARGIN = 0.3  # lower-face box margin, in face widths (jaw point 0 to 16)
 MASK_SOFTNESS = 0.04  # the warp fades out over this share of the box beyond the jaw line
 JAW_HALO = 1.3  # pinned points this many times further from the nose tip than the jaw line
 RING_POINTS = 6  # pinned points per side of the box border
+JAW_LINE = np.arange(2, 15)  # the jaw points pinned JAW_HALO times further out
 GRID_STEP = 4  # pixels between thin-plate spline evaluations (bilinear in between)
 FILL_SOFTNESS = 0.06  # mask blur, in mouth widths
 UPPER_TEETH = 0.3  # share of the opening the upper teeth may take ...
 TEETH_MAX = 0.12  # ... but at most this many mouth widths
 CAVITY = np.array([0.30, 0.13, 0.12])  # cavity colour at the lip edge, as a share of the lip colour
 DEEP = 0.35  # the deepest cavity is this much darker than its edge
+
+
+def _part(points, n_still: int = len(PINNED) + len(JAW_LINE) + 4 * RING_POINTS) -> np.ndarray:
+    """Indices, into warp's centres (MOTION_POINTS, then its still points), of a part's moving points and
+    every still point."""
+    moving = [list(MOTION_POINTS).index(p) for p in points]
+    return np.r_[moving, len(MOTION_POINTS) + np.arange(n_still)]
+
+
+_PARTS = (_part(UPPER_PART), _part(LOWER_PART))
+_t = np.linspace(0, 1, RING_POINTS, endpoint=False)
+_RING = np.concatenate([np.c_[_t, 0 * _t], np.c_[1 + 0 * _t, _t], np.c_[1 - _t, 1 + 0 * _t], np.c_[0 * _t, 1 - _t]])
 
 
 def target_points(points: np.ndarray, face_matrix: np.ndarray, rest: np.ndarray, motion: np.ndarray) -> np.ndarray:
@@ -50,8 +63,11 @@ def target_points(points: np.ndarray, face_matrix: np.ndarray, rest: np.ndarray,
     return out
 
 
+_LOWER_FACE = np.r_[2:15, 31:36, 48:68]  # jaw line, nose base, lips
+
+
 def _box(points: np.ndarray, shape, pad: float = 0.0) -> tuple[int, int, int, int]:
-    lower = points[np.r_[2:15, 31:36, 48:68]]
+    lower = points[_LOWER_FACE]
     width = np.linalg.norm(points[16] - points[0])
     m = (BOX_MARGIN + pad) * width
     x0, y0 = np.floor(lower.min(0) - m).astype(int)
@@ -66,19 +82,16 @@ def _tps_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 0.5 * r2 * np.log(r2 + 1e-12)
 
 
-def _tps_fit(centres: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Thin-plate spline coefficients through (N, 2) centres with (N, 2) values: (N + 3, 2)."""
+def _tps_fit(kernel: np.ndarray, centres: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Thin-plate spline coefficients through (N, 2) centres (their (N, N) _tps_kernel) with (N, 2) values:
+    (N + 3, 2)."""
     n = len(centres)
     p = np.c_[np.ones(n), centres]
     a = np.zeros((n + 3, n + 3))
-    a[:n, :n], a[:n, n:], a[n:, :n] = _tps_kernel(centres, centres) + 1e-6 * np.eye(n), p, p.T
+    a[:n, :n], a[:n, n:], a[n:, :n] = kernel + 1e-6 * np.eye(n), p, p.T
     b = np.zeros((n + 3, 2))
     b[:n] = values
     return np.linalg.solve(a, b)
-
-
-def _tps_eval(coef: np.ndarray, centres: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    return _tps_kernel(xy, centres) @ coef[:-3] + np.c_[np.ones(len(xy)), xy] @ coef[-3:]
 
 
 def warp(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, pad: float = 0.0) -> np.ndarray:
@@ -90,26 +103,23 @@ def warp(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, pad: float = 0.0) 
     blend smoothly into one. pad: how much further beyond the jaw line the warp may fade out, in shares of
     the lower-face box (on top of MASK_SOFTNESS), the box growing with it by pad face widths.
     """
-    x0, y0, x1, y1 = _box(np.r_[src, dst], frame.shape, pad)
+    both = np.concatenate([src, dst])
+    x0, y0, x1, y1 = _box(both, frame.shape, pad)
     if x1 - x0 < 4 or y1 - y0 < 4:
         return frame.copy()
     size = (y1 - y0, x1 - x0)
     origin = np.array([x0, y0], np.float64)
     scale = max(size)
-    t = np.linspace(0, 1, RING_POINTS, endpoint=False)
-    ring = np.r_[np.c_[x0 + t * (x1 - x0), np.full_like(t, y0)], np.c_[np.full_like(t, x1), y0 + t * (y1 - y0)],
-                 np.c_[x1 - t * (x1 - x0), np.full_like(t, y1)], np.c_[np.full_like(t, x0), y1 - t * (y1 - y0)]]
+    ring = origin + _RING * (x1 - x0, y1 - y0)
     nose = src[30]
-    beyond_jaw = nose + JAW_HALO * (src[2:15] - nose)  # pinned just outside the jaw line: cheeks, neck and
-    still = np.r_[src[PINNED], beyond_jaw, ring]  # background beside them stay put
-    fields = []
-    for moving in (UPPER_PART, LOWER_PART):
-        centres = np.r_[dst[moving], still]
-        shift = np.r_[dst[moving] - src[moving], np.zeros((len(still), 2))]
-        fields.append(_field(centres - origin, shift, scale, size))
+    beyond_jaw = nose + JAW_HALO * (src[JAW_LINE] - nose)  # pinned just outside the jaw line: cheeks, neck and
+    still = np.concatenate([src[PINNED], beyond_jaw, ring])  # background beside them stay put
+    centres = np.concatenate([dst[MOTION_POINTS], still]) - origin
+    shift = np.concatenate([dst[MOTION_POINTS] - src[MOTION_POINTS], np.zeros((len(still), 2))])
+    fields = _fields(centres, shift, _PARTS, scale, size)
     below = _below_mouth_line(dst, origin, size)[..., None]  # 0 above the lips' parting, 1 below
     d = (1 - below) * fields[0] + below * fields[1]
-    d *= _lower_face_mask(np.r_[src, dst] - origin, size, scale, pad)[..., None]
+    d *= _lower_face_mask(both - origin, size, scale, pad)[..., None]
     xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
     out = frame.copy()
     out[y0:y1, x0:x1] = cv2.remap(frame, xs - d[..., 0], ys - d[..., 1], cv2.INTER_CUBIC,
@@ -117,17 +127,27 @@ def warp(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, pad: float = 0.0) 
     return out
 
 
-def _field(centres: np.ndarray, shift: np.ndarray, scale: float, size) -> np.ndarray:
-    """Thin-plate spline displacement through (N, 2) centres (box pixels) with (N, 2) shifts, evaluated
-    every GRID_STEP pixels and interpolated: (H, W, 2) float32."""
-    coef = _tps_fit(centres / scale, shift)  # normalised coordinates: a well-conditioned system
+def _fields(centres: np.ndarray, shift: np.ndarray, parts, scale: float, size) -> list[np.ndarray]:
+    """Thin-plate spline displacements, one per part: through the centres `part` (indices into (N, 2) centres,
+    box pixels) with their (N, 2) shifts, evaluated every GRID_STEP pixels and interpolated: [(H, W, 2)
+    float32]. The parts share most centres, so the spline kernel at the grid is computed once for all."""
+    c = centres / scale  # normalised coordinates: well-conditioned systems
     # samples at pixel k * step + (step - 1) / 2: cv2.resize (pixel-centre aligned) then lands them exactly
     gx = np.arange(-(-size[1] // GRID_STEP)) * GRID_STEP + (GRID_STEP - 1) / 2
     gy = np.arange(-(-size[0] // GRID_STEP)) * GRID_STEP + (GRID_STEP - 1) / 2
-    grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
-    d = _tps_eval(coef, centres / scale, grid / scale).reshape(len(gy), len(gx), 2).astype(np.float32)
-    d = cv2.resize(d, (len(gx) * GRID_STEP, len(gy) * GRID_STEP), interpolation=cv2.INTER_LINEAR)
-    return d[: size[0], : size[1]]
+    grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2) / scale
+    at_grid = _tps_kernel(grid.astype(np.float32), c.astype(np.float32))  # (G, N)
+    at_centres = _tps_kernel(c, c)
+    out = []
+    for part in parts:
+        coef = _tps_fit(at_centres[np.ix_(part, part)], c[part], shift[part])
+        weights = np.zeros((len(c), 2), np.float32)
+        weights[part] = coef[:-3]  # centres outside the part weigh nothing
+        d = at_grid @ weights + (coef[-3] + grid @ coef[-2:]).astype(np.float32)
+        d = cv2.resize(d.reshape(len(gy), len(gx), 2), (len(gx) * GRID_STEP, len(gy) * GRID_STEP),
+                       interpolation=cv2.INTER_LINEAR)
+        out.append(d[: size[0], : size[1]])
+    return out
 
 
 def _below_mouth_line(dst: np.ndarray, origin: np.ndarray, size) -> np.ndarray:
@@ -142,10 +162,13 @@ def _below_mouth_line(dst: np.ndarray, origin: np.ndarray, size) -> np.ndarray:
     return (1 / (1 + np.exp(-(yy - mid) / soft))).astype(np.float32)
 
 
+_HULL = np.r_[2:15, 31:36, 68 + 2:68 + 15]  # of source and target points: both jaw lines, the nose base
+
+
 def _lower_face_mask(points: np.ndarray, shape, scale: float, pad: float = 0.0) -> np.ndarray:
     """1 inside the hull of the jaw line and nose base (source and target, (136, 2) in box pixels), fading
     to 0 a little outside it: the warp may move nothing beyond the jaw (cheek edges, neck, background)."""
-    hull_points = np.r_[points[2:15], points[31:36], points[68 + 2:68 + 15]]
+    hull_points = points[_HULL]
     mask = np.zeros(shape, np.float32)
     cv2.fillConvexPoly(mask, cv2.convexHull(np.round(hull_points).astype(np.int32)), 1.0)
     soft = max(1.0, (MASK_SOFTNESS + pad) * scale)
@@ -237,6 +260,15 @@ def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple | 
     paints: colours(frame, src) when already known (a photo's, for every frame); pad: see warp."""
     lips, teeth = paints if paints is not None else colours(frame, src)
     return fill_mouth(warp(frame, src, dst, pad), dst, float(opening(src)), lips, teeth)
+
+
+def one_blas_thread():
+    """A context in which numpy's BLAS runs on one thread: wrap any loop that draws frames. The warp's
+    matrices are small, and BLAS's threads only spin against the encoder and the drawing thread for the
+    cores (whole pipeline 5.5x -> 10x real time on 2 cores: benchmarks/generate_speed.py)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")
 
 
 def rest_of(landmarks: np.ndarray, face_matrix: np.ndarray) -> np.ndarray:

@@ -306,10 +306,11 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
         encoder = threading.Thread(target=encode, args=(writer,), daemon=True)
         encoder.start()
         try:
-            for t, frame in enumerate(render.animate(tracked, rest, rows(), pad)):
-                if t >= motion.made:  # animate passes one frame beyond the motion's end through: not ours
-                    break
-                made.put((t, frame))
+            with render.one_blas_thread():
+                for t, frame in enumerate(render.animate(tracked, rest, rows(), pad)):
+                    if t >= motion.made:  # animate passes one frame beyond the motion's end through: not ours
+                        break
+                    made.put((t, frame))
         finally:
             made.put(None)
             encoder.join()
