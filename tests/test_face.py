@@ -81,3 +81,21 @@ def test_two_faces_need_a_face_index(tracked):
     assert abs(left - right) > 200
     with pytest.raises(FaceNotFoundError, match="face index 5"):
         face.track_face(pair, face_index=5)
+
+
+def test_smooth_is_scipys_gaussian_filter_a_block_at_a_time():
+    from scipy.ndimage import gaussian_filter1d
+
+    from lipgen.face import SMOOTH_BLOCK, smooth
+
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 7, SMOOTH_BLOCK - 1, 2 * SMOOTH_BLOCK + 5):
+        for sigma in (0.7, 2.0, 5.0):
+            x = rng.normal(size=(n, 4, 2))
+            expected = gaussian_filter1d(x, sigma, axis=0, mode="nearest")
+            assert np.allclose(smooth(x, sigma), expected, atol=1e-12)
+            inplace = x.astype(np.float32)
+            smooth(inplace, sigma, out=inplace)  # as the motion model smooths its prediction
+            assert np.allclose(inplace, expected, atol=1e-5)
+    one = rng.normal(size=(1, 3))
+    assert np.array_equal(smooth(one, 2.0), one)

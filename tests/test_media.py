@@ -94,3 +94,31 @@ def test_missing_file_and_no_audio_stream(tmp_path, clip):
     silent_video = media.write_mp4(tmp_path / "mute.mp4", media.read_video(clip)[:10])
     with pytest.raises(MediaError, match="no audio stream"):
         media.read_audio(silent_video)
+
+
+def test_float16_speech_is_the_same_speech_in_half_the_memory(clip, tmp_path):
+    """Generation's motion path holds long speech as float16 (media.read_audio(dtype=np.float16)): the same
+    samples to 3 significant digits, the same motion to a small share of a pixel, and the same sound muxed."""
+    import torch
+
+    from lipgen import ASSETS
+    from lipgen.checkpoint import load_system
+    from lipgen.generate import SAMPLE_AUDIO
+    from lipgen.inference import predicted_motion
+
+    full, half = media.read_audio(SAMPLE_AUDIO), media.read_audio(SAMPLE_AUDIO, dtype=np.float16)
+    assert half.dtype == np.float16 and half.nbytes * 2 == full.nbytes
+    assert np.abs(media.as_float(half) - full).max() < 1e-3 * max(1.0, np.abs(full).max())
+    system = load_system(ASSETS / "motion.safetensors", strict=False)[0]
+    n = full.size // media.SAMPLES_PER_FRAME
+    a, b = predicted_motion(system, full, n), predicted_motion(system, half, n)
+    assert np.abs(a - b).max() < 0.05 * np.abs(a).max()  # the motion: the same to within 5% of its range
+    gap = system.gap(torch.from_numpy(np.stack([a, b])))
+    assert np.corrcoef(gap[0], gap[1])[0, 1] > 0.999
+    frames = np.zeros((n, 32, 32, 3), np.uint8)
+    muxed = media.read_audio(media.write_mp4(tmp_path / "half.mp4", frames, half))
+    assert abs(muxed.size - full.size) < media.SAMPLES_PER_FRAME
+    env = lambda x: np.abs(x[:160000]).reshape(-1, 400).mean(1)  # noqa: E731
+    assert np.corrcoef(env(full), env(muxed))[0, 1] > 0.95
+    with pytest.raises(ValueError, match="float32 or float16"):
+        media.read_audio(SAMPLE_AUDIO, dtype=np.int16)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from . import ASSETS
 from .errors import FaceNotFoundError, MultipleFacesError
@@ -286,11 +285,31 @@ def _implausible(prev: np.ndarray, points: np.ndarray) -> bool:
     return abs(size_b / size_a - 1) > 0.2 or moved > 0.25 * size_a
 
 
-def smooth(series: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing along axis 0 (time); a single frame is returned unchanged."""
+SMOOTH_BLOCK = 4096  # frames smoothed at a time
+
+
+def smooth(series: np.ndarray, sigma: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Gaussian smoothing along axis 0 (time), the first and last frames held beyond the ends: scipy's
+    gaussian_filter1d(mode="nearest", truncate=4) in numpy (generation need not import SciPy's 26 MB), computed
+    in float64 a block at a time into `out` (default: a new float64 array; may be `series` itself)."""
+    out = np.array(series, np.float64) if out is None else out
     if len(series) < 2 or sigma <= 0:
-        return series.copy()
-    return gaussian_filter1d(series.astype(np.float64), sigma, axis=0, mode="nearest")
+        out[...] = series
+        return out
+    radius = int(4 * sigma + 0.5)
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    n = len(series)
+    before = np.repeat(np.asarray(series[:1], np.float64), radius, axis=0)  # the rows before a block, unsmoothed
+    for b0 in range(0, n, SMOOTH_BLOCK):
+        b1 = min(n, b0 + SMOOTH_BLOCK)
+        block = np.asarray(series[b0:b1], np.float64)
+        after = np.asarray(series[np.minimum(np.arange(b1, b1 + radius), n - 1)], np.float64)  # not yet written
+        rows = np.concatenate([before, block, after])
+        result = sum(w * rows[k:k + b1 - b0] for k, w in enumerate(taps))
+        before = np.concatenate([before, block])[-radius:]
+        out[b0:b1] = result
+    return out
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -68,8 +68,10 @@ class Generator:
                  expressiveness: float | None = None, fps=None, loop: str = "pingpong", pad: float = 0.0) -> Path:
         """Make `out`: the face in `face` saying `audio`; the arguments as lipgen.generate.generate's."""
         media.check_output(out, {"--audio": audio, "--face": face, "--drive-video": drive_video})
-        samples = speech(audio, drive_video, sample_rate, max_seconds)
         system = self.system
+        # the motion path holds its speech as float16, each piece made float32 as it is used: half the memory
+        samples = speech(audio, drive_video, sample_rate, max_seconds,
+                         np.float16 if system.crop == "motion" and drive_video is None else np.float32)
         source = self.face(face, face_index, face_box, fps, loop, pad, max_seconds)
         n_frames = -(-samples.size * source.fps.numerator // (media.SAMPLE_RATE * source.fps.denominator))  # ceil
         if drive_video is not None:
@@ -103,9 +105,9 @@ def load_model(model: str | None = None, checkpoint: str | os.PathLike | None = 
 
 
 def speech(audio, drive_video=None, sample_rate: int = media.SAMPLE_RATE,
-           max_seconds: float = media.MAX_SECONDS) -> np.ndarray:
+           max_seconds: float = media.MAX_SECONDS, dtype=np.float32) -> np.ndarray:
     """The speech to say as (N,) float32 at SAMPLE_RATE: `audio` (a file or an array at sample_rate), or else
-    the driving video's sound."""
+    the driving video's sound. dtype=np.float16: a file is read into half the memory (media.read_audio)."""
     if isinstance(audio, np.ndarray):
         media.check_sample_rate(sample_rate)
         samples = audio.astype(np.float32).reshape(-1)
@@ -113,9 +115,9 @@ def speech(audio, drive_video=None, sample_rate: int = media.SAMPLE_RATE,
             raise media.MediaError(f"audio longer than {max_seconds:.0f} s. Cut it, or raise max_seconds.")
         return samples
     if audio is not None:
-        return media.read_audio(audio, max_seconds=max_seconds)
+        return media.read_audio(audio, max_seconds=max_seconds, dtype=dtype)
     if drive_video is not None:
-        return media.read_audio(drive_video, max_seconds=max_seconds)
+        return media.read_audio(drive_video, max_seconds=max_seconds, dtype=dtype)
     raise ValueError("give speech audio, or a driving video (--drive-video)")
 
 

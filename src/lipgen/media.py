@@ -225,13 +225,18 @@ def read_frames(path: str | os.PathLike, max_seconds: float = MAX_SECONDS) -> np
     return read_video(path, max_seconds=max_seconds)
 
 
-def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS) -> np.ndarray:
+def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS, dtype=np.float32) -> np.ndarray:
     """Decode the first audio stream, mixed to mono and resampled to SAMPLE_RATE.
 
-    Returns (N,) float32 in [-1, 1]. Raises MediaError for no audio stream, decode errors, a file
-    cut short (fewer samples than its header declares), empty or silent audio, or more than max_seconds.
-    Memory: the samples once (4 bytes each, 230 MB for an hour), no copies.
+    Returns (N,) float32, full scale 1 (a stereo mix may exceed it), or with dtype=np.float16 the same values
+    to 3 significant digits in half the memory (`as_float` turns a piece of them into float32 again). Raises
+    MediaError for no audio stream, decode errors, a file cut short (fewer samples than its header
+    declares), empty or silent audio, or more than max_seconds.
+    Memory: the samples once (4 bytes each, 230 MB for an hour; 2 bytes as float16), no copies.
     """
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float16):
+        raise ValueError(f"read_audio gives float32 or float16 samples, not {dtype}")
     container = _open(path)
     with container:
         if not container.streams.audio:
@@ -241,7 +246,7 @@ def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS) -> np.
         declared = _declared_seconds(container, stream)
         limit = int(max_seconds * SAMPLE_RATE)
         # room for the declared length: pages never written cost no memory, so guessing high is free
-        audio = np.empty(min(limit, int((declared or 60.0) * SAMPLE_RATE)) + SAMPLE_RATE, np.float32)
+        audio = np.empty(min(limit, int((declared or 60.0) * SAMPLE_RATE)) + SAMPLE_RATE, dtype)
         n = 0
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
 
@@ -250,7 +255,7 @@ def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS) -> np.
             for out in blocks:
                 block = out.to_ndarray().reshape(-1)
                 if n + block.size > audio.size:
-                    bigger = np.empty(max(2 * audio.size, n + block.size), np.float32)
+                    bigger = np.empty(max(2 * audio.size, n + block.size), dtype)
                     bigger[:n] = audio[:n]
                     audio = bigger
                 audio[n:n + block.size] = block
@@ -311,6 +316,12 @@ def _refuse_truncated(path, container, decoded: float, declared: float | None) -
     if declared is not None and decoded < declared - TRUNCATION_TOLERANCE:
         raise MediaError(f"{path}: damaged audio, cut short: its header declares {declared:.2f} s but only "
                          f"{decoded:.2f} s are in the file (an interrupted download or copy?). Use a complete copy.")
+
+
+def as_float(samples: np.ndarray) -> np.ndarray:
+    """Samples as float32 (read_audio's float16 converted; float32 passed as it is): for a piece of a long
+    utterance at a time."""
+    return np.asarray(samples, np.float32)
 
 
 def _mean_square(x: np.ndarray, block: int = 1 << 20) -> float:
@@ -486,10 +497,10 @@ class Mp4Writer:
             self.out.mux(packet)
         if self.audio is not None:
             sound = self.sound
-            samples = np.asarray(self.audio, np.float32).reshape(-1)
+            samples = np.asarray(self.audio).reshape(-1)
             n = int(round(self.frames * SAMPLE_RATE / self.fps))  # fitted to the frames: trimmed, or zero-padded
             for start in range(0, n, 1024):
-                piece = samples[start:min(start + 1024, n)]
+                piece = as_float(samples[start:min(start + 1024, n)])
                 piece = np.pad(piece, (0, min(1024, n - start) - piece.size))  # a copy: contiguous, and padded
                 block = av.AudioFrame.from_ndarray(piece[None], format="flt", layout="mono")
                 block.sample_rate, block.pts = SAMPLE_RATE, start

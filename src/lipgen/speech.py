@@ -28,13 +28,14 @@ Shapes: N samples at SAMPLE_RATE, T video frames, ROWS_PER_FRAME rows each, F = 
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 
 import numpy as np
 
 from .errors import LipgenError
-from .media import MELS_PER_FRAME, SAMPLE_RATE, SAMPLES_PER_FRAME
+from .media import MELS_PER_FRAME, SAMPLE_RATE, SAMPLES_PER_FRAME, as_float
 from .voice import loudness
 
 ENCODER = "whisper-tiny.en-loudness"  # what the features are: part of every cache key made of them
@@ -109,7 +110,22 @@ def encode_windows(windows: list[np.ndarray], batch: int = 4, seconds: int = WIN
     for i in range(0, len(windows), batch):
         mels = np.stack([whisper_log_mel(w)[:, :seconds * SAMPLE_RATE // HOP] for w in windows[i:i + batch]])
         out[i:i + len(mels)] = np.asarray(encoder().encode(ctranslate2.StorageView.from_array(mels), to_cpu=True))
+    _release_freed_memory()
     return out
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim  # glibc
+    except (OSError, AttributeError):
+        return lambda pad: 0
+
+
+def _release_freed_memory() -> None:
+    """Hand the encoder's freed working memory (its attention: ~55 MB a 30 s window) back to the system: glibc
+    keeps part of it otherwise, and a long utterance's peak memory grew by it (benchmarks/memory.py)."""
+    _malloc_trim()(0)
 
 
 class SpeechFeatures:
@@ -121,7 +137,7 @@ class SpeechFeatures:
     hearing CONTEXT_SECONDS before the rows it keeps and the rest of its 30 s after them."""
 
     def __init__(self, audio: np.ndarray, n_frames: int | None = None):
-        self.audio = np.asarray(audio, np.float32).reshape(-1)
+        self.audio = np.asarray(audio).reshape(-1)  # float32, or float16 (made float32 a window at a time)
         self.n_frames = self.audio.size // SAMPLES_PER_FRAME if n_frames is None else n_frames
         self.single = self.n_frames * SAMPLES_PER_FRAME <= WINDOW
         self.loudness = loudness_rows(self.audio, self.n_frames)
@@ -134,7 +150,7 @@ class SpeechFeatures:
         if w not in self._done:
             start = 0 if self.single else max(0, w * HOP_SECONDS * SAMPLE_RATE - int(CONTEXT_SECONDS * SAMPLE_RATE))
             seconds = -(-self.n_frames * SAMPLES_PER_FRAME // SAMPLE_RATE) if self.single else WINDOW_SECONDS
-            rows = encode_windows([self.audio[start:start + WINDOW]], seconds=max(1, seconds))[0]
+            rows = encode_windows([as_float(self.audio[start:start + WINDOW])], seconds=max(1, seconds))[0]
             self._done[w] = (start // SAMPLES_PER_ROW, rows)
         return self._done[w]
 
