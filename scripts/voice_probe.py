@@ -30,6 +30,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="motion model files")
     parser.add_argument("--work", default="cache/unseen/videos", help="evaluate-videos work folder")
+    parser.add_argument("--lags", type=int, default=0, help="also print the gated mean r with the prediction "
+                        "shifted by -LAGS..LAGS frames (positive: the prediction of a later frame is compared)")
     args = parser.parse_args()
     clips = sorted(p.parent for p in Path(args.work).glob("*/clip.landmarks.npy"))
     if not clips:
@@ -46,16 +48,29 @@ def main():
         for rest, g in zip((True, False), gaps(portrait_audio, len(silent))):
             print(f"  portraits' speech{'' if rest else ' (no silence gate)'}: gap {g[~silent].mean():.2f} px in "
                   f"speech, {g[silent].mean():.2f} in silence, ratio {g[~silent].mean() / max(g[silent].mean(), 1e-6):.2f}")
-        rs = []
+        rs, lagged = [], []
         for clip in clips:
             audio, landmarks = np.load(clip / "audio.npy"), np.load(clip / "clip.landmarks.npy")
             real = mouth_opening(landmarks)
             ok = np.isfinite(real)
-            rs.append([np.corrcoef(g[ok], real[ok])[0, 1] for g in gaps(audio, len(landmarks))])
+            gated, ungated = gaps(audio, len(landmarks))
+            rs.append([np.corrcoef(g[ok], real[ok])[0, 1] for g in (gated, ungated)])
+            lagged.append([_lagged_r(gated, real, lag) for lag in range(-args.lags, args.lags + 1)])
             print(f"  {clip.name:40s} r = {rs[-1][0]:+.3f} ({rs[-1][1]:+.3f} without the silence gate)")
         r = np.mean(rs, axis=0)
         print(f"{path}: {system.config.speech} front end, mean r = {r[0]:.3f} ({r[1]:.3f} without the silence gate) "
               f"over {len(rs)} clips")
+        if args.lags:
+            print("  gated mean r at lag " + " ".join(f"{lag:+d}: {v:.3f}" for lag, v in
+                                                      zip(range(-args.lags, args.lags + 1), np.mean(lagged, 0))))
+
+
+def _lagged_r(predicted: np.ndarray, real: np.ndarray, lag: int) -> float:
+    """Correlation of predicted[t + lag] with real[t] over the frames both have."""
+    n = len(real)
+    a, b = predicted[max(lag, 0):n + min(lag, 0)], real[max(-lag, 0):n + min(-lag, 0)]
+    ok = np.isfinite(b)
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
 
 
 if __name__ == "__main__":
