@@ -265,7 +265,7 @@ def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple | 
 def one_blas_thread():
     """A context in which numpy's BLAS runs on one thread: wrap any loop that draws frames. The warp's
     matrices are small, and BLAS's threads only spin against the encoder and the drawing thread for the
-    cores (whole pipeline 5.5x -> 10x real time on 2 cores: benchmarks/generate_speed.py)."""
+    cores (whole pipeline 5.4-6.0x -> 9.0-9.4x real time on 2 cores: benchmarks/generate_speed.py)."""
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(1, user_api="blas")
