@@ -229,7 +229,7 @@ def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS, dtype=
     """Decode the first audio stream, mixed to mono and resampled to SAMPLE_RATE.
 
     Returns (N,) float32, full scale 1 (a stereo mix may exceed it), or with dtype=np.float16 the same values
-    to 3 significant digits in half the memory (`as_float` turns a piece of them into float32 again). Raises
+    to 3 significant digits in half the memory (made float32 a piece at a time where they are used). Raises
     MediaError for no audio stream, decode errors, a file cut short (fewer samples than its header
     declares), empty or silent audio, or more than max_seconds.
     Memory: the samples once (4 bytes each, 230 MB for an hour; 2 bytes as float16), no copies.
@@ -316,12 +316,6 @@ def _refuse_truncated(path, container, decoded: float, declared: float | None) -
     if declared is not None and decoded < declared - TRUNCATION_TOLERANCE:
         raise MediaError(f"{path}: damaged audio, cut short: its header declares {declared:.2f} s but only "
                          f"{decoded:.2f} s are in the file (an interrupted download or copy?). Use a complete copy.")
-
-
-def as_float(samples: np.ndarray) -> np.ndarray:
-    """Samples as float32 (read_audio's float16 converted; float32 passed as it is): for a piece of a long
-    utterance at a time."""
-    return np.asarray(samples, np.float32)
 
 
 def _mean_square(x: np.ndarray, block: int = 1 << 20) -> float:
@@ -500,7 +494,7 @@ class Mp4Writer:
             samples = np.asarray(self.audio).reshape(-1)
             n = int(round(self.frames * SAMPLE_RATE / self.fps))  # fitted to the frames: trimmed, or zero-padded
             for start in range(0, n, 1024):
-                piece = as_float(samples[start:min(start + 1024, n)])
+                piece = np.asarray(samples[start:min(start + 1024, n)], np.float32)  # float32 or float16 held
                 piece = np.pad(piece, (0, min(1024, n - start) - piece.size))  # a copy: contiguous, and padded
                 block = av.AudioFrame.from_ndarray(piece[None], format="flt", layout="mono")
                 block.sample_rate, block.pts = SAMPLE_RATE, start

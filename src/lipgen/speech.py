@@ -35,7 +35,7 @@ import os
 import numpy as np
 
 from .errors import LipgenError
-from .media import MELS_PER_FRAME, SAMPLE_RATE, SAMPLES_PER_FRAME, as_float
+from .media import MELS_PER_FRAME, SAMPLE_RATE, SAMPLES_PER_FRAME
 from .voice import loudness
 
 ENCODER = "whisper-tiny.en-loudness"  # what the features are: part of every cache key made of them
@@ -150,7 +150,7 @@ class SpeechFeatures:
         if w not in self._done:
             start = 0 if self.single else max(0, w * HOP_SECONDS * SAMPLE_RATE - int(CONTEXT_SECONDS * SAMPLE_RATE))
             seconds = -(-self.n_frames * SAMPLES_PER_FRAME // SAMPLE_RATE) if self.single else WINDOW_SECONDS
-            rows = encode_windows([as_float(self.audio[start:start + WINDOW])], seconds=max(1, seconds))[0]
+            rows = encode_windows([np.asarray(self.audio[start:start + WINDOW], np.float32)], seconds=max(1, seconds))[0]
             self._done[w] = (start // SAMPLES_PER_ROW, rows)
         return self._done[w]
 

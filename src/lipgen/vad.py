@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .media import SAMPLE_RATE, as_float
+from .media import SAMPLE_RATE
 
 CHUNK = 512  # samples per probability (32 ms)
 CONTEXT = 64  # samples of the previous chunk each chunk also sees
@@ -73,7 +73,7 @@ def speech_probability(samples: np.ndarray, n_frames: int | None = None, fps: in
     state, context = None, torch.zeros(CONTEXT)
     for c0 in range(0, n_chunks, BLOCK):
         c1 = min(n_chunks, c0 + BLOCK)
-        x = torch.from_numpy(np.array(as_float(samples[c0 * CHUNK:c1 * CHUNK])))  # a float32 copy
+        x = torch.from_numpy(np.asarray(samples[c0 * CHUNK:c1 * CHUNK], np.float32).copy())
         x = F.pad(x, (0, (c1 - c0) * CHUNK - len(x)))
         chunks = torch.cat([context, x]).unfold(0, CONTEXT + CHUNK, CHUNK)  # (c1 - c0, 576)
         context = x[-CONTEXT:]

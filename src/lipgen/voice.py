@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .media import HOP_LENGTH, MELS_PER_FRAME, N_MELS, SAMPLE_RATE, SAMPLES_PER_FRAME, as_float, log_mel, speech_gain
+from .media import HOP_LENGTH, MELS_PER_FRAME, N_MELS, SAMPLE_RATE, SAMPLES_PER_FRAME, log_mel, speech_gain
 
 N_FEATURES = N_MELS + 1  # CMVN log-mel bins + the loudness row
 LOUDNESS_FLOOR_DB = -60.0  # loudness row: energy below the speech level, clipped here, mapped to [-1, 0]
@@ -39,7 +39,7 @@ def hop_db(audio: np.ndarray, n_frames: int) -> np.ndarray:
     db = np.full(hops, -120.0)  # silence (10 * log10(1e-12))
     step = 1 << 12  # hops per block (41 s: 5 MB of float64 samples)
     for h0 in range(0, min(hops, audio.size // HOP_LENGTH + 1), step):
-        x = as_float(audio[h0 * HOP_LENGTH:(h0 + step) * HOP_LENGTH]).astype(np.float64)
+        x = np.asarray(audio[h0 * HOP_LENGTH:(h0 + step) * HOP_LENGTH], np.float64)
         x = np.pad(x, (0, -x.size % HOP_LENGTH))
         energy = np.mean(x.reshape(-1, HOP_LENGTH) ** 2, axis=1)
         db[h0:h0 + energy.size] = 10 * np.log10(energy[:hops - h0] + 1e-12)
@@ -82,7 +82,7 @@ class Features:
     slice then computes only its own rows. len() is the number of rows, 4 per video frame."""
 
     def __init__(self, audio: np.ndarray, n_frames: int | None = None):
-        self.audio = as_float(audio)  # whole: log_mel takes float32
+        self.audio = np.asarray(audio, np.float32)
         self.n_frames = self.audio.size // SAMPLES_PER_FRAME if n_frames is None else n_frames
         self.gain = speech_gain(self.audio)
         self.loudness = loudness(self.audio, self.n_frames)
