@@ -82,6 +82,18 @@ def test_long_speech_is_predicted_in_pieces_like_one_pass(speech, monkeypatch):
     assert np.abs(gap[0] - gap[1]).mean() < 0.1 * gap[0].std()
 
 
+def test_encoded_versions_serve_a_longer_window_than_they_were_made_for(grid_cache):
+    from lipgen.data.motion import MotionDataset
+
+    short = MotionDataset(grid_cache, split=None, window=16, speech="whisper", versions=3, seed=7)
+    longest = min(len(c["motion"]) for c in short.clips)  # every clip fits, its sped-up versions may not
+    assert any(len(m) < longest for c in short.clips for _, m, _ in c["versions"])
+    data = MotionDataset(grid_cache, split=None, window=longest, speech="whisper", versions=3, seed=7)
+    for i in range(len(data.clips) * 2):
+        item = data[i]
+        assert item["motion"].shape == (longest, 31, 2) and item["features"].shape[0] == 2 * longest
+
+
 @pytest.mark.parametrize("front_end", ["whisper", "mel"])
 def test_motion_model_fits_real_clips(grid_cache, front_end):
     from lipgen.data.motion import MotionDataset

@@ -127,9 +127,10 @@ class MotionDataset(Dataset):
                     np.savez(f, **arrays)
                 os.replace(tmp, path)
         bar.close()
-        for clip in self.clips:
+        for clip in self.clips:  # a version sped up shorter than this window (encoded for a shorter one) is left out
             with np.load(self._versions_path(clip["id"], versions)) as z:
-                clip["versions"] = [(z[f"features{v}"], z[f"motion{v}"], z[f"silent{v}"]) for v in range(versions)]
+                clip["versions"] = [(z[f"features{v}"], z[f"motion{v}"], z[f"silent{v}"]) for v in range(versions)
+                                    if len(z[f"motion{v}"]) >= self.window]
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng((self.seed, index))
