@@ -134,7 +134,7 @@ def test_tiny_motion_model_trains_and_predicts(grid_cache, tmp_path):
     assert header["model"] == "motion" and system.config.speech == "whisper"
     motion = system.predict(system.features(np.zeros(10 * media.SAMPLES_PER_FRAME, np.float32)))
     assert motion.shape == (10, len(MOTION_POINTS), 2) and np.isfinite(motion).all()
-    versions = list(grid_cache.glob("*/speech-*-aug*.npz"))  # the encoded versions, kept for the next run
+    versions = list(grid_cache.glob("*/speech-*-aug6-seed0.npz"))  # the encoded versions, kept for the next run
     assert versions and all(len(np.load(v).files) == 3 * 6 for v in versions)
 
 
