@@ -86,12 +86,12 @@ def test_encoded_versions_serve_a_longer_window_than_they_were_made_for(grid_cac
     from lipgen.data.motion import MotionDataset
 
     short = MotionDataset(grid_cache, split=None, window=16, speech="whisper", versions=3, seed=7)
-    longest = min(len(c["motion"]) for c in short.clips)  # every clip fits, its sped-up versions may not
-    assert any(len(m) < longest for c in short.clips for _, m, _ in c["versions"])
-    data = MotionDataset(grid_cache, split=None, window=longest, speech="whisper", versions=3, seed=7)
+    window = min(len(c["motion"]) for c in short.clips)  # every clip fits, its sped-up versions may not
+    assert any(len(m) < window for c in short.clips for _, m, _ in c["versions"])
+    data = MotionDataset(grid_cache, split=None, window=window, speech="whisper", versions=3, seed=7)
     for i in range(len(data.clips) * 2):
         item = data[i]
-        assert item["motion"].shape == (longest, 31, 2) and item["features"].shape[0] == 2 * longest
+        assert item["motion"].shape == (window, 31, 2) and item["features"].shape[0] == 2 * window
 
 
 @pytest.mark.parametrize("front_end", ["whisper", "mel"])
