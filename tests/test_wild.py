@@ -134,6 +134,19 @@ def test_portraits_end_to_end(tmp_path):
     assert json.loads((tmp_path / "report" / "report.json").read_text())["no_face_found"] == ["wall.png"]
 
 
+def test_portraits_at_another_expressiveness(tmp_path):
+    folder = tmp_path / "portraits"
+    folder.mkdir()
+    shutil.copy(WILD / "portraits" / "s4_bbilzs_frame0.jpg", folder)
+    run = lambda gain: evaluate_portraits(folder, tmp_path / f"report{gain}", models=["motion"], speech=[SPEECH],
+                                          work=tmp_path / "work", expert=None, progress=False, expressiveness=gain)
+    still, default = run(0.0), run(None)
+    held, moving = still["means"]["motion, expressiveness 0 | from photo"], default["means"]["motion | from photo"]
+    assert moving["opening_speech"] > 2 * held["opening_speech"]  # no motion: the closed rest shape throughout
+    assert still["settings"]["expressiveness"] == 0.0 and default["settings"]["expressiveness"] is None
+    assert len(list((tmp_path / "work").glob("*/motion*.mp4"))) == 2  # each its own video, not the other's reused
+
+
 def test_cli_evaluate_videos_with_a_model(tmp_path, capsys):
     assert main(["evaluate-videos", str(WILD / "videos"), "--out", str(tmp_path / "report"), "--models", "glance",
                  "--seconds", "1", "--max-side", "320", "--no-sync"]) == 0

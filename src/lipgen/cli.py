@@ -136,8 +136,7 @@ def add_controls(p, batch: bool = True) -> None:
     p.add_argument("--model", help="motion (default: any face, any voice), glance, crgan or davs"
                                    + ("" if batch else " (only motion streams)"))
     p.add_argument("--checkpoint", help="model file from `lipgen train` (default: the shipped model)")
-    p.add_argument("--expressiveness", type=float, help="motion model: how far the mouth moves, times the prediction "
-                                                        "(default 1.5; 1 = as GRID's speakers, mostly s1)")
+    _expressiveness_arg(p)
     if batch:
         p.add_argument("--max-seconds", type=float, default=600,
                        help="longest input accepted, in seconds (default 600)")
@@ -159,7 +158,7 @@ def _evaluate(args) -> None:
     from .evaluation.evaluate import evaluate
 
     summary = evaluate(args.models, args.cache, args.out, split=args.split, limit=args.limit,
-                       expert=None if args.no_sync else args.expert)
+                       expert=None if args.no_sync else args.expert, expressiveness=args.expressiveness)
     print((Path(args.out) / "report.md").read_text().split("\n## ")[0])
     print(f"written: {args.out}/report.md, report.csv, report.json, mouth_opening.png ({summary['clips']} clips)")
 
@@ -169,7 +168,7 @@ def _evaluate_videos(args) -> None:
 
     summary = evaluate_videos(args.folder, args.out, models=args.models, seconds=args.seconds, manifest=args.manifest,
                               work=args.work, limit=args.limit, max_side=args.max_side,
-                              expert=None if args.no_sync else args.expert)
+                              expert=None if args.no_sync else args.expert, expressiveness=args.expressiveness)
     print((Path(args.out) / "report.md").read_text().split("\n## per input")[0])
     print(f"written: {args.out}/report.md, report.csv, report.json, opening.png ({summary['complete']} clips with "
           f"every row, {len(summary['skipped'])} skipped)")
@@ -180,7 +179,7 @@ def _evaluate_portraits(args) -> None:
 
     summary = evaluate_portraits(args.folder, args.out, models=args.models, speech=args.speech,
                                  manifest=args.manifest, work=args.work, limit=args.limit, max_side=args.max_side,
-                                 expert=None if args.no_sync else args.expert)
+                                 expert=None if args.no_sync else args.expert, expressiveness=args.expressiveness)
     print((Path(args.out) / "report.md").read_text().split("\n## per input")[0])
     print(f"written: {args.out}/report.md, report.csv, report.json, opening.png ({summary['complete']} images with "
           f"every row; no face found: {', '.join(summary['no_face_found']) or 'none'})")
@@ -370,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="eval", help="report folder (default eval)")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--limit", type=int, help="evaluate at most this many clips")
+    _expressiveness_arg(p)
     _sync_args(p)
     p.set_defaults(func=_evaluate)
 
@@ -388,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "runs (default: a temporary folder)")
     p.add_argument("--limit", type=int, help="evaluate at most this many clips (the first by name)")
     p.add_argument("--max-side", type=int, default=720, help="downscale frames whose longer side is larger (default 720)")
+    _expressiveness_arg(p)
     _sync_args(p)
     p.set_defaults(func=_evaluate_videos)
 
@@ -406,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(default: a temporary folder)")
     p.add_argument("--limit", type=int, help="evaluate at most this many images (the first by name)")
     p.add_argument("--max-side", type=int, default=720, help="downscale images whose longer side is larger (default 720)")
+    _expressiveness_arg(p)
     _sync_args(p)
     p.set_defaults(func=_evaluate_portraits)
     return parser
@@ -416,6 +418,11 @@ def _folder_args(p, what: str) -> None:
     p.add_argument("folder", help=f"folder of {what} (the files directly in it)")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--models", nargs="+", help="shipped model names or checkpoint files (default: every shipped model)")
+
+
+def _expressiveness_arg(p) -> None:
+    p.add_argument("--expressiveness", type=float, help="motion model: how far the mouth moves, times the prediction "
+                                                        "(default 1.5; 1 = as GRID's speakers, mostly s1)")
 
 
 def _sync_args(p) -> None:

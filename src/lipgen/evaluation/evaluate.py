@@ -71,9 +71,10 @@ def _face_to_mouth(face_crops: np.ndarray, face_matrix: np.ndarray, mouth_matrix
     return geometry.crop(face_crops, relation, geometry.MOUTH_SIZE)
 
 
-def _motion_crops(system, meta: dict, frames: np.ndarray, arrays: dict) -> np.ndarray:
+def _motion_crops(system, meta: dict, frames: np.ndarray, arrays: dict, expressiveness: float | None = None) -> np.ndarray:
     """Mouth crops of the motion model: the clip's first frame, at its own resolution, moved by the motion
-    predicted from the clip's audio, cut by the first frame's mouth matrix like the static row: (T, 64, 64, 3)."""
+    predicted from the clip's audio (times expressiveness; None: the default), cut by the first frame's mouth matrix
+    like the static row: (T, 64, 64, 3)."""
     from .. import render
 
     lead = meta.get("trimmed_start_frames", 0) * media.SAMPLES_PER_FRAME
@@ -81,7 +82,7 @@ def _motion_crops(system, meta: dict, frames: np.ndarray, arrays: dict) -> np.nd
     points = np.load(Path(meta["cache_dir"]) / f"{cached.LANDMARKS}.npy")[:1].astype(np.float64)
     face_matrix = arrays["face_matrix"][:1].astype(np.float64)
     tracked = ((frames[0], points[0], face_matrix[0]) for _ in range(len(frames)))
-    moved = render.animate(tracked, render.rest_of(points, face_matrix), predicted_motion(system, audio, len(frames)))
+    moved = render.animate(tracked, render.rest_of(points, face_matrix), predicted_motion(system, audio, len(frames), expressiveness))
     matrix = arrays["mouth_matrix"][:1].astype(np.float64)
     return np.concatenate([geometry.crop(f[None], matrix, geometry.MOUTH_SIZE) for f in moved])
 
@@ -134,8 +135,9 @@ def _measure(row: str, meta: dict, mouths: np.ndarray, frames: np.ndarray, array
 
 def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike, split: str | None = "test",
              limit: int | None = None, expert: str | None = "default", clips: list[str] | None = None,
-             progress: bool = True) -> dict:
-    """Evaluate models (names of shipped models or checkpoint paths) on a cache split.
+             progress: bool = True, expressiveness: float | None = None) -> dict:
+    """Evaluate models (names of shipped models or checkpoint paths) on a cache split. expressiveness: the motion
+    models' (lipgen generate --expressiveness; default: theirs), named in their rows when given.
 
     Writes <out>/report.md, report.csv (per clip), report.json (means per row and per speaker) and
     mouth_opening.png. Returns the JSON summary.
@@ -149,9 +151,12 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
         system = load_spec(spec)
         if Path(spec).is_file():  # a training run's model: named by its run folder
             label = Path(spec).parent.name if Path(spec).name == "model.safetensors" else Path(spec).name
-            systems[f"{_model_name(spec)} ({label})"] = system
+            label = f"{_model_name(spec)} ({label})"
         else:
-            systems[spec] = system
+            label = spec
+        if system.crop == "motion" and expressiveness is not None:
+            label = f"{label}, expressiveness {expressiveness:g}"
+        systems[label] = system
     sync_expert = _load_expert(expert)
     results: list[ClipResult] = []
     bar = tqdm(clips, desc="evaluate", unit="clip", disable=not progress)
@@ -169,7 +174,7 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
         for name, system in systems.items():
             seams = system.seams(len(frames)) if system.crop != "motion" else []  # motion: one pass, no seams
             if system.crop == "motion":  # the first frame moved, its mouth crop cut out
-                rows[name] = (_motion_crops(system, meta, frames, arrays), seams)
+                rows[name] = (_motion_crops(system, meta, frames, arrays, expressiveness), seams)
                 continue
             kind, crops = model_crops(system, arrays["mel"], arrays["mouth"][0], arrays["face"][0])
             crops = np.stack(list(crops))[: len(frames)]

@@ -173,11 +173,13 @@ def evaluate_portrait(path: Path, work: Path, specs: dict, expert, audio: np.nda
 def evaluate_portraits(folder: str | os.PathLike, out: str | os.PathLike, models: list[str] | None = None,
                        speech: list[str | os.PathLike] | None = None, manifest: str | os.PathLike | None = None,
                        work: str | os.PathLike | None = None, limit: int | None = None, max_side: int = MAX_SIDE,
-                       expert: str | None = "default", progress: bool = True) -> dict:
+                       expert: str | None = "default", progress: bool = True,
+                       expressiveness: float | None = None) -> dict:
     """Evaluate models on a folder of still portraits (module doc: rows and measures).
 
     speech: files with word timings (see speech_words), said one after another by every portrait (default:
-    the bundled GRID clips, 9 s). models, manifest, work, limit: as lipgen.evaluation.wild.evaluate_videos.
+    the bundled GRID clips, 9 s). models, manifest, work, limit, expressiveness: as
+    lipgen.evaluation.wild.evaluate_videos.
     Writes <out>/report.md, report.csv, report.json and opening.png. Returns the JSON summary.
     """
     started = time.time()
@@ -186,7 +188,7 @@ def evaluate_portraits(folder: str | os.PathLike, out: str | os.PathLike, models
     audio, silent = prepare_speech(speech)
     speech_key = file_key(*speech)
     indices = read_face_indices(manifest)
-    specs = model_specs(models)
+    specs = model_specs(models, expressiveness)
     sync_expert = load_sync_expert(expert)
     rows, plotted, skipped = evaluate_all(
         paths, work, "evaluate portraits",
@@ -196,6 +198,7 @@ def evaluate_portraits(folder: str | os.PathLike, out: str | os.PathLike, models
     summary = summarise(rows, order, skipped, PORTRAIT_COLUMNS)
     summary["no_face_found"] = [name for name, reason in skipped.items() if "no face found" in reason]
     summary["settings"] = {"folder": str(folder), "models": {k: str(v[1]) for k, v in specs.items()},
+                           "expressiveness": expressiveness,
                            "speech": [str(p) for p in speech], "speech_seconds": len(silent) / media.VIDEO_FPS,
                            "silent_frames": int(silent.sum()), "max_side": max_side, "sync_expert": expert,
                            "run_seconds": round(time.time() - started, 1)}

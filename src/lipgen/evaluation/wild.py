@@ -288,23 +288,27 @@ def face_index_of(path: Path, indices: dict[str, int]) -> int | None:
     return indices.get(path.name, indices.get(path.stem))
 
 
-def model_specs(models: list[str] | None) -> dict[str, tuple[str, Path]]:
-    """label -> (model name, checkpoint) for shipped model names (default: every shipped model that
-    generates) or files from `lipgen train`."""
+def model_specs(models: list[str] | None,
+                expressiveness: float | None = None) -> dict[str, tuple[str, Path, float | None]]:
+    """label -> (model name, checkpoint, expressiveness) for shipped model names (default: every shipped model that
+    generates) or files from `lipgen train`. expressiveness: the motion models' (lipgen generate --expressiveness;
+    None: their default), named in their labels when given; the other models have None."""
     from ..checkpoint import read_header
 
     specs = {}
     shipped = [name for name in shipped_models() if model_classes(name)[0].crop != "none"]
     for spec in shipped if models is None else models:
         if spec in shipped:
-            specs[spec] = (spec, shipped_checkpoint(spec))
+            label, name, checkpoint = spec, spec, shipped_checkpoint(spec)
         elif Path(spec).is_file():
             name = read_header(spec)["model"]
             run = Path(spec).parent.name if Path(spec).name == "model.safetensors" else Path(spec).stem
-            specs[f"{name} ({run})"] = (name, Path(spec))
+            label, checkpoint = f"{name} ({run})", Path(spec)
         else:
             raise ValueError(f"unknown model {spec!r}: give one of {', '.join(shipped)} or a checkpoint "
                              "file from `lipgen train`.")
+        gain = expressiveness if name == "motion" else None
+        specs[label if gain is None else f"{label}, expressiveness {gain:g}"] = (name, checkpoint, gain)
     return specs
 
 
@@ -317,11 +321,13 @@ def file_key(*paths: Path, **settings) -> str:
 
 
 def model_key(spec: tuple, **settings) -> str:
-    """file_key of a row's (model name, checkpoint), with what generation does beyond the checkpoint (the motion
-    model's silence gate), so videos made before a change of it are made again."""
+    """file_key of a row's (model name, checkpoint, expressiveness), with what generation does beyond the checkpoint
+    (the motion model's silence gate), so videos made before a change of it are made again."""
     from ..models.motion import SILENCE_MARGIN
 
     extra = {"silence_margin": SILENCE_MARGIN} if spec[0] == "motion" else {}
+    if spec[2] is not None:
+        extra["expressiveness"] = spec[2]
     return file_key(spec[1], **settings, **extra)
 
 
@@ -370,11 +376,11 @@ def held(frame: np.ndarray, audio: np.ndarray, n_frames: int):
                                         preset=REFERENCE_PRESET)
 
 
-def generated(spec: tuple[str, Path], audio: np.ndarray, face: Path, face_index: int | None):
+def generated(spec: tuple[str, Path, float | None], audio: np.ndarray, face: Path, face_index: int | None):
     """make(path) for a model's video of `face` (photo or video) saying `audio`."""
-    name, checkpoint = spec
+    name, checkpoint, expressiveness = spec
     return lambda path: generate(audio, face, path, model=name, checkpoint=checkpoint, face_index=face_index,
-                                 progress=False)
+                                 expressiveness=expressiveness, progress=False)
 
 
 def prepared_face_index(original: np.ndarray, prepared: np.ndarray, face_index: int | None) -> int | None:
@@ -518,10 +524,11 @@ def evaluate_videos(folder: str | os.PathLike, out: str | os.PathLike, models: l
                     seconds: float = DEFAULT_SECONDS, manifest: str | os.PathLike | None = None,
                     work: str | os.PathLike | None = None, limit: int | None = None, max_side: int = MAX_SIDE,
                     expert: str | None = "default", progress: bool = True,
-                    voice_face: str | os.PathLike | None = VOICE_FACE) -> dict:
+                    voice_face: str | os.PathLike | None = VOICE_FACE, expressiveness: float | None = None) -> dict:
     """Evaluate models on a folder of talking-face videos with sound (module doc: rows and protocol).
 
-    models: shipped model names or checkpoint files (default: every shipped model). manifest: face index
+    models: shipped model names or checkpoint files (default: every shipped model); expressiveness: the motion
+    models' (default: theirs; see model_specs). manifest: face index
     per clip with several faces (see read_face_indices); such clips without an entry are skipped, with the
     reason in the report, like any clip that fails. work: folder of prepared clips, generated videos and
     landmarks, reused by later runs (default: a temporary folder, deleted after). Writes <out>/report.md,
@@ -530,7 +537,7 @@ def evaluate_videos(folder: str | os.PathLike, out: str | os.PathLike, models: l
     started = time.time()
     paths = inputs_in(folder, media.VIDEO_SUFFIXES, "videos")[:limit]
     indices = read_face_indices(manifest)
-    specs = model_specs(models)
+    specs = model_specs(models, expressiveness)
     sync_expert = load_sync_expert(expert)
     rows, plotted, skipped = evaluate_all(
         paths, work, "evaluate videos",
@@ -540,6 +547,7 @@ def evaluate_videos(folder: str | os.PathLike, out: str | os.PathLike, models: l
     order = [("ground truth", REFERENCE), ("static", REFERENCE)] + [(label, mode) for mode in MODES for label in specs]
     summary = summarise(rows, order, skipped, COLUMNS)
     summary["settings"] = {"folder": str(folder), "models": {k: str(v[1]) for k, v in specs.items()},
+                           "expressiveness": expressiveness,
                            "seconds": seconds, "max_side": max_side,
                            "manifest": None if manifest is None else str(manifest),
                            "sync_expert": expert, "run_seconds": round(time.time() - started, 1)}
