@@ -1,6 +1,7 @@
 """The any-face path: speaker-normalised audio features, the motion model, the warp renderer, and the
 shipped motion model on a face it never saw (the bundled astronaut photo) with GRID speech."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -171,10 +172,26 @@ def test_render_opens_the_mouth_and_leaves_the_rest(photo):
     assert ys.min() > points[29, 1] - 0.05 * width  # nothing above the nose tip moves
     assert np.all(np.abs(xs - points[48:68, 0].mean()) < 0.6 * width)  # nor beyond the cheeks
     inner = np.zeros(image.shape[:2], np.uint8)
-    import cv2
 
     cv2.fillPoly(inner, [np.round(dst[60:68]).astype(np.int32)], 1)
     assert moved[inner > 0].mean() < image[inner > 0].mean() - 15  # the opened lips show a dark mouth
+
+
+def test_a_photo_draws_every_opening_beyond_its_closed_rest(photo):
+    """A photo's own interior is gone at its closed rest: an opening smaller than its smile is drawn, not the
+    smile's teeth brought back (what a video frame, whose landmarks follow real lips, keeps)."""
+    image, points, _ = photo
+    dst = _open(photo, 4.0)
+    assert 1.5 < opening(dst) < 0.8 * opening(points)
+    as_video, as_photo = render.render(image, points, dst), render.render(image, points, dst, source_gap=0.0)
+    inner = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(inner, [np.round(dst[60:68]).astype(np.int32)], 1)
+    assert as_photo[inner > 0].mean() < as_video[inner > 0].mean() - 15  # a dark mouth, not her teeth
+    x0, y0 = np.floor(dst[60:68].min(0)).astype(int) - 2
+    x1, y1 = np.ceil(dst[60:68].max(0)).astype(int) + 3
+    elsewhere = np.ones(image.shape[:2], bool)
+    elsewhere[y0:y1, x0:x1] = False
+    assert np.array_equal(as_photo[elsewhere], as_video[elsewhere])  # only the interior differs
 
 
 def points_of(image):

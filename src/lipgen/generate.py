@@ -246,7 +246,8 @@ def motion_frames(system, samples: np.ndarray, n_frames: int, source: FaceSource
     motion = retime(predicted_motion(system, samples, n_model, expressiveness), n_frames, source.fps)
     tracked = ((frame, source.landmarks[source.index(t)], matrix)
                for t, (frame, matrix) in enumerate(source.frames("align", n_frames)))
-    return render.animate(tracked, render.rest_of(source.landmarks, source.face_matrix), motion, source.pad)
+    return render.animate(tracked, render.rest_of(source.landmarks, source.face_matrix), motion, source.pad,
+                          source.still)
 
 
 def retime(series: np.ndarray, n_frames: int, fps) -> np.ndarray:

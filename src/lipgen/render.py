@@ -23,6 +23,7 @@ import numpy as np
 from .face import MOUTH_CORNERS, invert, transform_points
 from .models.motion import MOTION_POINTS, closed, opening, rest_shape
 
+REVISION = 2  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn)
 PINNED = np.r_[0:3, 14:17, 17:48]  # brows, nose, eyes, upper jaw: do not move with speech
 UPPER_LIP = [49, 50, 51, 52, 53, 61, 62, 63]
 LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
@@ -255,11 +256,13 @@ def colours(frame: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple | None = None,
-           pad: float = 0.0) -> np.ndarray:
+           pad: float = 0.0, source_gap: float | None = None) -> np.ndarray:
     """The frame with its lower face moved from `src` to `dst` (68, 2) and the opened lips filled.
-    paints: colours(frame, src) when already known (a photo's, for every frame); pad: see warp."""
+    paints: colours(frame, src) when already known (a photo's, for every frame); pad: see warp; source_gap: the
+    opening (pixels) up to which the frame's own interior is kept (default: the landmarks', opening(src))."""
     lips, teeth = paints if paints is not None else colours(frame, src)
-    return fill_mouth(warp(frame, src, dst, pad), dst, float(opening(src)), lips, teeth)
+    gap = float(opening(src)) if source_gap is None else source_gap
+    return fill_mouth(warp(frame, src, dst, pad), dst, gap, lips, teeth)
 
 
 def one_blas_thread():
@@ -278,11 +281,16 @@ def rest_of(landmarks: np.ndarray, face_matrix: np.ndarray) -> np.ndarray:
     return closed(rest_shape(transform_points(landmarks[seen].astype(np.float64), face_matrix[seen])))
 
 
-def animate(tracked, rest: np.ndarray, motion, pad: float = 0.0):
+def animate(tracked, rest: np.ndarray, motion, pad: float = 0.0, photo: bool = False):
     """Yield frame t moved by motion[t] (31, 2) from the rest shape; tracked yields (frame, its (68, 2)
     landmarks, its frame -> aligned face matrix), with matrix None where the frame has no face (passed through).
     motion: (T, 31, 2), or any iterable of (31, 2) rows (a stream: each row is taken when its frame is drawn);
-    frames beyond it pass through. pad: see warp."""
+    frames beyond it pass through. pad: see warp.
+    photo: the frames are one still image. Its mouth rests closed (rest_of), so whatever its lips showed between
+    them is gone at rest, and every opening beyond the rest is drawn as a mouth interior. Without it (a video) the
+    frame's own interior is kept up to the frame's own opening: its landmarks follow real lips. A photo's single
+    reading is not to be trusted that far: on a beard or moustache dlib reads closed lips as open (makeittalk_dali:
+    0.17 of the inter-ocular distance), and then nothing but lips was ever shown between the moved lips."""
     paints, source = None, None
     rows = iter(motion)
     for frame, points, matrix in tracked:
@@ -293,4 +301,4 @@ def animate(tracked, rest: np.ndarray, motion, pad: float = 0.0):
         points = np.asarray(points, np.float64)
         if source is None or frame is not source[0] or not np.array_equal(points, source[1]):
             paints, source = colours(frame, points), (frame, points)  # a photo's colours once; a video's per frame
-        yield render(frame, points, target_points(points, matrix, rest, step), paints, pad)
+        yield render(frame, points, target_points(points, matrix, rest, step), paints, pad, 0.0 if photo else None)

@@ -307,7 +307,7 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
         encoder.start()
         try:
             with render.one_blas_thread():
-                for t, frame in enumerate(render.animate(tracked, rest, rows(), pad)):
+                for t, frame in enumerate(render.animate(tracked, rest, rows(), pad, source.still)):
                     if t >= motion.made:  # animate passes one frame beyond the motion's end through: not ours
                         break
                     made.put((t, frame))

@@ -82,7 +82,8 @@ def _motion_crops(system, meta: dict, frames: np.ndarray, arrays: dict, expressi
     points = np.load(Path(meta["cache_dir"]) / f"{cached.LANDMARKS}.npy")[:1].astype(np.float64)
     face_matrix = arrays["face_matrix"][:1].astype(np.float64)
     tracked = ((frames[0], points[0], face_matrix[0]) for _ in range(len(frames)))
-    moved = render.animate(tracked, render.rest_of(points, face_matrix), predicted_motion(system, audio, len(frames), expressiveness))
+    moved = render.animate(tracked, render.rest_of(points, face_matrix),
+                           predicted_motion(system, audio, len(frames), expressiveness), photo=True)
     matrix = arrays["mouth_matrix"][:1].astype(np.float64)
     return np.concatenate([geometry.crop(f[None], matrix, geometry.MOUTH_SIZE) for f in moved])
 

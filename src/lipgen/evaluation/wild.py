@@ -322,10 +322,11 @@ def file_key(*paths: Path, **settings) -> str:
 
 def model_key(spec: tuple, **settings) -> str:
     """file_key of a row's (model name, checkpoint, expressiveness), with what generation does beyond the checkpoint
-    (the motion model's silence gate), so videos made before a change of it are made again."""
+    (the motion model's silence gate and drawing), so videos made before a change of it are made again."""
     from ..models.motion import SILENCE_MARGIN
+    from ..render import REVISION
 
-    extra = {"silence_margin": SILENCE_MARGIN} if spec[0] == "motion" else {}
+    extra = {"silence_margin": SILENCE_MARGIN, "render": REVISION} if spec[0] == "motion" else {}
     if spec[2] is not None:
         extra["expressiveness"] = spec[2]
     return file_key(spec[1], **settings, **extra)

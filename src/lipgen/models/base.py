@@ -63,6 +63,7 @@ class DataSpec:
     silences: bool = False  # words: also items centred in long pauses (word NO_WORD)
     freq_mask: int = 0  # motion: widest band of mel bins masked in augmentation
     speech: str = "mel"  # motion: the speech front end the features come from ("mel" or "whisper")
+    versions: int = 6  # motion, whisper: versions of each training clip encoded (the clean one + augmented draws)
 
     def __post_init__(self):
         if self.kind not in DATASETS:
