@@ -127,5 +127,5 @@ def test_train_set_changes_the_data_spec_by_its_old_config_names_too(toy_registe
                  "--set", '{"dataset": "words", "silences": true, "seam_every": 5}']) == 0
     record = json.loads((run / "config.json").read_text())
     assert record["data"] == {"kind": "words", "window": 8, "faces": False, "silences": True, "freq_mask": 0,
-                              "speech": "mel"}
+                              "speech": "mel", "versions": 6}
     assert record["model"]["seam_every"] == 5 and "dataset" not in record["model"]
