@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from .. import media, speech, voice
+from ..models.base import DataSpec
 from ..models.motion import MOTION_POINTS, rest_shape
 from .cache import LANDMARKS_FACE, clip_folder, clip_metas, load_array
 from .corpora import SILENCE
@@ -37,7 +38,7 @@ from .corpora import SILENCE
 TEMPO_RANGE = (0.85, 1.2)  # speech played this much slower .. faster
 VTLP_RANGE = (0.85, 1.15)
 ROW_DROPOUT = 0.05  # share of feature rows zeroed (SpecAugment-like time masking, short)
-SPEECH_VERSIONS = 6  # whisper front end: versions of each training clip encoded (the clean one + augmented)
+SPEECH_VERSIONS = DataSpec.versions  # whisper front end: versions of each training clip encoded (--set versions=N)
 ENCODE_GROUP = 90  # clips encoded (and their files written) at a time
 
 
