@@ -147,14 +147,20 @@ def photo():
     return image, landmarks[0].astype(np.float64), face_matrix[0]
 
 
-def _open(photo, amount, close=True):
-    image, points, matrix = photo
+def _rest_and_motion(photo, amount, close=True):
+    """The photo's rest shape (lips brought together unless close=False) and a motion opening it by `amount`."""
+    _, points, matrix = photo
     rest = rest_shape(face.transform_points(points[None], matrix[None]))
     rest = closed(rest) if close else rest
     motion = np.zeros((31, 2))
     motion[motion_index([57, 58, 59, 65, 66, 67, 56, 55]), 1] = amount  # lower lip down
     motion[motion_index(range(5, 12)), 1] = 0.6 * amount  # chin with it
-    return render.target_points(points, matrix, rest, motion)
+    return rest, motion
+
+
+def _open(photo, amount, close=True):
+    _, points, matrix = photo
+    return render.target_points(points, matrix, *_rest_and_motion(photo, amount, close))
 
 
 def test_render_opens_the_mouth_and_leaves_the_rest(photo):
@@ -180,10 +186,14 @@ def test_render_opens_the_mouth_and_leaves_the_rest(photo):
 def test_a_photo_draws_every_opening_beyond_its_closed_rest(photo):
     """A photo's own interior is gone at its closed rest: an opening smaller than its smile is drawn, not the
     smile's teeth brought back (what a video frame, whose landmarks follow real lips, keeps)."""
-    image, points, _ = photo
+    image, points, matrix = photo
     dst = _open(photo, 4.0)
     assert 1.5 < opening(dst) < 0.8 * opening(points)
     as_video, as_photo = render.render(image, points, dst), render.render(image, points, dst, source_gap=0.0)
+    rest, motion = _rest_and_motion(photo, 4.0)
+    for still, expected in ((True, as_photo), (False, as_video)):  # what animate draws for a photo, a video
+        drawn = list(render.animate([(image, points, matrix)] * 2, rest, [motion] * 2, photo=still))
+        assert len(drawn) == 2 and all(np.array_equal(d, expected) for d in drawn)
     inner = np.zeros(image.shape[:2], np.uint8)
     cv2.fillPoly(inner, [np.round(dst[60:68]).astype(np.int32)], 1)
     assert as_photo[inner > 0].mean() < as_video[inner > 0].mean() - 15  # a dark mouth, not her teeth
