@@ -17,7 +17,7 @@ lipgen train --model davs --preset cpu --cache $CACHE --out runs/davs_cpu --step
 lipgen train --model crgan --preset cpu --cache $CACHE --out runs/crgan_cpu --steps 4000 --batch-size 4 --bf16 &
 wait
 # the any-face path: the motion model (Whisper front end since session 5; stronger dropout since session 7,
-# +-7 frames of context since session 9,
+# +-7 frames of context since session 9, an ensemble of 4 networks (the cpu preset's members) since session 11,
 # shipped as the mean of its last three checkpoints), its log-mel twin and the landmark sync expert, fp32
 # (they read the clips' waveforms from the corpus paths in the cache: run from the folder preprocessing ran in)
 lipgen train --model motion --preset cpu --cache $CACHE --out runs/motion --steps 3000 --batch-size 32 --workers 1 --val-every 250 &

@@ -12,6 +12,9 @@ generation applies.
 It also prints, for the portraits' speech (lipgen.evaluation.portraits: the bundled GRID sentences with
 their word timings), the predicted inner-lip gap in speech and in silence and their ratio: the model-space
 side of the portraits' "speech / silence opening".
+
+With --grid CACHE it also prints the same correlation on GRID's held-out (test split) clips of a
+preprocessed cache, from their clean Whisper features: what the model does on the speech it was made for.
 """
 
 import argparse
@@ -32,6 +35,7 @@ def main():
     parser.add_argument("--work", default="cache/unseen/videos", help="evaluate-videos work folder")
     parser.add_argument("--lags", type=int, default=0, help="also print the gated mean r with the prediction "
                         "shifted by -LAGS..LAGS frames (positive: the prediction of a later frame is compared)")
+    parser.add_argument("--grid", metavar="CACHE", help="also score GRID's held-out clips of this cache (model space)")
     args = parser.parse_args()
     clips = sorted(p.parent for p in Path(args.work).glob("*/clip.landmarks.npy"))
     if not clips:
@@ -60,9 +64,24 @@ def main():
         r = np.mean(rs, axis=0)
         print(f"{path}: {system.config.speech} front end, mean r = {r[0]:.3f} ({r[1]:.3f} without the silence gate) "
               f"over {len(rs)} clips")
+        if args.grid:
+            print(f"  GRID held-out: mean r = {_grid_r(system, args.grid):.3f}")
         if args.lags:
             print("  gated mean r at lag " + " ".join(f"{lag:+d}: {v:.3f}" for lag, v in
                                                       zip(range(-args.lags, args.lags + 1), np.mean(lagged, 0))))
+
+
+def _grid_r(system, cache: str) -> float:
+    """Mean correlation of the predicted with the real inner-lip gap change over a cache's test clips (clean
+    speech, no silence gate)."""
+    from lipgen.data.motion import MotionDataset
+
+    rs = []
+    for clip in MotionDataset(cache, "test", window=system.config.n_frames, augment=False, speech="whisper").clips:
+        feats, motion, _ = clip["versions"][0]
+        pred = torch.from_numpy(system.predict(np.asarray(feats, np.float32))[None])
+        rs.append(np.corrcoef(system.gap(pred)[0].numpy(), system.gap(torch.from_numpy(motion[None]))[0].numpy())[0, 1])
+    return float(np.mean(rs))
 
 
 def _lagged_r(predicted: np.ndarray, real: np.ndarray, lag: int) -> float:

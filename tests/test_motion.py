@@ -139,6 +139,35 @@ def test_tiny_motion_model_trains_and_predicts(grid_cache, tmp_path):
     assert versions and all(len(np.load(v).files) == 3 * 6 for v in versions)
 
 
+def test_an_ensemble_trains_each_member_and_predicts_their_mean(grid_cache, tmp_path):
+    from lipgen.checkpoint import export, read_header
+    from lipgen.train import TrainConfig, train
+
+    def run(out, seed=0, **overrides):
+        return train(TrainConfig(model="motion", preset="tiny", cache=str(grid_cache), out=str(tmp_path / out),
+                                 steps=2, batch_size=2, workers=0, val_every=1000, sample_every=1000, seed=seed,
+                                 overrides=overrides))
+
+    one, other = load_system(run("a"))[0], load_system(run("b", seed=1))[0]
+    pair = load_system(run("pair", members=2))[0]  # trained in one run, each member on its own loss
+    assert len(pair.net.members) == 2
+    a, b = (dict(m.named_parameters()) for m in pair.net.members)
+    assert any(not torch.allclose(a[k], b[k]) for k in a)
+    feats = torch.from_numpy(pair.features(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32))[0:50])
+    with torch.no_grad():
+        halves = [m(feats[None]) for m in pair.net.members]
+        assert torch.allclose(pair.net(feats[None]), (halves[0] + halves[1]) / 2)
+    # joined from separate runs: member i is run i
+    joined = export([tmp_path / "a" / "model.safetensors", tmp_path / "b" / "model.safetensors"],
+                    tmp_path / "joined.safetensors", half=False, members=2)
+    assert read_header(joined)["config"]["members"] == 2
+    ensemble = load_system(joined, strict=False)[0]
+    with torch.no_grad():
+        assert torch.allclose(ensemble.net(feats[None]), (one.net(feats[None]) + other.net(feats[None])) / 2, atol=1e-6)
+    with pytest.raises(ValueError, match="equal groups"):
+        export([tmp_path / "a" / "model.safetensors"] * 3, tmp_path / "bad.safetensors", members=2)
+
+
 @pytest.fixture(scope="module")
 def photo():
     image = media.read_image(SAMPLE_FACE)

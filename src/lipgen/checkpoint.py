@@ -11,7 +11,7 @@ import contextlib
 import functools
 import json
 import os
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
@@ -140,12 +140,38 @@ def _refuse_non_finite(path, name: str, module, inputs, output) -> None:
 
 
 def export(checkpoint: str | os.PathLike | list, out: str | os.PathLike, parts: tuple[str, ...] | None = None,
-           half: bool = True) -> Path:
+           half: bool = True, members: int = 1) -> Path:
     """Write the inference parts of a trained system (default: the model's own `parts`, e.g. only the
     generator; in fp16) as a small model file. Several checkpoints of one run (a list): their weights are
     averaged (checkpoint averaging, as in Vaswani et al. 2017), which smooths out where the last steps
-    happened to leave them; the header (step included) is the last one's."""
+    happened to leave them; the header (step included) is the last one's.
+
+    members > 1 (a model whose config has `members`, e.g. motion): the list is that many equal groups, one
+    training run each (in order), each group averaged as above; the file is an ensemble whose member i is
+    group i (its parts' weights under `PART.members.i.`), predicting their mean."""
     paths = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+    if members > 1:
+        if len(paths) % members:
+            raise ValueError(f"{len(paths)} checkpoints do not split into {members} equal groups (one per run)")
+        size = len(paths) // members
+        groups = [_averaged(paths[i:i + size], parts) for i in range(0, len(paths), size)]
+        (system, header, _), configs = groups[0], {json.dumps(asdict(g[0].config), sort_keys=True) for g in groups}
+        if not hasattr(system.config, "members") or system.config.members != 1:
+            raise CheckpointError(f"{paths[0]}: a {header['model']} model of single networks has no ensembles")
+        if len(configs) > 1:
+            raise CheckpointError("the runs of an ensemble must share one model config: these differ")
+        state = {f"{k.split('.', 1)[0]}.members.{i}.{k.split('.', 1)[1]}": v
+                 for i, (_, _, group_state) in enumerate(groups) for k, v in group_state.items()}
+        config = replace(system.config, members=members)
+    else:
+        system, header, state = _averaged(paths, parts)
+        config = system.config
+    return save_model(out, header["model"], config, state, header["step"], half=half,
+                      vocabulary=header["vocabulary"])
+
+
+def _averaged(paths: list, parts: tuple[str, ...] | None) -> tuple:
+    """(system, header, state of its parts averaged over the checkpoints of one run) of the last path."""
     system, header = load_system(paths[-1])
     parts = tuple(parts or type(system).parts)
     state = {k: v for k, v in system.state_dict().items() if k.split(".")[0] in parts}
@@ -159,6 +185,4 @@ def export(checkpoint: str | os.PathLike | list, out: str | os.PathLike, parts: 
         for k, v in other.state_dict().items():
             if k in state and v.is_floating_point():
                 state[k] = state[k] + v
-    state = {k: v / len(paths) if v.is_floating_point() else v for k, v in state.items()}
-    return save_model(out, header["model"], system.config, state, header["step"], half=half,
-                      vocabulary=header["vocabulary"])
+    return system, header, {k: v / len(paths) if v.is_floating_point() else v for k, v in state.items()}

@@ -21,7 +21,8 @@ Network (B batch, T frames, R = rows_per_frame * T feature rows, F features, C c
     features (B, R, F) -> Conv1d at the row rate (5 taps of 10 ms, or 3 of 20 ms) -> Conv1d stride
     rows_per_frame (to video frames) -> residual dilated Conv1d blocks (non-causal: each frame hears
     +-`context_frames`) -> 1x1 Conv1d -> motion (B, T, 31, 2) in aligned-face pixels, relative to the
-    closed mouth.
+    closed mouth. The shipped model is an ensemble: `members` such networks, each trained on its own loss,
+    predicting their mean.
 
 Training target: for each frame, the 31 points in the aligned face minus the clip's "rest" shape
 (mean over its least-open frames, REST_SHARE of them; the same rule picks the rest shape of a
@@ -116,6 +117,10 @@ class MotionConfig:
     # model: on the validation clips it cost more in-the-wild correlation than lipgen.vad's gate at generation
     # (SILENCE_MARGIN) for the same closing (docs/eval/unseen/README.md).
     silence_margin: int = -1
+    # Networks whose predictions are averaged: an ensemble. Trained in one run (`--set members=N`: the same
+    # batches, each member its own initial weights, dropout and loss) or joined from separate runs
+    # (`scripts/export_model.py --members N`).
+    members: int = 1
 
     def __post_init__(self):
         self.dilations = tuple(self.dilations)
@@ -138,7 +143,10 @@ FRONT_ENDS = {
 # grammar rewards a long context that strangers' speech does not share; on the validation clips' voices better
 # in each of four seeds, equal on GRID's validation clips. input_dropout 0.5 and dropout 0.2 (from 0.3 and
 # 0.1) since session 7, likewise. docs/eval/unseen/README.md, "Seeds" and "Context".
-WHISPER = dict(speech="whisper", input_dropout=0.5, dropout=0.2, dilations=(1, 2, 1, 2))
+# Four members since session 11: one network's luck decides much of how it hears strangers (six seeds of one
+# recipe: 0.29-0.37 on the validation clips, mean 0.316); four averaged hear them at 0.354, trained in one run
+# or in four (docs/eval/unseen/README.md, "Ensembles").
+WHISPER = dict(speech="whisper", input_dropout=0.5, dropout=0.2, dilations=(1, 2, 1, 2), members=4)
 PRESETS = {
     "cpu": MotionConfig(**WHISPER),
     "paper": MotionConfig(**WHISPER),  # no paper to follow: as cpu
@@ -178,6 +186,20 @@ class MotionNet(nn.Module):
         return y.reshape(y.shape[0], y.shape[1], len(MOTION_POINTS), 2)
 
 
+class Ensemble(nn.Module):
+    """Several MotionNets; the prediction is their mean."""
+
+    def __init__(self, cfg: MotionConfig):
+        super().__init__()
+        self.members = nn.ModuleList(MotionNet(cfg) for _ in range(cfg.members))
+
+    def each(self, feats: torch.Tensor) -> list[torch.Tensor]:
+        return [m(feats) for m in self.members]
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return torch.stack(self.each(feats)).mean(0)
+
+
 class Motion(nn.Module):
     """The trainable system (lipgen.train drives it) and the predictor lipgen.render draws from."""
 
@@ -188,7 +210,7 @@ class Motion(nn.Module):
     def __init__(self, config: MotionConfig):
         super().__init__()
         self.config = config
-        self.net = MotionNet(config)
+        self.net = MotionNet(config) if config.members == 1 else Ensemble(config)
         self._gap = (motion_index([a for a, _ in INNER_LIP_PAIRS]), motion_index([b for _, b in INNER_LIP_PAIRS]))
 
     def data_spec(self) -> DataSpec:  # freq_mask 0 (the shipped models): --set freq_mask=N
@@ -222,16 +244,18 @@ class Motion(nn.Module):
         return F.max_pool1d(speaking, 2 * m + 1, stride=1)[:, 0, 1:-1] == 0  # no speech within m frames
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        pred = self.net(batch["features"])  # (B, T, 31, 2)
-        target = batch["motion"] / MOTION_SCALE
+        """Each member's losses, averaged (an ensemble's members learn apart); "pred" is their mean prediction."""
+        preds = self.net.each(batch["features"]) if self.config.members > 1 else [self.net(batch["features"])]
+        target = batch["motion"] / MOTION_SCALE  # preds: (B, T, 31, 2) each
         if "silent" in batch:
             target = target.masked_fill(self.quiet(batch["silent"])[:, :, None, None], 0.0)
         cfg = self.config
-        points = F.smooth_l1_loss(pred, target)
-        gap = F.l1_loss(self.gap(pred), self.gap(target))
-        velocity = F.l1_loss(pred.diff(dim=1), target.diff(dim=1))
-        loss = points + cfg.w_opening * gap + cfg.w_velocity * velocity
-        return {"loss": loss, "points": points, "gap": gap, "velocity": velocity, "pred": pred, "target": target}
+        terms = {"points": sum(F.smooth_l1_loss(p, target) for p in preds) / len(preds),
+                 "gap": sum(F.l1_loss(self.gap(p), self.gap(target)) for p in preds) / len(preds),
+                 "velocity": sum(F.l1_loss(p.diff(dim=1), target.diff(dim=1)) for p in preds) / len(preds)}
+        loss = terms["points"] + cfg.w_opening * terms["gap"] + cfg.w_velocity * terms["velocity"]
+        pred = preds[0] if len(preds) == 1 else torch.stack(preds).mean(0)
+        return {"loss": loss, **terms, "pred": pred, "target": target}
 
     def training_step(self, batch: dict, step: int, update) -> dict[str, float]:
         out = self.losses(batch)
