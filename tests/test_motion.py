@@ -157,6 +157,14 @@ def test_an_ensemble_trains_each_member_and_predicts_their_mean(grid_cache, tmp_
     with torch.no_grad():
         halves = [m(feats[None]) for m in pair.net.members]
         assert torch.allclose(pair.net(feats[None]), (halves[0] + halves[1]) / 2)
+        from lipgen.data.motion import MotionDataset  # each member's loss, not the loss of their mean
+
+        data = MotionDataset(grid_cache, split=None, window=16, augment=False, speech="whisper")
+        batch = {k: torch.stack([data[i][k] for i in range(2)]) for k in ("features", "motion", "silent")}
+        out = pair.losses(batch)
+        each = [torch.nn.functional.smooth_l1_loss(m(batch["features"]), out["target"]) for m in pair.net.members]
+        assert torch.isclose(out["points"], (each[0] + each[1]) / 2)
+        assert not torch.isclose(out["points"], torch.nn.functional.smooth_l1_loss(out["pred"], out["target"]))
     # joined from separate runs: member i is run i
     joined = export([tmp_path / "a" / "model.safetensors", tmp_path / "b" / "model.safetensors"],
                     tmp_path / "joined.safetensors", half=False, members=2)
