@@ -144,8 +144,9 @@ FRONT_ENDS = {
 # in each of four seeds, equal on GRID's validation clips. input_dropout 0.5 and dropout 0.2 (from 0.3 and
 # 0.1) since session 7, likewise. docs/eval/unseen/README.md, "Seeds" and "Context".
 # Four members since session 11: one network's luck decides much of how it hears strangers (six seeds of one
-# recipe: 0.29-0.37 on the validation clips, mean 0.316); four averaged hear them at 0.354, trained in one run
-# or in four (docs/eval/unseen/README.md, "Ensembles").
+# recipe: 0.29-0.37 on the validation clips, mean 0.316); four averaged hear them at 0.315-0.354 trained in one
+# run (seeds 1 and 0: members share the run's batches and augmented speech), 0.339-0.354 joined from separate
+# runs (`scripts/export_model.py --members 4`). docs/eval/unseen/README.md, "Ensembles".
 WHISPER = dict(speech="whisper", input_dropout=0.5, dropout=0.2, dilations=(1, 2, 1, 2), members=4)
 PRESETS = {
     "cpu": MotionConfig(**WHISPER),
