@@ -141,6 +141,7 @@ def test_tiny_motion_model_trains_and_predicts(grid_cache, tmp_path):
 
 def test_an_ensemble_trains_each_member_and_predicts_their_mean(grid_cache, tmp_path):
     from lipgen.checkpoint import export, read_header
+    from lipgen.data.motion import MotionDataset
     from lipgen.train import TrainConfig, train
 
     def run(out, seed=0, **overrides):
@@ -157,8 +158,7 @@ def test_an_ensemble_trains_each_member_and_predicts_their_mean(grid_cache, tmp_
     with torch.no_grad():
         halves = [m(feats[None]) for m in pair.net.members]
         assert torch.allclose(pair.net(feats[None]), (halves[0] + halves[1]) / 2)
-        from lipgen.data.motion import MotionDataset  # each member's loss, not the loss of their mean
-
+        # each member's loss, not the loss of their mean
         data = MotionDataset(grid_cache, split=None, window=16, augment=False, speech="whisper")
         batch = {k: torch.stack([data[i][k] for i in range(2)]) for k in ("features", "motion", "silent")}
         out = pair.losses(batch)
