@@ -274,3 +274,30 @@ def test_shipped_motion_model_moves_an_unseen_face_with_speech(tmp_path, speech)
     above = np.abs(video[:, :top].astype(int) - video[0, :top]).mean((1, 2, 3))  # above the nose tip, over time
     assert above.max() < 1.0 and above.max() < 0.1 * change[speech].mean()
     assert shipped_checkpoint("motion").is_file()
+
+
+
+def test_a_tilted_photo_moves_as_the_upright_one_turned(photo):
+    """The astronaut turned 30 degrees in the frame: the same motion moves her lips to the upright photo's
+    targets turned with her (along her own face's axes, not the image's), and draws the same mouth, turned."""
+    image, points, matrix = photo
+    turn = cv2.getRotationMatrix2D(tuple(float(v) for v in points[27:36].mean(0)), 30, 1.0)
+    tilted = cv2.warpAffine(image, turn, image.shape[1::-1], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    landmarks, _ = face.track_landmarks(tilted[None])
+    tilted_photo = (tilted, landmarks[0].astype(np.float64), face.crop_matrices(landmarks)[0][0])
+    dst = _open(photo, 14.0)
+    tilted_dst = _open(tilted_photo, 14.0)
+    turned = face.transform_points(dst[None], turn[None])[0]
+    iod = np.linalg.norm(points[36:42].mean(0) - points[42:48].mean(0))
+    lower = [55, 56, 57, 58, 59, 65, 66, 67]  # the lower lip, which the motion moves down
+    moved_by = np.linalg.norm(dst[lower] - points[lower], axis=1).mean()
+    assert moved_by > 0.15 * iod
+    assert np.linalg.norm(tilted_dst[48:68] - turned[48:68], axis=1).mean() < 0.2 * moved_by
+    drawn = render.render(tilted, tilted_photo[1], tilted_dst)
+    upright_turned = cv2.warpAffine(render.render(image, points, dst), turn, image.shape[1::-1], flags=cv2.INTER_CUBIC,
+                                    borderMode=cv2.BORDER_REFLECT)
+    x0, y0 = np.floor(tilted_dst[48:68].min(0)).astype(int) - 3
+    x1, y1 = np.ceil(tilted_dst[48:68].max(0)).astype(int) + 3
+    box = (slice(y0, y1), slice(x0, x1))
+    opened = np.abs(drawn[box].astype(int) - tilted[box]).mean()
+    assert opened > 10 and np.abs(drawn[box].astype(int) - upright_turned[box]).mean() < 0.35 * opened
