@@ -2,6 +2,7 @@
 # The in-the-wild evaluation in docs/eval/unseen: models on people lipgen never trained on.
 #   videos/:    the first 8 s of every unseen clip: ground truth, static, and per model "from photo" and "dubbing"
 #   portraits/: every unseen still image saying the bundled GRID speech (9 s), static and per model
+#   framing/:   scripts/framing.py (the default motion model)
 # Validation only: the unseen data never enters the repository; the generated videos stay in the work folder,
 # which a re-run (or a run with a new model) reuses.
 # Usage: [MODELS="motion glance crgan davs"] scripts/evaluate_unseen.sh [unseen folder] [work folder]
@@ -17,3 +18,6 @@ lipgen evaluate-videos "$UNSEEN/videos" --out docs/eval/unseen/videos --models $
     --manifest "$WORK/faces.json" --work "$WORK/videos"
 lipgen evaluate-portraits "$UNSEEN/portraits" --out docs/eval/unseen/portraits --models $MODELS \
     --work "$WORK/portraits"
+# framing: 15 portraits tilted, small, large and moving, and the portraits grouped by how far their heads are turned
+python scripts/framing.py "$UNSEEN/portraits" --extra src/lipgen/assets/astronaut.png --out docs/eval/unseen/framing \
+    --work "$WORK/framing" --yaw-report docs/eval/unseen/portraits/report.csv

@@ -4,15 +4,18 @@ import csv
 import json
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from lipgen import media
+from lipgen import face, media
 from lipgen.cli import main
 from lipgen.data.corpora import SILENCE, read_align
 from lipgen.evaluation.portraits import PORTRAIT_COLUMNS, evaluate_portraits, prepare_speech
-from lipgen.evaluation.wild import COLUMNS, downscale, evaluate_videos, prepared_face_index, speech_frames
+from lipgen.evaluation.wild import (COLUMNS, downscale, evaluate_videos, prepared_face_index, roll_degrees,
+                                   speech_frames, still_landmarks)
+from lipgen.generate import SAMPLE_FACE
 
 from .conftest import FIXTURES, GRID, HELDOUT, SHARED, needs_shared
 
@@ -164,3 +167,21 @@ def test_an_unseen_clip(tmp_path):
     summary = evaluate_videos(tmp_path / "videos", tmp_path / "report", models=[], seconds=2, expert=None,
                               progress=False)
     assert summary["complete"] == 1 and summary["means"]["ground truth | reference"]["lmd_iod"] == 0
+
+
+def test_a_tilted_still_head_is_read_upright():
+    """The astronaut turned 30 degrees: her landmarks read turned upright land nearer the upright photo's own,
+    turned with her, than those read on the tilted face; an upright head is read as before."""
+    image = media.read_image(SAMPLE_FACE)
+    box = face.choose_face(face.detect_faces(image), 0)
+    points = face.landmarks_in_box(image, box)
+    assert abs(roll_degrees(points)) < 5
+    assert np.array_equal(still_landmarks(image[None], box, upright=True)[0], points)
+    turn = cv2.getRotationMatrix2D(tuple(float(v) for v in points[27:36].mean(0)), 30, 1.0)
+    tilted = cv2.warpAffine(image, turn, image.shape[1::-1], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    expected = face.transform_points(points[None], turn[None])[0]
+    tilted_box = face.choose_face(face.detect_faces(tilted), 0)
+    plain, upright = (still_landmarks(tilted[None], tilted_box, upright=u)[0] for u in (False, True))
+    assert roll_degrees(upright) == pytest.approx(roll_degrees(expected), abs=3)
+    error = {name: np.linalg.norm(p - expected, axis=1).mean() for name, p in (("plain", plain), ("upright", upright))}
+    assert error["upright"] < 0.7 * error["plain"]

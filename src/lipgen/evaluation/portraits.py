@@ -7,6 +7,8 @@ after another, with word timings (a GRID .align file, or forced alignment of a t
 sentence its name spells, or a .txt beside it). Rows: "static" (the photo held) and one per model. With no
 real video to compare with, the measures ask whether the mouth opens in speech and closes in silence (word
 timings), follows the speech envelope, is in sync, keeps the person, and is as sharp as the photo's mouth.
+The landmarks are read in the photo's face box in every frame, turned upright first where the head is tilted
+by more than wild.ROLL_LIMIT degrees.
 A photo where no face is found is listed as "no face found". Measures and report files are those of
 lipgen.evaluation.wild; column definitions: docs/metrics.md, "In the wild".
 """
@@ -159,7 +161,7 @@ def evaluate_portrait(path: Path, work: Path, specs: dict, expert, audio: np.nda
         try:
             if not video.is_file():
                 make(video)  # written atomically: an interrupted run leaves no half file
-            frames, marks = tracked(video, index, path.name, box)
+            frames, marks = tracked(video, index, path.name, box, upright=True)
             values, curves[label] = measure(frames, marks, audio, expert, reference, ~silent)
             row.update(values, frames=len(frames), envelope_corr=correlation(curves[label], envelope[:len(frames)]),
                        ratio_at_least_2=float(values["opening_ratio"] >= RATIO_ENOUGH),

@@ -53,6 +53,10 @@ from .sync import MAX_OFFSET, SYNC_FRAMES
 
 MAX_SIDE = 720  # pixels: longer side of the prepared frames; larger inputs are downscaled to it
 DEFAULT_SECONDS = 8.0  # seconds of each clip evaluated (from its start)
+# degrees: a still head tilted more is read turned upright (evaluate-portraits). Read upright, dlib's inner-lip gap of
+# a portrait turned 10-30 degrees is as close or closer to the upright portrait's (three times at 30 degrees); below
+# 10 the two readings are alike, and near-upright faces are read as they always were (docs/eval/unseen, "Framing").
+ROLL_LIMIT = 10.0
 EYES = (slice(36, 42), slice(42, 48))  # dlib-68 eye points; the inter-ocular distance joins their centres
 CPBD_BOX = 1.5  # mouth widths (points 48-54): side of the square around the mouth that CPBD reads (whole blocks)
 SPEECH_PERCENTILE = 95  # the clip's speech level: this percentile of the per-frame (40 ms) RMS
@@ -347,16 +351,19 @@ def fresh_folder(folder: Path, key: str) -> bool:
 
 
 def tracked(video: Path, face_index: int | None, where: str,
-            box: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+            box: np.ndarray | None = None, upright: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """A row's frames (T, H, W, 3) uint8 and their landmarks (T, 68, 2), cached beside the video.
 
     Without a box, lipgen's tracker follows the face. box: the detector box (x0, y0, x1, y1) of a head that
     does not move (a held photo, and what a model makes of one): the landmarks are found in that same box in
     every frame, so they cannot drift (tracked from frame to frame, a hard face's points can wander by tens of
-    pixels on identical frames).
+    pixels on identical frames). upright (with a box): a head tilted by more than ROLL_LIMIT is read turned
+    upright (still_landmarks).
     """
     frames = media.read_video(video)
-    cache = video.with_suffix(".landmarks.npy" if box is None else ".still-landmarks.npy")
+    suffix = (".landmarks.npy" if box is None else f".upright{ROLL_LIMIT:g}-landmarks.npy" if upright
+              else ".still-landmarks.npy")
+    cache = video.with_suffix(suffix)
     if cache.is_file() and cache.stat().st_mtime_ns >= video.stat().st_mtime_ns:
         landmarks = np.load(cache)
         if len(landmarks) == len(frames):
@@ -364,11 +371,36 @@ def tracked(video: Path, face_index: int | None, where: str,
     if box is None:
         landmarks, _ = geometry.track_landmarks(frames, face_index, where=where)
     else:
-        landmarks = np.stack([geometry.landmarks_in_box(frame, box) for frame in frames])
+        landmarks = still_landmarks(frames, box, upright)
     tmp = cache.with_name(f".{cache.name}.{os.getpid()}.npy")
     np.save(tmp, landmarks)
     os.replace(tmp, cache)
     return frames, landmarks
+
+
+def roll_degrees(points: np.ndarray) -> float:
+    """How far a face is tilted in the picture: the angle of the line from its right eye to its left (68, 2)."""
+    eyes = points[EYES[1]].mean(0) - points[EYES[0]].mean(0)
+    return float(np.degrees(np.arctan2(eyes[1], eyes[0])))
+
+
+def still_landmarks(frames: np.ndarray, box: np.ndarray, upright: bool = False,
+                    limit: float = ROLL_LIMIT) -> np.ndarray:
+    """Landmarks (T, 68, 2) in one fixed box of every frame. upright: if the first frame's face is tilted by
+    more than `limit` degrees, each frame is turned about the box's centre until the eyes are level, read
+    there, and the points turned back: dlib's 68-point model learnt roughly upright faces, and on a head
+    tilted 30 degrees its inner-lip points read a closed mouth as open (docs/eval/unseen/framing)."""
+    first = geometry.landmarks_in_box(frames[0], box)
+    roll = roll_degrees(first)
+    if not upright or abs(roll) <= limit:
+        return np.stack([first] + [geometry.landmarks_in_box(frame, box) for frame in frames[1:]])
+    centre = (float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2)
+    turn = cv2.getRotationMatrix2D(centre, roll, 1.0)
+    back = cv2.invertAffineTransform(turn)
+    size = frames.shape[2], frames.shape[1]
+    points = [geometry.landmarks_in_box(cv2.warpAffine(frame, turn, size, flags=cv2.INTER_LINEAR,
+                                                       borderMode=cv2.BORDER_REPLICATE), box) for frame in frames]
+    return geometry.transform_points(np.stack(points), back[None]).astype(np.float32)
 
 
 def held(frame: np.ndarray, audio: np.ndarray, n_frames: int):
