@@ -34,8 +34,9 @@ from tqdm import tqdm
 from lipgen import face as geometry
 from lipgen import media
 from lipgen.evaluation.portraits import DEFAULT_SPEECH, PORTRAIT_COLUMNS, evaluate_portraits, prepare_speech
-from lipgen.evaluation.wild import face_descriptors, load_sync_expert, measure, still_landmarks
+from lipgen.evaluation.wild import eye_distance, face_descriptors, load_sync_expert, measure, still_landmarks
 from lipgen.generate import generate
+from lipgen.models.motion import opening
 
 SIDE = 512  # pixels: the longer side of every framed portrait
 TILT = 30  # degrees
@@ -52,7 +53,7 @@ def _face(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _iod(points: np.ndarray) -> float:
-    return float(np.linalg.norm(points[36:42].mean(0) - points[42:48].mean(0)))
+    return float(eye_distance(points[None])[0])
 
 
 def _even(image: np.ndarray) -> np.ndarray:
@@ -153,7 +154,6 @@ def reading_accuracy(images: list[Path], angles=(5, 10, 15, 20, 30)) -> list[dic
     """How well dlib reads the inner-lip gap of a tilted face, on the face as it is and turned upright first
     (lipgen.evaluation.wild.still_landmarks): each portrait turned by +-angle, its gap read both ways and
     compared with the upright portrait's own reading. -> per angle, mean |gap error| / IOD of each."""
-    gap = lambda p: np.mean([np.linalg.norm(p[b] - p[a]) for a, b in ((61, 67), (62, 66), (63, 65))])  # noqa: E731
     out = []
     for angle in angles:
         errors = {"as tilted": [], "turned upright": []}
@@ -167,7 +167,7 @@ def reading_accuracy(images: list[Path], angles=(5, 10, 15, 20, 30)) -> list[dic
                     continue
                 for name, upright in (("as tilted", False), ("turned upright", True)):
                     read = still_landmarks(turned[None], boxes[0], upright=upright, limit=0)[0]
-                    errors[name].append(abs(gap(read) - gap(points)) / _iod(points))
+                    errors[name].append(abs(opening(read) - opening(points)) / _iod(points))
         out.append({"angle": angle, "n": len(errors["as tilted"]), **{k: float(np.mean(v)) for k, v in errors.items()}})
     return out
 

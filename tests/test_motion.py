@@ -276,7 +276,6 @@ def test_shipped_motion_model_moves_an_unseen_face_with_speech(tmp_path, speech)
     assert shipped_checkpoint("motion").is_file()
 
 
-
 def test_a_tilted_photo_moves_as_the_upright_one_turned(photo):
     """The astronaut turned 30 degrees in the frame: the same motion moves her lips to the upright photo's
     targets turned with her (along her own face's axes, not the image's), and draws the same mouth, turned."""
