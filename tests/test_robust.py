@@ -489,6 +489,24 @@ def test_small_and_turned_faces_are_found():
     assert box[0] < 180 < box[2] and box[1] < 144 < box[3]
 
 
+def test_a_small_face_is_warned_about(tmp_path, caplog):
+    """Eyes under SMALL_FACE_IOD px apart: generation says the lip landmarks may be off; at full size it does not."""
+    import cv2
+
+    from lipgen.generate import SAMPLE_FACE, SMALL_FACE_IOD, FaceSource
+
+    image = media.read_image(SAMPLE_FACE)  # eyes ~43 px apart
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), cv2.cvtColor(cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA),
+                                         cv2.COLOR_RGB2BGR))
+    with caplog.at_level("WARNING", logger="lipgen"):
+        FaceSource(SAMPLE_FACE)
+        assert not caplog.records
+        FaceSource(small)
+    (record,) = caplog.records
+    assert "small (eyes" in record.getMessage() and f"{SMALL_FACE_IOD}+ px" in record.getMessage()
+
+
 def test_a_large_false_detection_does_not_win_over_the_face(monkeypatch):
     from lipgen import face
 

@@ -13,6 +13,7 @@ lipgen.Generator (lipgen.generator), which holds a model for many.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import queue
 import threading
@@ -34,6 +35,10 @@ SAMPLE_FACE = ASSETS / "astronaut.png"
 load_generator = load_model  # the name scripts and older code use
 
 
+# Eyes closer than this many pixels: dlib's 68 points are unsteady (on portraits shrunk to 24 px, two of 15 had their
+# mouth points partly on the chin, and the opening was drawn there; docs/eval/unseen, "Framing"), so generation warns
+SMALL_FACE_IOD = 30
+log = logging.getLogger(__name__)
 LOOPS = ("pingpong", "forward")  # how a video shorter than the speech goes on: back and forth, or from its start
 PINGPONG_MAX_BYTES = 4 << 30  # a ping-pong loop keeps the video's decoded frames in memory: at most this much
 
@@ -84,6 +89,11 @@ class FaceSource:
             face_index = geometry.face_index_at(first, face_box, f"the first frame of {path}")
         landmarks, _ = geometry.track_landmarks(frames, face_index, where=str(path), allow_missing=not self.still)
         self.landmarks = landmarks  # (T, 68, 2) frame pixels, NaN where a frame has no face
+        iod = np.nanmedian(np.linalg.norm(landmarks[:, 36:42].mean(1) - landmarks[:, 42:48].mean(1), axis=-1))
+        if iod < SMALL_FACE_IOD:
+            log.warning("the face in %s is small (eyes %.0f px apart): its lip landmarks may be off and the mouth "
+                        "drawn in the wrong place; a closer or larger picture (eyes %d+ px apart) works better",
+                        path, iod, SMALL_FACE_IOD)
         self.face_matrix = np.full((len(landmarks), 2, 3), np.nan)  # (T, 2, 3) each, NaN where no face
         self.mouth_matrix = self.face_matrix.copy()
         seen = ~np.isnan(landmarks[:, 0, 0])
