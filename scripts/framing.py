@@ -34,7 +34,7 @@ from tqdm import tqdm
 from lipgen import face as geometry
 from lipgen import media
 from lipgen.evaluation.portraits import DEFAULT_SPEECH, PORTRAIT_COLUMNS, evaluate_portraits, prepare_speech
-from lipgen.evaluation.wild import eye_distance, face_descriptors, load_sync_expert, measure, still_landmarks
+from lipgen.evaluation.wild import face_descriptors, frame_rms, load_sync_expert, measure, still_landmarks
 from lipgen.generate import generate
 from lipgen.models.motion import opening
 
@@ -53,12 +53,17 @@ def _face(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _iod(points: np.ndarray) -> float:
-    return float(eye_distance(points[None])[0])
+    return float(geometry.eye_distance(points[None])[0])
 
 
 def _even(image: np.ndarray) -> np.ndarray:
     h, w = image.shape[:2]
     return np.ascontiguousarray(image[:h - h % 2, :w - w % 2])
+
+
+def _folder(framing: str) -> str:
+    """A framing's folder name: "tilted +30" -> "tiltedplus30"."""
+    return framing.replace(" ", "").replace("+", "plus").replace("-", "minus")
 
 
 def upright(image):
@@ -103,14 +108,12 @@ STILL_FRAMINGS = {"upright": upright, "tilted +30": tilted_left, "tilted -30": t
                   "large": large}
 
 
-def read_back(folder: Path, silent: np.ndarray) -> dict:
+def read_back(folder: Path, silent: np.ndarray, envelope: np.ndarray) -> dict:
     """A framing's outputs brought back to the upright portrait's geometry (the inverse of the framing's
     matrix) and read in the upright photo's face box: what the model drew, measured where dlib reads best.
     -> means of the speech / silence ratio, the share at 2x and the envelope correlation."""
-    from lipgen.evaluation.wild import correlation, frame_rms, mouth_opening, openings
+    from lipgen.evaluation.wild import correlation, mouth_opening, openings
 
-    audio, _ = prepare_speech(DEFAULT_SPEECH)
-    envelope = frame_rms(audio, len(silent))
     matrices = json.loads((folder / "matrices.json").read_text())
     ratios, envelopes = [], []
     for video in sorted(folder.glob("work/*/motion-*.mp4")):
@@ -244,9 +247,10 @@ def main():
     sources = sorted(p for p in args.folder.iterdir() if fnmatch.fnmatch(p.name, args.pattern)
                      and p.suffix.lower() in media.IMAGE_SUFFIXES) + list(args.extra)
     summary = {"images": [p.name for p in sources], "framings": {}}
-    _, silent = prepare_speech(DEFAULT_SPEECH)
+    audio, silent = prepare_speech(DEFAULT_SPEECH)
+    envelope = frame_rms(audio, len(silent))
     for name, frame in STILL_FRAMINGS.items():
-        folder = args.work / name.replace(" ", "").replace("+", "plus").replace("-", "minus")
+        folder = args.work / _folder(name)
         (folder / "images").mkdir(parents=True, exist_ok=True)
         matrices_file = folder / "matrices.json"
         matrices = json.loads(matrices_file.read_text()) if matrices_file.is_file() else {}
@@ -266,9 +270,8 @@ def main():
         means = result["means"]["motion | from photo"]
         summary["framings"][name] = {"n": means["n"], "no_face_found": result["no_face_found"],
                                      **{k: means[k] for k in SHOWN},
-                                     "read_back": read_back(folder, silent)}
+                                     "read_back": read_back(folder, silent, envelope)}
         print(name, summary["framings"][name])
-    audio, _ = prepare_speech(DEFAULT_SPEECH)
     moving_work = args.work / "moving"
     moving_work.mkdir(parents=True, exist_ok=True)
     upright_images = sorted((args.work / "upright" / "images").glob("*.png"))
@@ -299,8 +302,7 @@ def picture(work: Path, out: Path, stem: str = "astronaut", frames=(0, 14, 22, 3
         if name == "moving":
             video = work / "moving" / f"{stem}-dubbed.mp4"
         else:
-            found = sorted((work / name.replace(" ", "").replace("+", "plus").replace("-", "minus") / "work").glob(
-                f"{stem}.png/motion-*.mp4"))
+            found = sorted((work / _folder(name) / "work").glob(f"{stem}.png/motion-*.mp4"))
             if not found:
                 continue
             video = found[-1]

@@ -26,6 +26,7 @@ FACE_SIZE = 128  # aligned face crop, pixels per side
 MOUTH_SIZE = 64  # mouth crop, pixels per side
 MOUTH = slice(48, 68)  # dlib-68 mouth points: outer lip 48..59, inner lip 60..67
 MOUTH_CORNERS = (48, 54)  # outer mouth corners: their distance is the mouth width
+EYES = (slice(36, 42), slice(42, 48))  # dlib-68 eye points; the inter-ocular distance (IOD) joins their centres
 INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip points facing each other
 STABLE_POINTS = np.r_[0, 1, 15, 16, 27:48]  # outer jaw near the ears, nose, eyes: rigid with the skull
 MOUTH_SIDE = 1.5  # mouth crop side, in template mouth widths (Glance used 1.3 x the mouth box)
@@ -150,6 +151,11 @@ def landmarks_in_box(image: np.ndarray, box: np.ndarray, gray: np.ndarray | None
     rect = _dlib().rectangle(*(int(round(v)) for v in box))
     shape = _predictor()(gray, rect)
     return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
+
+
+def eye_distance(landmarks: np.ndarray) -> np.ndarray:
+    """Inter-ocular distance (IOD) per frame: between the centres of points 36-41 and 42-47. (T, 68, 2) -> (T,)."""
+    return np.linalg.norm(landmarks[:, EYES[0]].mean(1) - landmarks[:, EYES[1]].mean(1), axis=-1)
 
 
 def _box_of(points: np.ndarray) -> np.ndarray:

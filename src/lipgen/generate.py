@@ -89,7 +89,7 @@ class FaceSource:
             face_index = geometry.face_index_at(first, face_box, f"the first frame of {path}")
         landmarks, _ = geometry.track_landmarks(frames, face_index, where=str(path), allow_missing=not self.still)
         self.landmarks = landmarks  # (T, 68, 2) frame pixels, NaN where a frame has no face
-        iod = np.nanmedian(np.linalg.norm(landmarks[:, 36:42].mean(1) - landmarks[:, 42:48].mean(1), axis=-1))
+        iod = np.nanmedian(geometry.eye_distance(landmarks))
         if iod < SMALL_FACE_IOD:
             log.warning("the face in %s is small (eyes %.0f px apart): its lip landmarks may be off and the mouth "
                         "drawn in the wrong place; a closer or larger picture (eyes %d+ px apart) works better",

@@ -41,6 +41,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from .. import face as geometry
+from ..face import EYES, eye_distance
 from .. import media
 from ..errors import MultipleFacesError
 from ..generate import generate
@@ -57,7 +58,6 @@ DEFAULT_SECONDS = 8.0  # seconds of each clip evaluated (from its start)
 # a portrait turned 10-30 degrees is as close or closer to the upright portrait's (three times at 30 degrees); below
 # 10 the two readings are alike, and near-upright faces are read as they always were (docs/eval/unseen, "Framing").
 ROLL_LIMIT = 10.0
-EYES = (slice(36, 42), slice(42, 48))  # dlib-68 eye points; the inter-ocular distance joins their centres
 CPBD_BOX = 1.5  # mouth widths (points 48-54): side of the square around the mouth that CPBD reads (whole blocks)
 SPEECH_PERCENTILE = 95  # the clip's speech level: this percentile of the per-frame (40 ms) RMS
 SPEECH_SHARE = 0.2  # a frame is speech if its RMS is at least this share of the speech level (-14 dB)
@@ -99,11 +99,6 @@ CLIP_TABLE = ("lmd_iod", "lmd_vs_static", "opening_corr", "opening_ratio", "iden
 
 
 # ---------------------------------------------------------------- measures on landmarks, pixels and sound
-
-
-def eye_distance(landmarks: np.ndarray) -> np.ndarray:
-    """Inter-ocular distance (IOD) per frame: between the centres of points 36-41 and 42-47. (T, 68, 2) -> (T,)."""
-    return np.linalg.norm(landmarks[:, EYES[0]].mean(1) - landmarks[:, EYES[1]].mean(1), axis=-1)
 
 
 def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
