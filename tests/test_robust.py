@@ -507,6 +507,31 @@ def test_a_small_face_is_warned_about(tmp_path, caplog):
     assert "small (eyes" in record.getMessage() and f"{SMALL_FACE_IOD}+ px" in record.getMessage()
 
 
+def test_a_wide_open_photo_mouth_is_warned_about(tmp_path, caplog):
+    """A photo whose lips are more than WIDE_OPEN eye distances apart: generation says its closed mouth may show teeth
+    or tongue; the astronaut as she is (smiling with her teeth, 0.16) is not warned about."""
+    import cv2
+
+    from lipgen import render
+    from lipgen.face import eye_distance
+    from lipgen.generate import SAMPLE_FACE, WIDE_OPEN, FaceSource
+
+    image = media.read_image(SAMPLE_FACE)
+    with caplog.at_level("WARNING", logger="lipgen"):
+        points = FaceSource(SAMPLE_FACE).landmarks[0].astype(np.float64)
+        assert not caplog.records
+        iod = eye_distance(points[None])[0]
+        opened = points.copy()  # her lower lip and jaw drawn 0.3 eye distances lower: a mouth open wide
+        opened[render.LOWER_LIP + list(range(5, 12)), 1] += 0.3 * iod
+        opened[[4, 12], 1] += 0.15 * iod
+        wide = tmp_path / "wide.png"
+        cv2.imwrite(str(wide), cv2.cvtColor(render.render(image, points, opened), cv2.COLOR_RGB2BGR))
+        FaceSource(wide)
+    (record,) = caplog.records
+    assert "open wide" in record.getMessage()
+    assert float(record.getMessage().split("(lips ")[1].split()[0]) > WIDE_OPEN
+
+
 def test_a_large_false_detection_does_not_win_over_the_face(monkeypatch):
     from lipgen import face
 

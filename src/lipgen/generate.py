@@ -29,6 +29,7 @@ from .inference import (driven_crops, inference_autocast, load_model, model_crop
                         video_mouths, windowed)
 from . import ASSETS
 from .models import DEFAULT_MODEL  # noqa: F401
+from .models.motion import opening
 
 SAMPLE_AUDIO = ASSETS / "jfk.flac"
 SAMPLE_FACE = ASSETS / "astronaut.png"
@@ -38,6 +39,11 @@ load_generator = load_model  # the name scripts and older code use
 # Eyes closer than this many pixels: dlib's 68 points are unsteady (on portraits shrunk to 24 px, two of 15 had their
 # mouth points partly on the chin, and the opening was drawn there; docs/eval/unseen, "Framing"), so generation warns
 SMALL_FACE_IOD = 30
+# A photo whose lips are further apart than this share of the eye distance: generation closes its mouth by warping
+# the lower lip up to the upper, and dlib's inner-lip points on a mouth open that wide can sit on the tongue or teeth
+# rather than on the lips (vexpress_AOC's first frame, 0.35: the tongue stayed between the closed lips; the bundled
+# astronaut smiling with her teeth shows 0.16), so generation warns.
+WIDE_OPEN = 0.25
 log = logging.getLogger(__name__)
 LOOPS = ("pingpong", "forward")  # how a video shorter than the speech goes on: back and forth, or from its start
 PINGPONG_MAX_BYTES = 4 << 30  # a ping-pong loop keeps the video's decoded frames in memory: at most this much
@@ -94,6 +100,11 @@ class FaceSource:
             log.warning("the face in %s is small (eyes %.0f px apart): its lip landmarks may be off and the mouth "
                         "drawn in the wrong place; a closer or larger picture (eyes %d+ px apart) works better",
                         path, iod, SMALL_FACE_IOD)
+        gap = opening(landmarks[0]) / iod if self.still else 0.0
+        if gap > WIDE_OPEN:
+            log.warning("the mouth in %s is open wide (lips %.2f of the eye distance apart): lipgen closes it by "
+                        "warping, and teeth or tongue can show between the closed lips; a photo with closed or "
+                        "slightly parted lips works better", path, gap)
         self.face_matrix = np.full((len(landmarks), 2, 3), np.nan)  # (T, 2, 3) each, NaN where no face
         self.mouth_matrix = self.face_matrix.copy()
         seen = ~np.isnan(landmarks[:, 0, 0])
