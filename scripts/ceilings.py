@@ -227,7 +227,8 @@ def main():
         writer.writerows({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
     lines = ["# Ceilings: the real speaker's own motion drawn on the photo", "",
              f"`python scripts/ceilings.py --work {args.work}" + (f" --grid {args.grid}" if args.grid else "") +
-             "` (what it does: its docstring). Means over the clips; per clip: clips.csv.", "",
+             (f" --portraits {args.portraits}" if args.portraits else "") +
+             "` (what it does: its docstring). Means; the videos per clip: clips.csv.", "",
              f"## {len(clips)} in-the-wild clips, from the first frame (8 s)", "",
              "| row | mouth LMD / IOD | LMD vs static | opening corr. with real |", "|---|---|---|---|"]
     for label, v in means(rows, keys).items():

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from . import face as geometry
 from . import media, render
+from .lips import wider_inner_lips
 from .inference import (driven_crops, inference_autocast, load_model, model_crops, predicted_motion,  # noqa: F401
                         video_mouths, windowed)
 from . import ASSETS
@@ -94,6 +95,8 @@ class FaceSource:
             first = self.image if self.still else next(media.iter_video(path, fps=self.fps, max_seconds=max_seconds))
             face_index = geometry.face_index_at(first, face_box, f"the first frame of {path}")
         landmarks, _ = geometry.track_landmarks(frames, face_index, where=str(path), allow_missing=not self.still)
+        if self.still:  # a photo's inner lips read again where MediaPipe is installed (lipgen.lips)
+            landmarks[0] = wider_inner_lips(self.image, landmarks[0])
         self.landmarks = landmarks  # (T, 68, 2) frame pixels, NaN where a frame has no face
         iod = np.nanmedian(geometry.eye_distance(landmarks))
         if iod < SMALL_FACE_IOD:
