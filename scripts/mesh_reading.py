@@ -42,6 +42,7 @@ def mesh_opening(frames: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="cache/unseen/portraits", help="evaluate-portraits work folder")
+    parser.add_argument("--kinds", nargs="+", help="only these kinds of video (e.g. static motion ceiling-model)")
     parser.add_argument("--csv", default="docs/eval/unseen/portraits_motion/mesh_reading.csv")
     args = parser.parse_args()
     if reader() != "dlib+mesh":
@@ -50,10 +51,11 @@ def main():
     videos = sorted(Path(args.work).glob("*/*.upright10-landmarks.npy"))
     if not videos:
         raise SystemExit(f"{args.work}: no judged portrait videos; run `lipgen evaluate-portraits` first")
+    kinds = {m: re.sub(r"-[0-9a-f]{12}$", "", m.name.replace(".upright10-landmarks.npy", "")) for m in videos}
+    videos = [m for m in videos if args.kinds is None or kinds[m] in args.kinds]  # static-<key> -> static
     rows = []
     for marks in tqdm(videos, desc="mesh reading", unit="video"):
-        video = marks.with_name(marks.name.replace(".upright10-landmarks.npy", ".mp4"))
-        kind = re.sub(r"-[0-9a-f]{12}$", "", video.stem)  # static-<key> -> static, motion-<key> -> motion
+        video, kind = marks.with_name(marks.name.replace(".upright10-landmarks.npy", ".mp4")), kinds[marks]
         frames, landmarks = media.read_video(video), np.load(marks)
         gap = mesh_opening(frames, landmarks)[:len(silent)]
         quiet = silent[:len(gap)]
