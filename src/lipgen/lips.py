@@ -55,7 +55,7 @@ def _mesh():
     try:
         from mediapipe.python.solutions.face_mesh import FaceMesh
     except ImportError:
-        log.info("lips read by dlib alone: `pip install lipgen[mesh]` also reads them with MediaPipe's face mesh, "
+        log.debug("lips read by dlib alone: `pip install lipgen[mesh]` also reads them with MediaPipe's face mesh, "
                  "which follows a wide-open mouth's lips better")
         return None
     with _quiet():
