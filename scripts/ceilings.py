@@ -25,7 +25,7 @@ speakers' own motion for the bundled speech drawn on each portrait, beside the s
 
 Reads the clips `lipgen evaluate-videos` prepared and its videos (scripts/evaluate_unseen.sh); writes
 report.md and clips.csv to --out. The videos drawn are cached in the
-work folders (oracle-photo.mp4, ceiling-*.mp4).
+work folders (ceiling-*-KEY.mp4, KEY naming the model, the renderer and what reads a photo's lips).
 """
 
 import argparse
@@ -98,7 +98,7 @@ def clip_rows(folder: Path, system, tag: str) -> list[dict]:
     n = 0 if face_index is None else face_index
     still = geometry.choose_face(geometry.detect_faces(source.image), n, folder.name)
     videos = {"static, rendered": folder / "static.mp4",
-              "oracle, rendered": drawn(folder / "oracle-photo.mp4", source, oracle, audio),
+              "oracle, rendered": drawn(folder / f"ceiling-oracle-{tag}.mp4", source, oracle, audio),
               "model, rendered": drawn(folder / f"ceiling-model-{tag}.mp4", source, model, audio)}
     for w, motion in blends.items():
         videos[f"{w:g} oracle + {1 - w:g} model, rendered"] = drawn(folder / f"ceiling-blend{w:g}-{tag}.mp4",
@@ -134,10 +134,9 @@ def grid_rows(cache: str, system, limit: int | None) -> list[dict]:
         audio = media.fit_audio(media.read_audio(meta["path"])[lead:], n)
         face_matrix = arrays["face_matrix"][:1].astype(np.float64)
         rest = render.rest_of(points[:1], face_matrix)
-        oracle = real_motion(points)
+        oracle, model = real_motion(points), predicted_motion(system, audio, n)
         motions = {"oracle": oracle, f"oracle x{EXPRESSIVENESS:g}": EXPRESSIVENESS * oracle,
-                   f"model (expressiveness {EXPRESSIVENESS:g})": predicted_motion(system, audio, n),
-                   "model (expressiveness 1)": predicted_motion(system, audio, n, 1.0)}
+                   f"model (expressiveness {EXPRESSIVENESS:g})": model, "model (expressiveness 1)": model / EXPRESSIVENESS}
         rows = {"ground truth": arrays["mouth"], "static": np.repeat(arrays["mouth"][:1], n, 0)}
         matrix = arrays["mouth_matrix"][:1].astype(np.float64)
         for label, motion in motions.items():
@@ -153,7 +152,7 @@ def grid_rows(cache: str, system, limit: int | None) -> list[dict]:
     return out
 
 
-def portrait_rows(folder: str, work: str, system, limit: int | None) -> list[dict]:
+def portrait_rows(folder: str, work: str, system, tag: str, limit: int | None) -> list[dict]:
     """The portraits' test (`lipgen evaluate-portraits`: speech / silence opening, share at 2x) with the real
     GRID speakers' own motion for the bundled speech drawn on each portrait: as they moved (x1), closed where
     lipgen.vad hears no speech as generation does (x1, gated), and as the shipped model's motion is scaled
@@ -187,7 +186,7 @@ def portrait_rows(folder: str, work: str, system, limit: int | None) -> list[dic
         index = 0 if face_index is None else face_index
         box = geometry.choose_face(geometry.detect_faces(source.image), index, path.name)
         for label, motion in motions.items():
-            video = drawn(place / f"ceiling-{wild.slug(label)}.mp4", source, motion, audio)
+            video = drawn(place / f"ceiling-{wild.slug(label)}-{tag}.mp4", source, motion, audio)
             _, marks = wild.tracked(video, index, path.name, box, upright=True)
             ratio = wild.openings(wild.mouth_opening(marks), ~silent)["opening_ratio"]
             out.append({"clip": path.name, "row": label, "opening_ratio": ratio,
@@ -241,7 +240,7 @@ def main():
         for label, v in means(grid, ["lmd", "opening_corr"]).items():
             lines.append(f"| {label} | {v['lmd']:.3f} | {v['opening_corr']:.3f} |")
     if args.portraits:
-        portraits = portrait_rows(args.portraits, args.portraits_work, system, args.portraits_limit)
+        portraits = portrait_rows(args.portraits, args.portraits_work, system, tag, args.portraits_limit)
         n = len({r["clip"] for r in portraits})
         lines += ["", f"## {n} portraits saying the bundled GRID speech (`lipgen evaluate-portraits`' test)", "",
                   "| row | speech / silence opening | share at 2x |", "|---|---|---|"]
