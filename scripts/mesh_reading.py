@@ -43,7 +43,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="cache/unseen/portraits", help="evaluate-portraits work folder")
     parser.add_argument("--kinds", nargs="+", help="only these kinds of video (e.g. static motion ceiling-model)")
-    parser.add_argument("--csv", default="docs/eval/unseen/portraits_motion/mesh_reading.csv")
+    parser.add_argument("--csv", default="docs/eval/unseen/portraits_mesh/mesh_reading.csv")
     args = parser.parse_args()
     if reader() != "dlib+mesh":
         raise SystemExit("MediaPipe is not installed: pip install -e \".[mesh]\"")
