@@ -79,6 +79,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         curve = _train(world, rank * HALF, (rank + 1) * HALF, after_first_step)
         if rank == 0:
             torch.save({"first": first, "curve": curve}, out)
+        dist.barrier()  # neither rank tears gloo down while the other still uses it (a rank once aborted so)
     finally:
         dist.destroy_process_group()
 
