@@ -6,8 +6,8 @@
 `lipgen evaluate-portraits` reads every video with dlib, whose inner-lip points on 256 px faces read closed lips
 apart (under a moustache, by up to 0.17 of the eye distance) and a mouth open wide shut (on the teeth). This reads
 the same videos of its work folder again with the face mesh (lipgen.lips.mesh_points, in the box of the judge's own
-dlib points of that frame, so that the same face is read): the inner-lip gap (mesh points 82-87, 13-14, 312-317)
-over the distance between the eyes' corner midpoints, its mean in speech and in silence (the bundled speech's word
+dlib points of that frame, so that the same face is read): lipgen.lips.mesh_opening, the inner-lip gap over the
+distance between the eyes' corner midpoints, its mean in speech and in silence (the bundled speech's word
 timings), and their ratio. Prints, per kind of video (static, and each model's), the mean ratio and the share of
 portraits at 2x or more, and writes them per portrait to --csv.
 """
@@ -22,20 +22,16 @@ from tqdm import tqdm
 
 from lipgen import media
 from lipgen.evaluation.portraits import DEFAULT_SPEECH, prepare_speech
-from lipgen.lips import mesh_points, reader
-
-INNER = ((82, 87), (13, 14), (312, 317))  # the mesh's inner lips, upper and lower point facing each other
-EYES = ((33, 133), (362, 263))  # each eye's corners
+from lipgen.lips import mesh_opening, mesh_points, reader
 
 
-def mesh_opening(frames: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+def mesh_openings(frames: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """The mesh's inner-lip gap over its eye distance per frame (T,), NaN where it finds no face."""
     out = np.full(len(frames), np.nan)
     for t, (frame, points) in enumerate(zip(frames, landmarks)):
         mesh = mesh_points(frame, points)
         if mesh is not None:
-            iod = np.linalg.norm(mesh[list(EYES[0])].mean(0) - mesh[list(EYES[1])].mean(0))
-            out[t] = np.mean([np.linalg.norm(mesh[a] - mesh[b]) for a, b in INNER]) / iod
+            out[t] = mesh_opening(mesh)
     return out
 
 
@@ -57,7 +53,7 @@ def main():
     for marks in tqdm(videos, desc="mesh reading", unit="video"):
         video, kind = marks.with_name(marks.name.replace(".upright10-landmarks.npy", ".mp4")), kinds[marks]
         frames, landmarks = media.read_video(video), np.load(marks)
-        gap = mesh_opening(frames, landmarks)[:len(silent)]
+        gap = mesh_openings(frames, landmarks)[:len(silent)]
         quiet = silent[:len(gap)]
         speech, pause = np.nanmean(gap[~quiet]), np.nanmean(gap[quiet])
         rows.append({"portrait": marks.parent.name, "video": kind, "opening_speech": speech,

@@ -30,6 +30,8 @@ _LOCK = threading.Lock()  # one face mesh graph, one image at a time (the demo s
 MESH_UPPER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
 MESH_LOWER = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
 DLIB_UPPER, DLIB_LOWER = [61, 62, 63], [67, 66, 65]  # dlib's inner lips, left to right
+MESH_PAIRS = ((82, 87), (13, 14), (312, 317))  # the mesh's inner lips at the middle: upper and lower points facing
+MESH_EYES = ((33, 133), (362, 263))  # the mesh's eye corners
 MARGIN = 1.5  # the mesh reads the face in the dlib face's box grown this many times about its centre
 WIDER_BY = 0.03  # the mesh's reading wins when its opening is wider than dlib's by this share of the eye distance
 AGREE = 0.15  # ... and its inner mouth corners lie within this share of the eye distance of dlib's
@@ -84,6 +86,12 @@ def mesh_points(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
     if not found:
         return None
     return np.array([[p.x * crop.shape[1] + x0, p.y * crop.shape[0] + y0] for p in found[0].landmark])
+
+
+def mesh_opening(points: np.ndarray) -> float:
+    """The face mesh's inner-lip gap (MESH_PAIRS) over the distance between its eyes' corner midpoints."""
+    iod = np.linalg.norm(points[list(MESH_EYES[0])].mean(0) - points[list(MESH_EYES[1])].mean(0))
+    return float(np.mean([np.linalg.norm(points[a] - points[b]) for a, b in MESH_PAIRS]) / iod)
 
 
 def wider_inner_lips(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
