@@ -77,7 +77,8 @@ def _grid_r(system, cache: str) -> float:
     from lipgen.data.motion import MotionDataset
 
     rs = []
-    for clip in MotionDataset(cache, "test", window=system.config.n_frames, augment=False, speech="whisper").clips:
+    for clip in MotionDataset(cache, "test", window=system.config.n_frames, augment=False,
+                              speech=system.config.speech).clips:
         feats, motion, _ = clip["versions"][0]
         pred = torch.from_numpy(system.predict(np.asarray(feats, np.float32))[None])
         rs.append(np.corrcoef(system.gap(pred)[0].numpy(), system.gap(torch.from_numpy(motion[None]))[0].numpy())[0, 1])

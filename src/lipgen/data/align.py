@@ -47,7 +47,7 @@ def align_words(audio: np.ndarray, words: list[str]) -> list[Word]:
     decoder.end_utt()
     scale = VIDEO_FPS / SPHINX_FRAMES_PER_SECOND
     timed = []
-    for seg in decoder.seg():
+    for seg in decoder.seg() or []:  # None where no alignment was found
         word = "sil" if seg.word.lower() in NON_WORDS else seg.word.split("(")[0].lower()  # "word(2)": variant
         start, end = seg.start_frame * scale, (seg.end_frame + 1) * scale
         if word == "sil" and timed and timed[-1].word == "sil":  # one span per pause
