@@ -136,7 +136,7 @@ def test_tiny_motion_model_trains_and_predicts(grid_cache, tmp_path):
     motion = system.predict(system.features(np.zeros(10 * media.SAMPLES_PER_FRAME, np.float32)))
     assert motion.shape == (10, len(MOTION_POINTS), 2) and np.isfinite(motion).all()
     versions = list(grid_cache.glob("*/speech-*-aug6-seed0.npz"))  # the encoded versions, kept for the next run
-    assert versions and all(int(np.load(v)["n"]) == 6 and len(np.load(v).files) == 3 * 6 + 1 for v in versions)
+    assert versions and all(len(np.load(v).files) == 3 * 6 for v in versions)
 
 
 def test_an_ensemble_trains_each_member_and_predicts_their_mean(grid_cache, tmp_path):
@@ -300,20 +300,3 @@ def test_a_tilted_photo_moves_as_the_upright_one_turned(photo):
     box = (slice(y0, y1), slice(x0, x1))
     opened = np.abs(drawn[box].astype(int) - tilted[box]).mean()
     assert opened > 10 and np.abs(drawn[box].astype(int) - upright_turned[box]).mean() < 0.35 * opened
-
-
-def test_retime_moves_each_word_of_the_motion_onto_the_reading():
-    from lipgen.data.corpora import Word
-    from lipgen.data.motion import retime, silent_frames
-
-    clip = [Word("sil", 0, 10), Word("bin", 10, 20), Word("sp", 20, 22), Word("now", 22, 40), Word("sil", 40, 50)]
-    reading = [Word("sil", 0, 4), Word("bin", 4, 12), Word("now", 14, 30), Word("sil", 30, 36)]
-    motion = np.arange(50, dtype=np.float32)[:, None, None] * np.ones((1, 31, 2), np.float32)  # value = clip frame
-    moved = retime(motion, clip, reading, 36)
-    assert moved.shape == (36, 31, 2)
-    assert moved[4, 0, 0] == 10 and moved[12, 0, 0] == 20 and moved[14, 0, 0] == 22 and moved[30, 0, 0] == 40
-    assert moved[8, 0, 0] == 15  # half way through "bin" in both
-    assert np.all(np.diff(moved[:, 0, 0]) >= 0)
-    assert silent_frames(reading, 36)[[0, 4, 13, 20, 31]].tolist() == [True, True, False, False, True]
-    with pytest.raises(ValueError, match="the reading says"):
-        retime(motion, clip, reading[:2], 36)

@@ -33,7 +33,7 @@ from .. import media, speech, voice
 from ..models.base import DataSpec
 from ..models.motion import MOTION_POINTS, rest_shape
 from .cache import LANDMARKS_FACE, clip_folder, clip_metas, load_array
-from .corpora import SILENCE, Word
+from .corpora import SILENCE
 
 TEMPO_RANGE = (0.85, 1.2)  # speech played this much slower .. faster
 VTLP_RANGE = (0.85, 1.15)
@@ -42,36 +42,10 @@ SPEECH_VERSIONS = DataSpec.versions  # whisper front end: versions of each train
 ENCODE_GROUP = 90  # clips encoded (and their files written) at a time
 
 
-def silent_frames(words: list[Word], n_frames: int) -> np.ndarray:
-    """(n_frames,) bool: the frames inside a 'sil'/'sp' span of the word timings (none when untimed)."""
-    silent = np.zeros(n_frames, bool)
-    for w in words:
-        if w.word in SILENCE and w.start is not None:
-            silent[int(np.ceil(w.start)):int(np.floor(w.end)) + 1] = True
-    return silent
-
-
-def retime(motion: np.ndarray, words: list[Word], reading: list[Word], n_frames: int) -> np.ndarray:
-    """A clip's motion (T, ...) moved onto another reading of its words (n_frames long): each spoken word's
-    start and end in the reading is mapped to the same word's in the clip, linearly in between."""
-    ours = [w for w in words if w.word not in SILENCE]
-    theirs = [w for w in reading if w.word not in SILENCE]
-    if [w.word for w in ours] != [w.word for w in theirs]:
-        raise ValueError(f"the reading says {[w.word for w in theirs]}, the clip {[w.word for w in ours]}")
-    src = np.maximum.accumulate([0.0] + [t for w in ours for t in (w.start, w.end)] + [len(motion) - 1.0])
-    dst = np.maximum.accumulate([0.0] + [t for w in theirs for t in (w.start, w.end)] + [n_frames - 1.0])
-    t = np.clip(np.interp(np.arange(n_frames), dst, src), 0, len(motion) - 1)  # clip time of each reading frame
-    lo = np.floor(t).astype(int)
-    hi = np.minimum(lo + 1, len(motion) - 1)
-    w = (t - lo).reshape(-1, *[1] * (motion.ndim - 1))
-    return (motion[lo] * (1 - w) + motion[hi] * w).astype(np.float32)
-
-
 class MotionDataset(Dataset):
     def __init__(self, cache: str | os.PathLike, split: str | None = "train", window: int = 32,
                  augment: bool = True, seed: int = 0, clips: list[str] | None = None, items_per_clip: int = 8,
-                 progress: bool = False, freq_mask: int = 0, speech: str = "mel", versions: int = SPEECH_VERSIONS,
-                 readings: int = 0):
+                 progress: bool = False, freq_mask: int = 0, speech: str = "mel", versions: int = SPEECH_VERSIONS):
         self.cache, self.window, self.augment, self.seed = Path(cache), window, augment, seed
         self.freq_mask = freq_mask  # widest band of mel bins zeroed in augmentation (0: none)
         if speech not in ("mel", "whisper"):
@@ -86,14 +60,14 @@ class MotionDataset(Dataset):
             aligned = load_array(cache, meta["id"], LANDMARKS_FACE, mmap=False).astype(np.float64)  # (T, 68, 2)
             motion = (aligned[:, MOTION_POINTS] - rest_shape(aligned)).astype(np.float32)  # (T, 31, 2)
             audio = self._audio(meta)
-            words = [Word(w["word"], w.get("start"), w.get("end")) for w in meta.get("words", [])]
-            self.clips.append({"id": meta["id"], "motion": motion, "audio": audio, "words": words,
-                               "silent": silent_frames(words, len(motion))})
+            silent = np.zeros(len(motion), bool)
+            for w in meta.get("words", []):
+                if w["word"] in SILENCE:
+                    silent[int(np.ceil(w["start"])):int(np.floor(w["end"])) + 1] = True
+            self.clips.append({"id": meta["id"], "motion": motion, "audio": audio, "silent": silent[:len(motion)]})
         self.items_per_clip = items_per_clip
         if speech == "whisper":
             self._encode_versions(versions if augment else 1, progress)
-            if readings and augment:
-                self._encode_readings(readings, progress)
 
     @staticmethod
     def _audio(meta: dict) -> np.ndarray:
@@ -124,64 +98,40 @@ class MotionDataset(Dataset):
         babble = self.clips[rng.integers(len(self.clips))]["audio"]
         return voice.augment(audio, rng, babble=babble), motion, silent
 
-    def _versions_path(self, clip_id: str, name: str) -> Path:
-        return clip_folder(self.cache, clip_id) / f"speech-{speech.ENCODER}-{name}-seed{self.seed}.npz"
+    def _versions_path(self, clip_id: str, versions: int) -> Path:
+        kind = f"aug{versions}" if self.augment else "clean"
+        return clip_folder(self.cache, clip_id) / f"speech-{speech.ENCODER}-{kind}-seed{self.seed}.npz"
 
     def _encode_versions(self, versions: int, progress: bool) -> None:
-        """clip["versions"]: [(features (2T, F) float16, motion, silent)] per version: version 0 clean, the rest
-        augmented with an RNG of (seed, clip id, version)."""
-        def draws(clip):
-            return [self._augmented(clip, np.random.default_rng((self.seed, zlib.crc32(clip["id"].encode()), v)))
-                    if v else (clip["audio"], clip["motion"], clip["silent"]) for v in range(versions)]
-        self._encode(f"aug{versions}" if self.augment else "clean", draws, progress)
-
-    def _encode_readings(self, readings: int, progress: bool) -> None:
-        """Adds to clip["versions"] up to `readings` synthetic readings of the clip (scripts/speak_grid.py), each
-        clean and augmented once, with the clip's motion retimed to the reading."""
-        def draws(clip):
-            out = []
-            folder = clip_folder(self.cache, clip["id"]) / "readings"
-            for i, path in enumerate(sorted(folder.glob("*.npz"))[:readings] if folder.is_dir() else []):
-                with np.load(path) as z:
-                    audio = z["audio"].astype(np.float32) / 32767
-                    timed = [Word(str(w), float(a), float(b)) for w, a, b in zip(z["words"], z["starts"], z["ends"])]
-                n_frames = len(audio) // media.SAMPLES_PER_FRAME
-                read = {"audio": media.fit_audio(audio, n_frames), "motion": retime(clip["motion"], clip["words"],
-                        timed, n_frames), "silent": silent_frames(timed, n_frames)}
-                rng = np.random.default_rng((self.seed, zlib.crc32(clip["id"].encode()), 1000 + i))
-                out += [(read["audio"], read["motion"], read["silent"]), self._augmented(read, rng)]
-            return out
-        self._encode(f"readings{readings}", draws, progress)
-
-    def _encode(self, name: str, draws, progress: bool) -> None:
-        """Encodes each clip's draws(clip) [(audio, motion, silent)] once, saves them in the clip's folder (a file
-        per clip, written atomically: an interrupted run resumes) and appends them to clip["versions"]."""
-        todo = [c for c in self.clips if not self._versions_path(c["id"], name).is_file()]
-        bar = tqdm(total=len(todo), desc=f"encoding speech ({speech.ENCODER}, {name})", unit="clip",
+        """clip["versions"]: [(features (2T, F) float16, motion, silent)] per version, from the clip's file, or
+        encoded now (version 0 clean, the rest augmented with an RNG of (seed, clip id, version)) and saved."""
+        todo = [c for c in self.clips if not self._versions_path(c["id"], versions).is_file()]
+        bar = tqdm(total=len(todo) * versions, desc=f"encoding speech ({speech.ENCODER})", unit="clip",
                    disable=not progress or not todo)
         for g in range(0, len(todo), ENCODE_GROUP):
             group = todo[g:g + ENCODE_GROUP]
-            drawn = [draws(clip) for clip in group]
-            flat = [d for ds in drawn for d in ds]
-            encoded = iter(speech.encode_clips([media.fit_audio(a, len(m)) for a, m, _ in flat]))
-            for clip, ds in zip(group, drawn):
+            drawn = []
+            for clip in group:
+                for v in range(versions):
+                    rng = np.random.default_rng((self.seed, zlib.crc32(clip["id"].encode()), v))
+                    drawn.append(self._augmented(clip, rng) if v else (clip["audio"], clip["motion"], clip["silent"]))
+            encoded = speech.encode_clips([media.fit_audio(a, len(m)) for a, m, _ in drawn], progress=bar.update)
+            for i, clip in enumerate(group):
                 arrays = {}
-                for v, (_, motion, silent) in enumerate(ds):
-                    arrays.update({f"features{v}": next(encoded).astype(np.float16), f"motion{v}": motion,
-                                   f"silent{v}": silent})
-                path = self._versions_path(clip["id"], name)
+                for v in range(versions):
+                    _, motion, silent = drawn[i * versions + v]
+                    arrays.update({f"features{v}": encoded[i * versions + v].astype(np.float16),
+                                   f"motion{v}": motion, f"silent{v}": silent})
+                path = self._versions_path(clip["id"], versions)
                 tmp = path.with_suffix(".tmp")
                 with open(tmp, "wb") as f:
-                    np.savez(f, n=len(ds), **arrays)
+                    np.savez(f, **arrays)
                 os.replace(tmp, path)
-                bar.update()
         bar.close()
         for clip in self.clips:  # a version sped up shorter than this window (encoded for a shorter one) is left out
-            with np.load(self._versions_path(clip["id"], name)) as z:
-                n = int(z["n"]) if "n" in z else sum(k.startswith("features") for k in z)
-                clip.setdefault("versions", []).extend(
-                    (z[f"features{v}"], z[f"motion{v}"], z[f"silent{v}"]) for v in range(n)
-                    if len(z[f"motion{v}"]) >= self.window)
+            with np.load(self._versions_path(clip["id"], versions)) as z:
+                clip["versions"] = [(z[f"features{v}"], z[f"motion{v}"], z[f"silent{v}"]) for v in range(versions)
+                                    if len(z[f"motion{v}"]) >= self.window]
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng((self.seed, index))
