@@ -15,6 +15,10 @@ side of the portraits' "speech / silence opening".
 
 With --grid CACHE it also prints the same correlation on GRID's held-out (test split) clips of a
 preprocessed cache, from their clean Whisper features: what the model does on the speech it was made for.
+
+With --bands it also splits both openings into frequency bands (0-1 Hz: speech against pauses and slow
+expressions; 2.5-6 Hz: syllables) and prints, per band, the share of the real opening's variance, the share of
+the prediction's, and their correlation: where the strangers' correlation is lost.
 """
 
 import argparse
@@ -36,6 +40,8 @@ def main():
     parser.add_argument("--lags", type=int, default=0, help="also print the gated mean r with the prediction "
                         "shifted by -LAGS..LAGS frames (positive: the prediction of a later frame is compared)")
     parser.add_argument("--grid", metavar="CACHE", help="also score GRID's held-out clips of this cache (model space)")
+    parser.add_argument("--bands", action="store_true", help="also print variance shares and correlation per "
+                        "frequency band (with --grid: GRID's too)")
     args = parser.parse_args()
     clips = sorted(p.parent for p in Path(args.work).glob("*/clip.landmarks.npy"))
     if not clips:
@@ -52,7 +58,7 @@ def main():
         for rest, g in zip((True, False), gaps(portrait_audio, len(silent))):
             print(f"  portraits' speech{'' if rest else ' (no silence gate)'}: gap {g[~silent].mean():.2f} px in "
                   f"speech, {g[silent].mean():.2f} in silence, ratio {g[~silent].mean() / max(g[silent].mean(), 1e-6):.2f}")
-        rs, lagged = [], []
+        rs, lagged, banded = [], [], []
         for clip in clips:
             audio, landmarks = np.load(clip / "audio.npy"), np.load(clip / "clip.landmarks.npy")
             real = mouth_opening(landmarks)
@@ -60,29 +66,60 @@ def main():
             gated, ungated = gaps(audio, len(landmarks))
             rs.append([np.corrcoef(g[ok], real[ok])[0, 1] for g in (gated, ungated)])
             lagged.append([_lagged_r(gated, real, lag) for lag in range(-args.lags, args.lags + 1)])
+            banded.append(_bands(gated, np.where(ok, real, np.nanmean(real))))
             print(f"  {clip.name:40s} r = {rs[-1][0]:+.3f} ({rs[-1][1]:+.3f} without the silence gate)")
         r = np.mean(rs, axis=0)
         print(f"{path}: {system.config.speech} front end, mean r = {r[0]:.3f} ({r[1]:.3f} without the silence gate) "
               f"over {len(rs)} clips")
+        if args.bands:
+            _print_bands("validation clips", banded)
         if args.grid:
-            print(f"  GRID held-out: mean r = {_grid_r(system, args.grid):.3f}")
+            r, grid_banded = _grid_r(system, args.grid)
+            print(f"  GRID held-out: mean r = {r:.3f}")
+            if args.bands:
+                _print_bands("GRID held-out", grid_banded)
         if args.lags:
             print("  gated mean r at lag " + " ".join(f"{lag:+d}: {v:.3f}" for lag, v in
                                                       zip(range(-args.lags, args.lags + 1), np.mean(lagged, 0))))
 
 
-def _grid_r(system, cache: str) -> float:
+def _grid_r(system, cache: str) -> tuple[float, list]:
     """Mean correlation of the predicted with the real inner-lip gap change over a cache's test clips (clean
-    speech, no silence gate)."""
+    speech, no silence gate), and each clip's _bands."""
     from lipgen.data.motion import MotionDataset
 
-    rs = []
+    rs, banded = [], []
     for clip in MotionDataset(cache, "test", window=system.config.n_frames, augment=False,
                               speech=system.config.speech).clips:
         feats, motion, _ = clip["versions"][0]
-        pred = torch.from_numpy(system.predict(np.asarray(feats, np.float32))[None])
-        rs.append(np.corrcoef(system.gap(pred)[0].numpy(), system.gap(torch.from_numpy(motion[None]))[0].numpy())[0, 1])
-    return float(np.mean(rs))
+        pred = system.gap(torch.from_numpy(system.predict(np.asarray(feats, np.float32))[None]))[0].numpy()
+        real = system.gap(torch.from_numpy(motion[None]))[0].numpy()
+        rs.append(np.corrcoef(pred, real)[0, 1])
+        banded.append(_bands(pred, real))
+    return float(np.mean(rs)), banded
+
+
+BANDS_HZ = ((0, 1), (1, 2.5), (2.5, 4), (4, 6), (6, 12.5))
+
+
+def _bands(predicted: np.ndarray, real: np.ndarray, fps: float = 25.0) -> np.ndarray:
+    """(len(BANDS_HZ), 3): per band, the real opening's variance, the prediction's, and their correlation."""
+    freq = np.fft.rfftfreq(len(real), 1 / fps)
+    spectra = [np.fft.rfft(x - x.mean()) for x in (predicted, real)]
+    out = []
+    for lo, hi in BANDS_HZ:
+        p, r = (np.fft.irfft(np.where((freq >= lo) & (freq < hi), x, 0), len(real)) for x in spectra)
+        out.append((r.var(), p.var(), np.corrcoef(p, r)[0, 1] if p.std() > 0 and r.std() > 0 else np.nan))
+    return np.array(out)
+
+
+def _print_bands(name: str, banded: list) -> None:
+    b = np.array(banded)  # (clips, bands, 3)
+    real_share = (b[:, :, 0] / b[:, :, 0].sum(1, keepdims=True)).mean(0)
+    pred_share = (b[:, :, 1] / b[:, :, 1].sum(1, keepdims=True)).mean(0)
+    print(f"  {name}, per band: share of the real opening's variance / of the prediction's / correlation")
+    for (lo, hi), rs, ps, r in zip(BANDS_HZ, real_share, pred_share, np.nanmean(b[:, :, 2], 0)):
+        print(f"    {lo:4.1f}-{hi:4.1f} Hz: {rs:.2f} / {ps:.2f} / {r:+.2f}")
 
 
 def _lagged_r(predicted: np.ndarray, real: np.ndarray, lag: int) -> float:
