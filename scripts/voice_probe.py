@@ -109,7 +109,7 @@ def _bands(predicted: np.ndarray, real: np.ndarray, fps: float = 25.0) -> np.nda
     out = []
     for lo, hi in BANDS_HZ:
         p, r = (np.fft.irfft(np.where((freq >= lo) & (freq < hi), x, 0), len(real)) for x in spectra)
-        out.append((r.var(), p.var(), np.corrcoef(p, r)[0, 1] if p.std() > 0 and r.std() > 0 else np.nan))
+        out.append((r.var(), p.var(), np.corrcoef(p, r)[0, 1] if min(p.std(), r.std()) > 1e-9 else np.nan))
     return np.array(out)
 
 
