@@ -309,6 +309,8 @@ def picture(work: Path, out: Path, stem: str = "astronaut", frames=(0, 14, 22, 3
         clip = media.read_video(video)
         picked = [min(i, len(clip) - 1) for i in frames]
         marks, _ = geometry.track_landmarks(clip, 0, where=video.name)  # the face, followed through the clip
+        if name != "moving":  # a still head: one box for every tile (dlib misreads a tilted face in a frame or two)
+            marks = np.broadcast_to(np.median(marks, axis=0), marks.shape)
         picked, marks = clip[picked], marks[picked]
         tiles = []
         for frame, points in zip(picked, marks):
