@@ -66,7 +66,8 @@ def main():
             gated, ungated = gaps(audio, len(landmarks))
             rs.append([np.corrcoef(g[ok], real[ok])[0, 1] for g in (gated, ungated)])
             lagged.append([_lagged_r(gated, real, lag) for lag in range(-args.lags, args.lags + 1)])
-            banded.append(_bands(gated, np.where(ok, real, np.nanmean(real))))
+            if args.bands:
+                banded.append(_bands(gated, np.where(ok, real, np.nanmean(real))))
             print(f"  {clip.name:40s} r = {rs[-1][0]:+.3f} ({rs[-1][1]:+.3f} without the silence gate)")
         r = np.mean(rs, axis=0)
         print(f"{path}: {system.config.speech} front end, mean r = {r[0]:.3f} ({r[1]:.3f} without the silence gate) "
