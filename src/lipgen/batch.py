@@ -22,7 +22,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import media
-from .errors import LipgenError
+from .errors import LipgenError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,6 @@ def batch(jobs, out_dir: str | os.PathLike | None = None, model: str | None = No
     options (JOB_OPTIONS) of jobs that do not set them. Returns {"jobs": n, "done": [out paths], "failed":
     [{"job": number from 1, "audio", "face", "reason"}], "seconds": wall time}.
     """
-    from .cli import _one_line
     from .generator import Generator
 
     if isinstance(jobs, (str, os.PathLike)):
@@ -127,7 +126,7 @@ def batch(jobs, out_dir: str | os.PathLike | None = None, model: str | None = No
                 options = {**defaults, **_options(job)}
                 done.append(generator.generate(audio, face, out, max_seconds=max_seconds, progress=False, **options))
             except (LipgenError, OSError, ValueError) as e:
-                reason = _one_line(e)
+                reason = one_line(e)
                 log.warning("job %d (%s onto %s) failed: %s", n, audio, face, reason)
                 failed.append({"job": n, "audio": str(audio), "face": str(face), "reason": reason})
     return {"jobs": len(jobs), "done": [str(p) for p in done], "failed": failed,

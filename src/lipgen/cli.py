@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import json
 import logging
 import signal
@@ -12,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .errors import LipgenError
+from .errors import LipgenError, one_line
 
 
 def _preprocess(args) -> None:
@@ -448,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"lipgen {args.command}: stopped by {e.name}; unfinished output removed")
         return e.code
     except (LipgenError, OSError, ValueError) as e:
-        _say(f"lipgen {args.command}: error: {_one_line(e)}")
+        _say(f"lipgen {args.command}: error: {one_line(e)}")
         return 2
     return code or 0
 
@@ -486,29 +485,6 @@ def _signals_stop():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-_OS_HINTS = {
-    errno.ENOSPC: "the disk is full: free some space, or write somewhere else",
-    errno.EDQUOT: "over the disk quota: free some space, or write somewhere else",
-    errno.EACCES: "check the permissions, or use another path",
-    errno.EPERM: "check the permissions, or use another path",
-    errno.EROFS: "a read-only file system: write somewhere else",
-    errno.ENOTDIR: "a part of the path is a file, not a folder",
-    errno.EISDIR: "give a file, not a folder",
-    errno.ENOENT: "check the path",
-}
-
-
-def _one_line(e: BaseException) -> str:
-    """An exception as one line that says what was wrong and, for file system errors, what to do."""
-    if isinstance(e, json.JSONDecodeError):
-        return f"--set is not valid JSON ({e}); write it like '{{\"use_corr\": false}}'"
-    if isinstance(e, OSError) and e.strerror:  # raised by the system (no message of lipgen's own)
-        where = f"{e.filename}: " if e.filename else ""
-        hint = _OS_HINTS.get(e.errno)
-        return f"{where}{e.strerror}" + (f" - {hint}" if hint else "")
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 if __name__ == "__main__":

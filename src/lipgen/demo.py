@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 
 from . import face as geometry  # noqa: E402
 from . import media  # noqa: E402
+from .errors import one_line  # noqa: E402
 from .generate import ASSETS, SAMPLE_AUDIO, SAMPLE_FACE  # noqa: E402
 from .models import DEFAULT_MODEL, model_classes, shipped_models  # noqa: E402
 
@@ -225,11 +226,10 @@ def build(max_seconds: float = MAX_SECONDS):
     """The page (a gradio.Blocks)."""
     import gradio as gr
 
-    from .cli import _one_line
     from .errors import LipgenError
 
     def fail(e: BaseException):
-        return gr.Error(_one_line(e))
+        return gr.Error(one_line(e))
 
     def preview(face, face_index):
         face = _path(face)

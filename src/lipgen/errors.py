@@ -1,5 +1,8 @@
 """Errors a user can act on. Each message says what was wrong and what to do."""
 
+import errno
+import json
+
 
 class LipgenError(Exception):
     """Base class: an input or setting lipgen cannot use."""
@@ -19,3 +22,26 @@ class MultipleFacesError(LipgenError):
 
 class CheckpointError(LipgenError):
     """A model file that cannot be used: damaged, cut short, of an unknown format, or computing NaN/Inf."""
+
+
+OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space, or write somewhere else",
+    errno.EDQUOT: "over the disk quota: free some space, or write somewhere else",
+    errno.EACCES: "check the permissions, or use another path",
+    errno.EPERM: "check the permissions, or use another path",
+    errno.EROFS: "a read-only file system: write somewhere else",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "give a file, not a folder",
+    errno.ENOENT: "check the path",
+}
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one line that says what was wrong and, for file system errors, what to do."""
+    if isinstance(e, json.JSONDecodeError):
+        return f"--set is not valid JSON ({e}); write it like '{{\"use_corr\": false}}'"
+    if isinstance(e, OSError) and e.strerror:  # raised by the system (no message of lipgen's own)
+        where = f"{e.filename}: " if e.filename else ""
+        hint = OS_HINTS.get(e.errno)
+        return f"{where}{e.strerror}" + (f" - {hint}" if hint else "")
+    return " ".join(str(e).split()) or type(e).__name__

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import face as geometry
 from . import media
+from .errors import one_line
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,6 @@ def score(videos, face_index: int | None = None, max_seconds: float = media.MAX_
           out: str | os.PathLike | None = None) -> list[dict]:
     """score_video for each video, the expert loaded once; a video that cannot be scored gets {"video", "error"}
     and the rest go on. out: also write the list as JSON (atomically)."""
-    from .cli import _one_line
     from .errors import LipgenError
     from .evaluation.sync import load_landmark_expert
 
@@ -74,8 +74,8 @@ def score(videos, face_index: int | None = None, max_seconds: float = media.MAX_
         try:
             rows.append(score_video(path, expert, face_index, max_seconds))
         except (LipgenError, OSError, ValueError) as e:
-            log.warning("%s: cannot score: %s", path, _one_line(e))
-            rows.append({"video": str(path), "error": _one_line(e)})
+            log.warning("%s: cannot score: %s", path, one_line(e))
+            rows.append({"video": str(path), "error": one_line(e)})
     if out is not None:
         import json
 
