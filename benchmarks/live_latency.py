@@ -25,7 +25,7 @@ import torch
 from lipgen import media
 from lipgen.demo import LIVE_FPS, LiveRun
 from lipgen.generate import SAMPLE_AUDIO, SAMPLE_FACE
-from lipgen.generator import Generator
+from lipgen.generate import Generator
 
 
 def main():

@@ -11,7 +11,7 @@ from lipgen import media
 from lipgen.demo import LiveRun, check_live, live_summary
 from lipgen.errors import FaceNotFoundError, LipgenError
 from lipgen.generate import SAMPLE_AUDIO, SAMPLE_FACE
-from lipgen.generator import Generator
+from lipgen.generate import Generator
 
 from .conftest import GRID
 

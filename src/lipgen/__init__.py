@@ -13,7 +13,7 @@ ASSETS = Path(__file__).parent / "assets"  # shipped models, the face template, 
 
 def __getattr__(name):  # load_model and Generator import torch: only when asked for
     if name in ("load_model", "Generator"):
-        from . import generator
+        from . import generate
 
-        return getattr(generator, name)
+        return getattr(generate, name)
     raise AttributeError(f"module 'lipgen' has no attribute {name!r}")

@@ -104,7 +104,7 @@ def batch(jobs, out_dir: str | os.PathLike | None = None, model: str | None = No
     options (JOB_OPTIONS) of jobs that do not set them. Returns {"jobs": n, "done": [out paths], "failed":
     [{"job": number from 1, "audio", "face", "reason"}], "seconds": wall time}.
     """
-    from .generator import Generator
+    from .generate import Generator
 
     if isinstance(jobs, (str, os.PathLike)):
         where = Path(jobs).parent

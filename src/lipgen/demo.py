@@ -52,7 +52,7 @@ MODELS = [DEFAULT_MODEL, *(m for m in shipped_models() if m != DEFAULT_MODEL and
 @functools.cache
 def _generator(model: str):
     """One loaded Generator per model, kept for the page's lifetime."""
-    from .generator import Generator
+    from .generate import Generator
 
     return Generator(model)
 
@@ -133,7 +133,7 @@ class LiveRun:
 
     def __init__(self, generator, speech, face, out, face_index: int = 0, max_seconds: float = MAX_SECONDS,
                  fps: float = LIVE_FPS, side: int = LIVE_SIDE, realtime: bool = True):
-        from .generator import speech as samples
+        from .generate import speech as samples
         from .stream import file_chunks
 
         self.audio = samples(speech, max_seconds=max_seconds)  # a file, or (N,) float32 at SAMPLE_RATE
