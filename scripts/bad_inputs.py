@@ -99,6 +99,25 @@ def wav(path: Path, samples: np.ndarray) -> None:
         w.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
 
 
+def nan_wav(folder: Path) -> None:
+    """A 32-bit float WAV of the speech with ten NaN samples (`wave` writes integers only)."""
+    from lipgen import media
+
+    data = media.read_audio(SPEECH)
+    data[1000:1010] = np.nan
+    data = data.astype("<f4").tobytes()
+    (folder / "nan.wav").write_bytes(b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " +
+                                     struct.pack("<IHHIIHH", 16, 3, 1, 16000, 64000, 4, 32) + b"data" +
+                                     struct.pack("<I", len(data)) + data)
+
+
+def grey16(folder: Path) -> None:
+    from PIL import Image
+
+    grey = np.asarray(Image.open(PHOTO).convert("L")).astype(np.uint16) * 257
+    Image.fromarray(grey).save(folder / "grey16.png")
+
+
 def truncated_wav(folder: Path) -> None:
     from lipgen import media
 
@@ -308,6 +327,20 @@ def run_cases(root: Path) -> None:
     # 12. face detection
     case(root, "12 small face (96x96 photo)", ["generate", "--audio", SPEECH, "--face", "small.png", *out],
          small_face)
+    # 13. odd but plausible (session 16's new-user tour)
+    case(root, "13 float WAV with NaN samples", ["generate", "--audio", "nan.wav", *out], nan_wav)
+    case(root, "13 16-bit grey PNG photo", ["generate", "--audio", SPEECH, "--face", "grey16.png", *out], grey16)
+    case(root, "13 -o x.gif (not an mp4)", ["generate", "--audio", SPEECH, "-o", "x.gif"])
+    case(root, "13 -o new/ (a folder that is not there)", ["generate", "--audio", SPEECH, "-o", "new/"])
+    case(root, "13 --fps 0", ["generate", "--audio", SPEECH, "--fps", "0", *out])
+    case(root, "13 --model syncnet (a judge)", ["generate", "--audio", SPEECH, "--model", "syncnet", *out])
+    case(root, "13 score --json onto the scored video", ["score", "me.mp4", "--json", "me.mp4"],
+         copy(SPEECH, "me.mp4"))
+    case(root, "13 batch with two jobs writing one output", ["batch", "jobs.csv"],
+         lambda folder: (folder / "jobs.csv").write_text(f"audio,face,out\n{SPEECH},{PHOTO},o.mp4\n"
+                                                         f"{SPEECH},{PHOTO},o.mp4\n"))
+    case(root, "13 batch with an unquoted comma in a name", ["batch", "jobs.csv"],
+         lambda folder: (folder / "jobs.csv").write_text(f"audio,face,out\n{SPEECH},{PHOTO},my clip, final.mp4\n"))
 
 
 def resume_cases(root: Path) -> None:

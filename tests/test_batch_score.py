@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lipgen import cli, media
-from lipgen.batch import batch, read_jobs
+from lipgen.batch import batch, folder_jobs, read_jobs
 from lipgen.errors import LipgenError
 from lipgen.generate import SAMPLE_FACE
 from lipgen.score import score, score_video
@@ -82,3 +82,37 @@ def test_score_finds_the_offset_of_shifted_audio(shifted, tmp_path, capsys):
         short = tmp_path / "short.mp4"
         media.write_mp4(short, media.read_video(clip)[:10], media.read_audio(clip)[:6400])
         score_video(short)
+
+
+def test_score_never_writes_over_a_scored_video(tmp_path):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(CLIPS[0].read_bytes())
+    with pytest.raises(media.MediaError, match="would destroy the input"):
+        score([video], out=video)
+    assert video.read_bytes() == CLIPS[0].read_bytes()
+    rows = score([video], out=tmp_path / "new" / "scores.json")  # a missing folder is made
+    assert json.loads((tmp_path / "new" / "scores.json").read_text()) == json.loads(json.dumps(rows))
+    assert rows[0]["video"] == str(video) and "error" not in rows[0]
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["scores.json"]
+
+
+def test_job_lists_as_spreadsheets_save_them(tmp_path):
+    (tmp_path / "excel.csv").write_text("\ufeffaudio, face ,out\n a.wav ,b.png, c.mp4\n,,\n", encoding="utf-8")
+    assert read_jobs(tmp_path / "excel.csv") == [{"audio": tmp_path / "a.wav", "face": tmp_path / "b.png",
+                                                  "out": tmp_path / "c.mp4"}]
+    (tmp_path / "comma.csv").write_text("audio,face,out\na.wav,b.png,my clip, final.mp4\n")
+    with pytest.raises(LipgenError, match="line 2: more values than columns"):
+        read_jobs(tmp_path / "comma.csv")
+
+
+def test_no_two_jobs_write_one_file(tmp_path):
+    jobs = [{"audio": "a.wav", "face": "f.png", "out": tmp_path / "o.mp4"},
+            {"audio": "b.wav", "face": "f.png", "out": tmp_path / "o.mp4"}]
+    with pytest.raises(LipgenError, match="jobs 1 and 2 would both write"):
+        batch(jobs, progress=False)
+    (tmp_path / "speech").mkdir(), (tmp_path / "faces").mkdir()
+    for name in ("speech/x.wav", "speech/x.mp3", "faces/p.png", "faces/p.jpg", "faces/q.png"):
+        (tmp_path / name).touch()
+    outs = sorted(job["out"].name for job in folder_jobs(tmp_path / "speech", tmp_path / "faces", tmp_path))
+    assert outs == ["p-jpg_x-mp3.mp4", "p-jpg_x-wav.mp4", "p-png_x-mp3.mp4", "p-png_x-wav.mp4", "q_x-mp3.mp4",
+                    "q_x-wav.mp4"]

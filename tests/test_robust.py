@@ -544,3 +544,109 @@ def test_a_large_false_detection_does_not_win_over_the_face(monkeypatch):
     landmarks = face.track_face(frames, face_index=0).landmarks
     centre = landmarks[0].mean(0)
     assert real[0] < centre[0] < real[2] and real[1] < centre[1] < real[3]
+
+
+# 8. Odd but plausible inputs (a new user's, tried in session 16) ----------------------------------------------
+
+
+def write_float_wav(path, samples: np.ndarray, rate: int = media.SAMPLE_RATE):
+    """A 32-bit float WAV (format tag 3), which `wave` cannot write."""
+    import struct
+
+    data = samples.astype("<f4").tobytes()
+    path.write_bytes(b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " +
+                     struct.pack("<IHHIIHH", 16, 3, 1, rate, 4 * rate, 4, 32) + b"data" + struct.pack("<I", len(data)) +
+                     data)
+    return path
+
+
+def test_nan_samples_are_blamed_on_the_audio_not_the_model(tmp_path):
+    from lipgen.generate import speech
+
+    audio = media.read_audio(FLAC)[:media.SAMPLE_RATE]
+    assert media.read_audio(write_float_wav(tmp_path / "ok.wav", audio)).size == audio.size
+    for bad in (np.nan, np.inf):
+        damaged = audio.copy()
+        damaged[100:110] = bad
+        with pytest.raises(MediaError, match="NaN or infinite samples"):
+            media.read_audio(write_float_wav(tmp_path / "bad.wav", damaged))
+        with pytest.raises(MediaError, match="NaN or infinite samples"):
+            speech(damaged)
+
+
+def test_a_16_bit_grey_photo_keeps_its_tones(tmp_path):
+    from PIL import Image
+
+    from lipgen.generate import SAMPLE_FACE
+
+    grey = np.asarray(Image.open(SAMPLE_FACE).convert("L"))
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "grey16.png")
+    assert Image.open(tmp_path / "grey16.png").mode.startswith("I")  # PIL's own RGB of it is nearly all white
+    got = media.read_image(tmp_path / "grey16.png")
+    assert np.abs(got.astype(int) - grey[..., None]).max() <= 1
+
+
+def test_a_constant_rate_video_keeps_its_nominal_rate():
+    from fractions import Fraction
+    from types import SimpleNamespace as Stream  # the two numbers of a PyAV video stream that decide its rate
+
+    # vexpress_10.mp4 (25 fps, every frame 40 ms apart) states an average of 24.59 fps over its duration
+    assert media._rate(Stream(average_rate=Fraction(23432, 953), guessed_rate=Fraction(25))) == 25
+    assert media._rate(Stream(average_rate=Fraction(20), guessed_rate=Fraction(30))) == 20  # variable: the average
+    assert media._rate(Stream(average_rate=None, guessed_rate=Fraction(30000, 1001))) == Fraction(30000, 1001)
+    assert media.video_fps(CLIP) == 25
+
+
+def test_a_one_frame_gif_is_a_photo_and_an_animated_one_a_video(tmp_path):
+    from PIL import Image
+
+    from lipgen.generate import SAMPLE_FACE
+
+    image = Image.open(SAMPLE_FACE).convert("RGB")
+    image.save(tmp_path / "still.gif")
+    image.save(tmp_path / "moving.gif", save_all=True, append_images=[image.rotate(5)], duration=40)
+    assert media.is_still(tmp_path / "still.gif") and not media.is_still(tmp_path / "moving.gif")
+    assert media.read_frames(tmp_path / "still.gif").shape[0] == 1
+    assert media.read_frames(tmp_path / "moving.gif").shape[0] >= 2
+
+
+@pytest.mark.parametrize("out, words", [("x.gif", "lipgen writes mp4 files; name the output x.mp4"),
+                                        ("x", "name the output x.mp4"), ("new/", "names a folder")])
+def test_output_names_of_another_format_or_a_folder_are_refused(tmp_path, out, words):
+    with pytest.raises(MediaError, match=words):
+        media.check_output(f"{tmp_path}/{out}", {})
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("fps", [0, -1, 1000])
+def test_an_output_frame_rate_out_of_range_is_refused(fps):
+    from lipgen.generate import SAMPLE_FACE, FaceSource
+
+    with pytest.raises(ValueError, match="choose one from 1 to 240 fps"):
+        FaceSource(SAMPLE_FACE, fps=fps)
+
+
+def test_a_sync_expert_is_not_offered_as_a_generator():
+    from lipgen.generate import Generator
+
+    for expert in ("syncnet", "lmsync"):
+        with pytest.raises(ValueError, match=f"{expert} is a sync expert"):
+            Generator(expert)
+
+
+def test_driving_inputs_that_cannot_drive_say_why(tmp_path):
+    from lipgen.generate import SAMPLE_FACE, Generator
+
+    davs = Generator("davs")
+    with pytest.raises(MediaError, match="a still image; --drive-video takes a video"):
+        davs.generate(None, SAMPLE_FACE, tmp_path / "a.mp4", drive_video=SAMPLE_FACE, progress=False)
+    mute = media.write_mp4(tmp_path / "mute.mp4", media.read_video(CLIP)[:10])
+    with pytest.raises(MediaError, match="has no sound. Give the speech with --audio"):
+        davs.generate(None, SAMPLE_FACE, tmp_path / "b.mp4", drive_video=mute, progress=False)
+    assert not list(tmp_path.glob("[ab].mp4"))
+
+
+def test_a_folder_given_for_a_file_says_so(tmp_path):
+    for read in (media.read_audio, media.read_image, media.read_video):
+        with pytest.raises(MediaError, match="is a folder. Give a file in it"):
+            read(tmp_path)

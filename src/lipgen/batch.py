@@ -6,7 +6,9 @@
 A job list has one job per row (CSV with a header) or line (JSON lines): `audio` and `face` (paths, relative
 to the list's folder), optionally `out` (default: OUT_DIR/<face>_<audio>.mp4) and any of JOB_OPTIONS. Each
 face source is tracked once (lipgen.Generator keeps it); a job that fails (unreadable audio, no face, ...)
-is reported with its reason and the rest go on. Outputs are written atomically: a failed job leaves nothing.
+is reported with its reason and the rest go on. Outputs are written atomically: a failed job leaves nothing;
+two jobs that would write one file are refused before any work. A CSV may come from a spreadsheet (a
+byte-order mark, spaces around names, empty rows); a value with a comma in it needs quotes.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def read_jobs(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise LipgenError(f"{path}: no such job list. Give a .csv or .jsonl file of audio, face, out columns.")
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's CSV may start with a byte-order mark
     if path.suffix.lower() in (".jsonl", ".json"):
         rows = []
         for n, line in enumerate(text.splitlines(), 1):
@@ -46,7 +48,15 @@ def read_jobs(path: str | os.PathLike) -> list[dict]:
                 except json.JSONDecodeError as e:
                     raise LipgenError(f"{path}, line {n}: not valid JSON ({e}).") from e
     else:
-        rows = list(csv.DictReader(text.splitlines()))
+        reader = csv.DictReader(text.splitlines())
+        reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
+        rows = []
+        for row in reader:
+            if None in row:  # more values than the header has columns
+                raise LipgenError(f"{path}, line {reader.line_num}: more values than columns. A file name with a "
+                                  'comma in it needs quotes: "my clip, final.mp4".')
+            rows.append({k: v.strip() if isinstance(v, str) else v for k, v in row.items()})
+    rows = [row for row in rows if not isinstance(row, dict) or any(v not in (None, "") for v in row.values())]
     jobs = []
     for n, row in enumerate(rows, 1):
         if not isinstance(row, dict):
@@ -64,7 +74,7 @@ def read_jobs(path: str | os.PathLike) -> list[dict]:
 
 def folder_jobs(audio_dir: str | os.PathLike, face_dir: str | os.PathLike, out_dir: str | os.PathLike) -> list[dict]:
     """Every speech file of audio_dir onto every photo or video of face_dir (files directly in them, by name):
-    out_dir/<face>_<audio>.mp4."""
+    out_dir/<face>_<audio>.mp4 (<stem>-<suffix> for files that share a stem: x.wav, x.mp3)."""
     def files(folder, suffixes, what):
         folder = Path(folder)
         if not folder.is_dir():
@@ -74,9 +84,30 @@ def folder_jobs(audio_dir: str | os.PathLike, face_dir: str | os.PathLike, out_d
             raise LipgenError(f"{folder}: no {what} in it (looked for {', '.join(sorted(suffixes))}).")
         return found
 
+    def names(paths):  # a file's stem, or stem-suffix where two share a stem (x.wav, x.mp3)
+        stems = [p.stem for p in paths]
+        return [p.stem if stems.count(p.stem) == 1 else f"{p.stem}-{p.suffix[1:]}" for p in paths]
+
     audios = files(audio_dir, media.AUDIO_SUFFIXES | media.VIDEO_SUFFIXES, "speech files")
     faces = files(face_dir, media.IMAGE_SUFFIXES | media.VIDEO_SUFFIXES, "face photos or videos")
-    return [{"audio": a, "face": f, "out": Path(out_dir) / f"{f.stem}_{a.stem}.mp4"} for f in faces for a in audios]
+    return [{"audio": a, "face": f, "out": Path(out_dir) / f"{fn}_{an}.mp4"}
+            for f, fn in zip(faces, names(faces)) for a, an in zip(audios, names(audios))]
+
+
+def _check_outputs(jobs: list[dict], out_dir: Path) -> list[dict]:
+    """The jobs, each with its output path (None for a job without audio or face: it fails alone); refuses two jobs
+    that would write the same file."""
+    jobs = [{**job, "out": job.get("out") or (out_dir / f"{Path(job['face']).stem}_{Path(job['audio']).stem}.mp4"
+                                              if job.get("face") and job.get("audio") else None)} for job in jobs]
+    first = {}
+    for n, job in enumerate(jobs, 1):
+        if job["out"] is None:
+            continue
+        key = os.path.abspath(job["out"])
+        if key in first:
+            raise LipgenError(f"jobs {first[key]} and {n} would both write {job['out']}: give each its own out.")
+        first[key] = n
+    return jobs
 
 
 def _options(job: dict) -> dict:
@@ -113,6 +144,7 @@ def batch(jobs, out_dir: str | os.PathLike | None = None, model: str | None = No
     out_dir = Path(out_dir or ".")
     if not jobs:
         raise LipgenError("no jobs to run: the job list is empty.")
+    jobs = _check_outputs(jobs, out_dir)
     start = time.perf_counter()
     generator = Generator(model, checkpoint, batch_size=batch_size)
     done, failed = [], []
@@ -122,12 +154,12 @@ def batch(jobs, out_dir: str | os.PathLike | None = None, model: str | None = No
             try:
                 if audio is None or face is None:
                     raise ValueError("the job needs both audio and face")
-                out = job.get("out") or out_dir / f"{Path(face).stem}_{Path(audio).stem}.mp4"
                 options = {**defaults, **_options(job)}
-                done.append(generator.generate(audio, face, out, max_seconds=max_seconds, progress=False, **options))
+                done.append(generator.generate(audio, face, job["out"], max_seconds=max_seconds, progress=False,
+                                               **options))
             except (LipgenError, OSError, ValueError) as e:
                 reason = one_line(e)
-                log.warning("job %d (%s onto %s) failed: %s", n, audio, face, reason)
+                log.warning("job %d (%s onto %s) failed: %s", n, audio or "no audio", face or "no face", reason)
                 failed.append({"job": n, "audio": str(audio), "face": str(face), "reason": reason})
     return {"jobs": len(jobs), "done": [str(p) for p in done], "failed": failed,
             "seconds": round(time.perf_counter() - start, 2)}

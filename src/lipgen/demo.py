@@ -68,7 +68,7 @@ def _path(value) -> str | None:
 
 def first_frame(face: str) -> np.ndarray:
     """The first frame of a photo or video: (H, W, 3) uint8."""
-    if Path(face).suffix.lower() in media.IMAGE_SUFFIXES:
+    if media.is_still(face):
         return media.read_image(face)
     return next(iter(media.iter_video(face)))
 
@@ -103,7 +103,7 @@ def check_inputs(speech: str | None, face: str | None, max_seconds: float = MAX_
     if seconds > max_seconds:
         raise LipgenError(f"The speech is {seconds:.0f} s long; this page takes up to {max_seconds:.0f} s. "
                           "Cut it, or run `lipgen generate` for longer speech.")
-    if Path(face).suffix.lower() not in media.IMAGE_SUFFIXES:
+    if not media.is_still(face):
         length = sum(1 for _ in media.iter_video(face, max_seconds=max_seconds)) / media.VIDEO_FPS
         if length > max_seconds:
             raise LipgenError(f"The face video is {length:.0f} s long; this page takes up to {max_seconds:.0f} s.")

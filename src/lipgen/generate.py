@@ -60,6 +60,7 @@ WIDE_OPEN = 0.25
 log = logging.getLogger(__name__)
 LOOPS = ("pingpong", "forward")  # how a video shorter than the speech goes on: back and forth, or from its start
 PINGPONG_MAX_BYTES = 4 << 30  # a ping-pong loop keeps the video's decoded frames in memory: at most this much
+MIN_FPS, MAX_FPS = 1, 240  # output frame rates one may ask for (--fps)
 FACE_CACHE = 16  # prepared face sources kept by a Generator (landmarks and matrices: ~1 MB per minute of video)
 
 
@@ -94,7 +95,10 @@ class FaceSource:
         if pad < 0 or pad > 1:
             raise ValueError(f"padding is a share of the crop side between 0 and 1, got {pad}")
         self.loop, self.pad = loop, pad
-        self.still = self.path.suffix.lower() in media.IMAGE_SUFFIXES
+        if fps is not None and not MIN_FPS <= fps <= MAX_FPS:
+            raise ValueError(f"output frame rate {fps}: choose one from {MIN_FPS} to {MAX_FPS} fps (or leave it out: "
+                             f"a video's own rate, {media.VIDEO_FPS} for a photo)")
+        self.still = media.is_still(self.path)
         if self.still:
             self.image = media.read_image(path)
             self.fps = Fraction(fps or media.VIDEO_FPS).limit_denominator(1001)  # exact: 29.97 -> 2997/100
@@ -102,8 +106,6 @@ class FaceSource:
         else:  # first pass: landmarks only (a frame at a time), so long videos fit in memory
             self.fps = Fraction(fps).limit_denominator(1001) if fps else media.video_fps(path)
             frames = media.iter_video(path, fps=self.fps, max_seconds=max_seconds)
-        if self.fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps}")
         if face_box is not None:
             first = self.image if self.still else next(media.iter_video(path, fps=self.fps, max_seconds=max_seconds))
             face_index = geometry.face_index_at(first, face_box, f"the first frame of {path}")
@@ -308,6 +310,9 @@ class Generator:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         self.system = load_generator(model, checkpoint)  # the model itself (the network)
         self.model = model or type(self.system).__name__.lower()
+        if self.system.crop == "none":
+            raise ValueError(f"{self.model} is a sync expert: it scores lip sync and draws nothing. Generate with "
+                             "--model motion, glance, crgan or davs.")
         self.batch_size, self.expressiveness = batch_size, expressiveness
         self._faces: OrderedDict[tuple, FaceSource] = OrderedDict()
 
@@ -334,6 +339,8 @@ class Generator:
                  expressiveness: float | None = None, fps=None, loop: str = "pingpong", pad: float = 0.0) -> Path:
         """Make `out`: the face in `face` saying `audio`; the arguments as lipgen.generate.generate's."""
         media.check_output(out, {"--audio": audio, "--face": face, "--drive-video": drive_video})
+        if drive_video is not None and media.is_still(drive_video):
+            raise media.MediaError(f"{drive_video}: a still image; --drive-video takes a video of someone speaking.")
         system = self.system
         # the motion path holds its speech as float16, each piece made float32 as it is used: half the memory
         samples = speech(audio, drive_video, sample_rate, max_seconds,
@@ -377,12 +384,15 @@ def speech(audio, drive_video=None, sample_rate: int = media.SAMPLE_RATE,
     if isinstance(audio, np.ndarray):
         media.check_sample_rate(sample_rate)
         samples = audio.astype(np.float32).reshape(-1)
+        media.check_finite(samples, "the audio array")
         if samples.size > max_seconds * media.SAMPLE_RATE:
             raise media.MediaError(f"audio longer than {max_seconds:.0f} s. Cut it, or raise max_seconds.")
         return samples
     if audio is not None:
         return media.read_audio(audio, max_seconds=max_seconds, dtype=dtype)
     if drive_video is not None:
+        if not media.has_audio(drive_video):
+            raise media.MediaError(f"{drive_video}: the driving video has no sound. Give the speech with --audio.")
         return media.read_audio(drive_video, max_seconds=max_seconds, dtype=dtype)
     raise ValueError("give speech audio, or a driving video (--drive-video)")
 

@@ -54,6 +54,8 @@ def _quiet():
 @functools.cache
 def _mesh():
     """MediaPipe's face mesh for still images, or None when `mediapipe` is not installed."""
+    os.environ.setdefault("GLOG_minloglevel", "2")  # its native code's INFO and WARNING lines, for its developers
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         from mediapipe.python.solutions.face_mesh import FaceMesh
     except ImportError:

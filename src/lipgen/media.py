@@ -39,21 +39,28 @@ TARGET_SPEECH_RMS = 0.05  # loudness the log-mel front end normalises speech to 
 LOG_MEL_FLOOR = 1e-9  # power floor before log10, so silence maps to a fixed value
 MAX_SECONDS = 600.0  # longest input lipgen accepts by default (10 min); pass max_seconds to change
 MAX_IMAGE_SIDE = 2048  # pixels: a larger photo is scaled down to this on reading (logged)
+RATE_TOLERANCE = 0.05  # a video's measured frame rate this close to its nominal one is taken as the nominal
 
 VIDEO_SUFFIXES = {".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".webm", ".mkv", ".m4v"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".webp", ".tif", ".tiff", ".gif"}  # GIF, WebP: see is_still
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus"}
 
 
 def _open(path: str | os.PathLike) -> av.container.InputContainer:
     path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"{path}: no such file. Check the path.")
+    _check_file(path)
     try:
         return av.open(str(path))
     except av.error.FFmpegError as e:
         raise MediaError(f"{path}: not a readable media file ({e.strerror or e}). "
                          "Give a video (mp4, mpg, avi, mov, webm, mkv) or audio (wav, flac, mp3, m4a) file.") from e
+
+
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise MediaError(f"{path}: is a folder. Give a file in it (or `lipgen batch` for a folder of inputs).")
+    if not path.is_file():
+        raise MediaError(f"{path}: no such file. Check the path.")
 
 
 @contextlib.contextmanager
@@ -167,14 +174,21 @@ def video_fps(path: str | os.PathLike) -> Fraction:
     with _open(path) as container:
         if not container.streams.video:
             raise MediaError(f"{path}: has no video stream. Give a video file, or an image for a still face.")
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or Fraction(VIDEO_FPS)
-        return Fraction(rate).limit_denominator(1001)
+        return Fraction(_rate(container.streams.video[0])).limit_denominator(1001)
+
+
+def _rate(stream) -> Fraction:
+    """Frames per second of a video stream: its nominal rate (25, 30000/1001) where the measured average (frames
+    over duration) is within RATE_TOLERANCE of it, as it is for a constant-rate video whose duration is off by
+    a frame or a start offset; else the average (variable frame rate)."""
+    average, nominal = stream.average_rate, stream.guessed_rate
+    if nominal and (not average or abs(average / nominal - 1) < RATE_TOLERANCE):
+        return Fraction(nominal)
+    return Fraction(average or nominal or VIDEO_FPS)
 
 
 def _frame_period(stream) -> float:
-    rate = stream.average_rate or stream.guessed_rate or Fraction(VIDEO_FPS)
-    return float(1 / rate)
+    return float(1 / _rate(stream))
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -184,8 +198,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     scaled down to that (logged): lipgen works on faces, not on pixels beyond what the models use.
     """
     path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"{path}: no such file. Check the path.")
+    _check_file(path)
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -193,13 +206,36 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             stored = im.size
             if max(stored) > MAX_IMAGE_SIDE:
                 im.draft("RGB", (MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))  # JPEG: decode at 1/2, 1/4 or 1/8 size
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            return _fit_side(np.asarray(im), path, original=stored)
+            im = ImageOps.exif_transpose(im)
+            if im.mode.startswith(("I", "F")):  # 16-bit or float greys: PIL's own conversion clips them to white
+                im = Image.fromarray(_to_uint8(np.asarray(im), im.mode))
+            return _fit_side(np.asarray(im.convert("RGB")), path, original=stored)
     except Image.DecompressionBombError as e:
         raise MediaError(f"{path}: image too large to read safely ({e}). Give a photo of at most "
                          f"{MAX_IMAGE_SIDE} pixels a side.") from e
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise MediaError(f"{path}: not a readable image ({e}). Give a png or jpg photo of a face.") from e
+
+
+def _to_uint8(grey: np.ndarray, mode: str) -> np.ndarray:
+    """A 16-bit (I;16*, or I holding 16-bit values) or float (F, 0-1 or 0-255) grey image as 8 bits."""
+    x = grey.astype(np.float64)
+    top = 1.0 if mode == "F" and x.max() <= 1 else 255.0 if x.max() <= 255 and not mode.startswith("I;16") else 65535.0
+    return np.clip(np.round(x * (255.0 / top)), 0, 255).astype(np.uint8)
+
+
+def is_still(path: str | os.PathLike) -> bool:
+    """A photo (one frame) rather than a video: by its name, and a GIF or WebP by its frame count."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".gif", ".webp") and Path(path).is_file():
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                return getattr(im, "n_frames", 1) == 1
+        except Exception:  # unreadable: read_image says why
+            return True
+    return suffix in IMAGE_SUFFIXES
 
 
 def _fit_side(image: np.ndarray, path, quiet: bool = False, original: tuple[int, int] | None = None) -> np.ndarray:
@@ -220,9 +256,15 @@ def _fit_side(image: np.ndarray, path, quiet: bool = False, original: tuple[int,
 
 def read_frames(path: str | os.PathLike, max_seconds: float = MAX_SECONDS) -> np.ndarray:
     """A face source: an image becomes one frame, a video gives all its frames. (T, H, W, 3) uint8."""
-    if Path(path).suffix.lower() in IMAGE_SUFFIXES:
+    if is_still(path):
         return read_image(path)[None]
     return read_video(path, max_seconds=max_seconds)
+
+
+def has_audio(path: str | os.PathLike) -> bool:
+    """Whether a media file has an audio stream (MediaError if it cannot be opened)."""
+    with _open(path) as container:
+        return bool(container.streams.audio)
 
 
 def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS, dtype=np.float32) -> np.ndarray:
@@ -272,6 +314,7 @@ def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS, dtype=
     if audio.size < SAMPLES_PER_FRAME:
         raise MediaError(f"{path}: audio is empty or shorter than one video frame "
                          f"({audio.size} samples at {SAMPLE_RATE} Hz). Give a recording with speech in it.")
+    check_finite(audio, path)
     if np.sqrt(_mean_square(audio)) < MIN_SPEECH_RMS:
         raise MediaError(f"{path}: audio is silent (RMS below {MIN_SPEECH_RMS}). Give a recording with speech in it.")
     return audio
@@ -325,6 +368,13 @@ def _mean_square(x: np.ndarray, block: int = 1 << 20) -> float:
         b = x[i:i + block].astype(np.float64)
         total += float(b @ b)
     return total / max(x.size, 1)
+
+
+def check_finite(audio: np.ndarray, where) -> None:
+    """Refuse audio with NaN or infinite samples (a damaged float file), which would reach the model as NaN."""
+    if not np.isfinite(_mean_square(audio)):
+        raise MediaError(f"{where}: the audio has NaN or infinite samples (a damaged float recording). "
+                         "Export it again, e.g. as 16-bit WAV.")
 
 
 def check_sample_rate(sample_rate: int) -> None:
@@ -417,12 +467,18 @@ def log_mel(audio: np.ndarray, n_frames: int | None = None, rows: tuple[int, int
     return out
 
 
-def check_output(out: str | os.PathLike, inputs: dict[str, object]) -> None:
+def check_output(out: str | os.PathLike, inputs: dict[str, object], suffix: str | None = ".mp4",
+                 flag: str = "-o") -> None:
     """Refuse, before any work, an output path that cannot end well: one of the inputs (it would be
-    replaced while still read), an existing folder, or a place that cannot be written.
+    replaced while still read), a folder, a name that says another format than `suffix` (what is written),
+    or a place that cannot be written.
 
-    inputs: {name shown in the error (e.g. "--face"): path, array or None}. Raises MediaError.
+    inputs: {name shown in the error (e.g. "--face"): path, array or None}; flag: the option that named `out`, for
+    the errors. Raises MediaError.
     """
+    example = f"{flag} {Path(out) / ('out' + (suffix or '.json'))}"
+    if str(out).endswith(("/", os.sep)):
+        raise MediaError(f"{out}: names a folder. Give the output file's path, e.g. {example}.")
     out = Path(out)
     for name, path in inputs.items():
         if path is None or not isinstance(path, (str, os.PathLike)):
@@ -430,9 +486,11 @@ def check_output(out: str | os.PathLike, inputs: dict[str, object]) -> None:
         path = Path(path)
         if out.resolve() == path.resolve() or (out.exists() and path.exists() and os.path.samefile(out, path)):
             raise MediaError(f"{out}: the output is the {name} input file; writing it would destroy the input. "
-                             "Give another output path (-o).")
+                             f"Give another output path ({flag}).")
     if out.is_dir():
-        raise MediaError(f"{out}: is a folder. Give the output file's path, e.g. -o {out / 'out.mp4'}.")
+        raise MediaError(f"{out}: is a folder. Give the output file's path, e.g. {example}.")
+    if suffix and out.suffix.lower() != suffix:
+        raise MediaError(f"{out}: lipgen writes {suffix[1:]} files; name the output {out.with_suffix(suffix).name}.")
     folder = next((p for p in [out.parent, *out.parent.parents] if p.exists()), None)
     if folder is not None and not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
         raise MediaError(f"{out}: cannot write there ({folder} is not a writable folder). Give another output path.")

@@ -68,6 +68,9 @@ def score(videos, face_index: int | None = None, max_seconds: float = media.MAX_
     from .errors import LipgenError
     from .evaluation.sync import load_landmark_expert
 
+    if out is not None:  # refused before any work: an input, a folder, an unwritable place
+        media.check_output(out, {f"scored video no. {i}": v for i, v in enumerate(videos, 1)},
+                           suffix=None, flag="--json")
     expert = load_landmark_expert()
     rows = []
     for path in videos:
@@ -80,9 +83,13 @@ def score(videos, face_index: int | None = None, max_seconds: float = media.MAX_
         import json
 
         out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(rows, indent=1) + "\n")
-        os.replace(tmp, out)
+        try:
+            tmp.write_text(json.dumps(rows, indent=1) + "\n")
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
     return rows
 
 

@@ -466,8 +466,7 @@ def load_sync_expert(expert: str | None):
 
 def voice_face_box(face: Path) -> np.ndarray:
     """The detector box of the voice-only face (the first frame of `face`)."""
-    first = media.read_frames(face)[0] if face.suffix.lower() in media.IMAGE_SUFFIXES else \
-        media.read_video(face)[0]
+    first = media.read_frames(face)[0]
     return geometry.choose_face(geometry.detect_faces(first), 0, str(face))
 
 
