@@ -1,5 +1,6 @@
 """lipgen lipread / retrieve and the representation measures, on a tiny DAVS model and the fixtures."""
 
+import pytest
 import torch
 
 from lipgen.cli import main
@@ -73,3 +74,14 @@ def test_shipped_davs_reads_held_out_clips(heldout_cache):
         seen = [w.word for w in lipread(video=video)]
         assert _common_subsequence(heard, sentence) >= 5, (sentence, heard)  # of 6 words, in order
         assert _common_subsequence(seen, sentence) >= 3, (sentence, seen)
+
+
+def test_lips_and_sound_of_different_lengths_are_refused(tiny_davs, tmp_path):
+    from lipgen import media
+
+    from .test_robust import write_wav
+
+    clip = GRID / "s1/video/bbaf2n.mp4"
+    short = write_wav(tmp_path / "short.wav", media.read_audio(clip)[:media.SAMPLE_RATE // 2])  # 0.5 s for 3 s
+    with pytest.raises(media.MediaError, match=r"0\.5 s of sound for 3\.0 s of video"):
+        lipread(video=clip, audio=short, checkpoint=tiny_davs)

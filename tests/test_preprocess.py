@@ -119,3 +119,34 @@ def test_clip_opening_without_a_face_is_trimmed_with_its_audio_and_words(tmp_pat
     assert meta["trimmed_start_frames"] == 10 and meta["n_frames"] == 65
     assert meta["words"][1]["start"] == pytest.approx(23.75 - 10)  # "bin" moved with the cut
     assert np.load(tmp_path / "cache/s9__bbaf2n/mel.npy").shape == (4 * 65, 80)
+
+
+def test_two_clips_with_one_id_are_refused_before_any_work(tmp_path):
+    clip = GRID / "s1" / "video" / "bbaf2n.mp4"
+    for folder in ("video", "hq"):  # the same name in two folders of one speaker: one cache id
+        (tmp_path / "corpus" / "s1" / folder).mkdir(parents=True)
+        (tmp_path / "corpus" / "s1" / folder / clip.name).symlink_to(clip)
+    with pytest.raises(ValueError, match="two clips have the id s1/bbaf2n"):
+        preprocess(tmp_path / "corpus", tmp_path / "cache", workers=1, progress=False)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_leftovers_of_killed_workers_are_removed_and_sources_stored_whole(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lipgen.data.preprocess import _temporary_suffix
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = cache / f".s1__bbaf9x{_temporary_suffix()}{gone.pid}"  # a worker killed while writing this clip
+    alive = cache / f".s1__bbaf8x{_temporary_suffix()}{os.getpid()}"  # a clip another process is writing now
+    stale.mkdir(), alive.mkdir()
+    preprocess(GRID, cache, workers=1, limit=1, progress=False)
+    assert not stale.exists() and alive.exists()
+    paths = [Path(json.loads(line)["path"]) for line in (cache / "manifest.jsonl").read_text().splitlines()]
+    assert paths and all(p.is_absolute() and p.is_file() for p in paths)  # the cache is read from any folder

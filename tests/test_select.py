@@ -43,3 +43,15 @@ def test_select_cli_writes_a_manifest_training_accepts(grid_cache, tmp_path, cap
     assert main(["select", "--cache", str(grid_cache), "--out", str(out), "--size", "1", "--split", "train"]) == 0
     assert "selected 1 of" in capsys.readouterr().out
     assert len(clip_ids(out)) == 1
+
+
+def test_select_refuses_what_it_cannot_honour(grid_cache, tmp_path):
+    from lipgen.data.select import select
+
+    for options, words in (({"size": 0}, "--size 0"), ({"fraction": 1.5}, "--fraction 1.5"),
+                           ({"fraction": 0}, "--fraction 0")):
+        with pytest.raises(ValueError, match=words):
+            select(grid_cache, tmp_path / "selected.jsonl", **options)
+    with pytest.raises(ValueError, match="is a folder: give the manifest's file path"):
+        select(grid_cache, tmp_path, size=1)
+    assert list(tmp_path.iterdir()) == []

@@ -67,3 +67,40 @@ def test_ddp_two_processes_runs(grid_cache, tmp_path):
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert read_header(tmp_path / "model.safetensors")["step"] == 2
+
+
+def test_a_run_is_never_trained_over_nor_resumed_with_other_settings(grid_cache, tmp_path):
+    train(_cfg(grid_cache, tmp_path / "run", steps=1))
+    before = (tmp_path / "run" / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="holds a run: --resume to continue it"):
+        train(_cfg(grid_cache, tmp_path / "run", steps=2))
+    with pytest.raises(ValueError, match=r"other settings than the run's \(batch_size 2 -> 3\)"):
+        train(_cfg(grid_cache, tmp_path / "run", steps=2, batch_size=3, resume=True))
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("not a run")
+    with pytest.raises(ValueError, match="a folder with other files in it"):
+        train(_cfg(grid_cache, tmp_path / "notes", steps=1))
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["mine.txt"]
+
+
+@pytest.mark.parametrize("overrides, words", [({"base_channels": "big"}, '"big" is not a whole number'),
+                                              ({"lr": "fast"}, "is not a number"),
+                                              ({"use_corr": "no"}, "is not true or false"),
+                                              ({"base_channels": 0}, "a count or size, at least 1")])
+def test_set_values_of_the_wrong_kind_are_refused_before_the_run_starts(grid_cache, tmp_path, overrides, words):
+    with pytest.raises(ValueError, match=words):
+        train(_cfg(grid_cache, tmp_path / "run", steps=1, overrides=overrides))
+    assert not (tmp_path / "run").exists()
+
+
+def test_clip_lists_may_be_plain_ids_or_a_manifest(tmp_path):
+    from lipgen.data.dataset import clip_ids
+
+    (tmp_path / "ids.txt").write_text("s1/bbaf2n\n\ns1/bbaf3s\n")
+    assert clip_ids(tmp_path / "ids.txt") == ["s1/bbaf2n", "s1/bbaf3s"]
+    (tmp_path / "ids.jsonl").write_text('{"id": "s1/bbaf2n"}\n')
+    assert clip_ids(tmp_path / "ids.jsonl") == ["s1/bbaf2n"]
+    (tmp_path / "bad.jsonl").write_text('{"name": "s1/bbaf2n"}\n')
+    with pytest.raises(ValueError, match="line 1: not a clip id"):
+        clip_ids(tmp_path / "bad.jsonl")

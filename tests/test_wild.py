@@ -185,3 +185,11 @@ def test_a_tilted_still_head_is_read_upright():
     assert roll_degrees(upright) == pytest.approx(roll_degrees(expected), abs=3)
     error = {name: np.linalg.norm(p - expected, axis=1).mean() for name, p in (("plain", plain), ("upright", upright))}
     assert error["upright"] < 0.7 * error["plain"]
+
+
+def test_an_output_in_the_way_is_said_before_any_work(tmp_path):
+    (tmp_path / "report").write_text("keep")
+    for evaluate in (evaluate_videos, evaluate_portraits):
+        with pytest.raises(FileExistsError):
+            evaluate(tmp_path / "no such folder", tmp_path / "report", models=[])
+    assert (tmp_path / "report").read_text() == "keep"

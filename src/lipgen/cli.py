@@ -21,9 +21,10 @@ def _preprocess(args) -> None:
                         retry_failed=args.retry_failed, limit=args.limit, test_speakers=tuple(args.test_speakers),
                         max_seconds=args.max_seconds)
     run = report["this_run"]
-    print(f"{run['ok']} clips done, {run['failed']} failed, {run['skipped_done']} already done; "
-          f"{run['seconds']} s ({run['clips_per_s']} clips/s, {run['realtime_factor']}x real time). "
-          f"Cache: {report['clips_ok']} ok, {report['clips_failed']} failed -> {Path(args.cache) / 'report.json'}")
+    speed = f" ({run['clips_per_s']} clips/s, {run['realtime_factor']}x real time)" if run["realtime_factor"] else ""
+    print(f"{run['ok']} clips done, {run['failed']} failed, {run['skipped_done']} already done; {run['seconds']} s"
+          f"{speed}. Cache: {report['clips_ok']} ok, {report['clips_failed']} failed -> "
+          f"{Path(args.cache) / 'report.json'}")
     for clip, reason in report["failed"].items():
         print(f"  failed {clip}: {reason.splitlines()[0]}")
 
@@ -37,7 +38,12 @@ def _preview(args) -> None:
 def _train(args) -> None:
     from .train import TrainConfig, train
 
-    overrides = json.loads(args.set) if args.set else {}
+    try:
+        overrides = json.loads(args.set) if args.set else {}
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--set is not valid JSON ({e}); write it like '{{\"use_corr\": false}}'") from e
+    if not isinstance(overrides, dict):
+        raise ValueError(f"--set takes a JSON object of fields, like '{{\"use_corr\": false}}', not {args.set}")
     cfg = TrainConfig(model=args.model, preset=args.preset, cache=args.cache, out=args.out, steps=args.steps,
                       batch_size=args.batch_size, seed=args.seed, bf16=args.bf16, workers=args.workers,
                       log_every=args.log_every, sample_every=args.sample_every, val_every=args.val_every,

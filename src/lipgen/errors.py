@@ -1,7 +1,6 @@
 """Errors a user can act on. Each message says what was wrong and what to do."""
 
 import errno
-import json
 
 
 class LipgenError(Exception):
@@ -33,13 +32,12 @@ OS_HINTS = {
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.EISDIR: "give a file, not a folder",
     errno.ENOENT: "check the path",
+    errno.EEXIST: "a file is in the way: give the path of a folder",
 }
 
 
 def one_line(e: BaseException) -> str:
     """An exception as one line that says what was wrong and, for file system errors, what to do."""
-    if isinstance(e, json.JSONDecodeError):
-        return f"--set is not valid JSON ({e}); write it like '{{\"use_corr\": false}}'"
     if isinstance(e, OSError) and e.strerror:  # raised by the system (no message of lipgen's own)
         where = f"{e.filename}: " if e.filename else ""
         hint = OS_HINTS.get(e.errno)

@@ -41,6 +41,10 @@ def _windows(system, video=None, audio=None) -> tuple[list[dict], int]:
     mouths = video_mouths(video) if video is not None else None
     samples = media.read_audio(audio if audio is not None else video) if (audio is not None) else None
     n = len(mouths) if mouths is not None else samples.size // media.SAMPLES_PER_FRAME
+    if mouths is not None and samples is not None and abs(samples.size / media.SAMPLES_PER_FRAME - n) > window:
+        raise media.MediaError(f"{audio}: {samples.size / media.SAMPLE_RATE:.1f} s of sound for "
+                               f"{n / media.VIDEO_FPS:.1f} s of video ({video}): give the audio of that video, or "
+                               "read one of them alone")
     if n < window:
         raise media.MediaError(f"{video or audio}: {n} frames, shorter than one {window}-frame word window")
     mel = media.log_mel(samples, n) if samples is not None else None

@@ -26,6 +26,9 @@ def _draw(image: np.ndarray, points: np.ndarray, radius: int = 1) -> np.ndarray:
 
 def preview(videos: list[str | os.PathLike] | None = None, out: str | os.PathLike = "preview.png") -> Path:
     """Write a grid: one row per video, FRAMES_SHOWN frames of face crop (128) + mouth crop (64, shown x2)."""
+    out = Path(out)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise ValueError(f"{out}: the preview is a picture; name it .png or .jpg")
     videos = videos or sorted(BUNDLED_CLIPS.glob("*.mp*"))
     rows = []
     for path in videos:
@@ -40,7 +43,6 @@ def preview(videos: list[str | os.PathLike] | None = None, out: str | os.PathLik
             big_mouth = cv2.resize(m, (face.FACE_SIZE, face.FACE_SIZE), interpolation=cv2.INTER_NEAREST)
             tiles.append(np.concatenate([_draw(f, pf), _draw(big_mouth, pm[48:] * 2, 2)], axis=1))
         rows.append(np.concatenate(tiles, axis=1))
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(rows, axis=0)).save(out)
     return out

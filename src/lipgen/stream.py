@@ -187,10 +187,20 @@ def file_chunks(path, realtime: bool = True, chunk: int = CHUNK_SAMPLES, max_sec
 
 def pcm_chunks(stream=None, chunk: int = CHUNK_SAMPLES):
     """Raw 16-bit little-endian mono PCM at SAMPLE_RATE (default: stdin) in chunks, as it arrives."""
-    stream = stream or sys.stdin.buffer
+    fd = None
+    if stream is None:  # stdin's file descriptor itself: a read blocked in another thread holds no lock of Python's
+        try:  # buffered stdin, which would stop the interpreter at exit on Ctrl-C
+            fd = sys.stdin.fileno()
+        except (AttributeError, OSError, ValueError):  # a stdin without one (replaced from Python)
+            stream = sys.stdin.buffer
+
+    def read(n):
+        if fd is not None:
+            return os.read(fd, n)
+        return stream.read1(n) if hasattr(stream, "read1") else stream.read(n)
     carry = b""
     while True:
-        data = stream.read1(2 * chunk) if hasattr(stream, "read1") else stream.read(2 * chunk)
+        data = read(2 * chunk)
         if not data:
             break
         data = carry + data

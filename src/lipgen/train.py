@@ -124,8 +124,12 @@ def train(cfg: TrainConfig) -> Path:
         raise ValueError(f"unknown preset {cfg.preset!r} for {cfg.model}: choose one of {sorted(presets)}")
     if cfg.steps < 1:
         raise ValueError(f"--steps {cfg.steps}: train for at least 1 step")
+    _check_out(out, cfg.resume)
+    if world > 1:
+        dist.barrier()  # every process has looked at --out before the first one writes there
     fields = {f.name for f in dataclasses.fields(presets[cfg.preset])}
     config_overrides, data_overrides = split_overrides(cfg.overrides, fields, cfg.model)
+    check_types(config_overrides, presets[cfg.preset])
     model_cfg = dataclasses.replace(presets[cfg.preset], **config_overrides)
     vocabulary = read_vocabulary(cfg.cache)  # the corpus's words: the label order of word classifiers
     if "vocabulary_size" in fields and "vocabulary_size" not in config_overrides:
@@ -145,6 +149,7 @@ def train(cfg: TrainConfig) -> Path:
     start = 0
     latest = _latest_checkpoint(out) if cfg.resume else None
     if latest is not None:
+        _check_same_run(out, cfg)
         load_weights(system, latest / "model.safetensors", model=cfg.model)
         state = torch.load(latest / "train_state.pt", weights_only=False)
         for k, o in system.opts.items():
@@ -157,6 +162,7 @@ def train(cfg: TrainConfig) -> Path:
         print(f"--resume: no checkpoint in {out}/checkpoints, starting at step 0")
 
     clips = clip_ids(cfg.clips) if cfg.clips else None
+    check_types(data_overrides, system.data_spec())
     spec = dataclasses.replace(system.data_spec(), **{**data_presets(cfg.model).get(cfg.preset, {}), **data_overrides})
     data = make_dataset(spec, cfg.cache, "train", clips=clips, seed=cfg.seed, vocabulary=vocabulary)
     # The loader gets its own RNG: starting its iterator draws a seed, and from torch's global RNG that draw
@@ -209,6 +215,61 @@ def train(cfg: TrainConfig) -> Path:
     if world > 1:
         dist.barrier()
     return final
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    """Refuse to train into a folder that holds something, unless resuming: a finished run's model would be replaced
+    and two runs' checkpoints and logs mixed."""
+    if resume or not out.exists():
+        return
+    if not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give a folder for the run")
+    if (out / "config.json").is_file() or (out / "checkpoints").is_dir():
+        raise ValueError(f"--out {out} holds a run: --resume to continue it, or give another --out")
+    if any(out.iterdir()):
+        raise ValueError(f"--out {out} is a folder with other files in it: give a new or empty folder for the run")
+
+
+RESUME_MUST_MATCH = ("model", "preset", "batch_size", "seed", "bf16", "clips", "overrides")  # what makes a run itself
+
+
+def _check_same_run(out: Path, cfg: TrainConfig) -> None:
+    """--resume continues exactly only with the run's own settings (steps, logging and workers may change)."""
+    try:
+        was = json.loads((out / "config.json").read_text())["train"]
+    except (OSError, ValueError, KeyError):
+        return  # a run from before config.json held these: nothing to compare
+    now = dataclasses.asdict(cfg)
+    changed = [f"{k} {was.get(k)!r} -> {now[k]!r}" for k in RESUME_MUST_MATCH if k in was and was[k] != now[k]]
+    if changed:
+        raise ValueError(f"--resume {out} with other settings than the run's ({'; '.join(changed)}): it would not "
+                         "continue the same run. Give the run's own settings, or another --out")
+
+
+SIZES = ("channels", "size", "dim", "frames", "hidden", "members", "versions", "layers", "blocks")  # fields of >= 1
+
+
+def check_types(overrides: dict, defaults) -> None:
+    """--set values of the kind the field holds (a whole number where the preset has one, true/false, text, a list),
+    and sizes and counts (SIZES) of at least 1."""
+    for k, v in overrides.items():
+        default = getattr(defaults, k, None)
+        if default is None:
+            continue
+        kind = bool if isinstance(default, bool) else int if isinstance(default, int) else \
+            (int, float) if isinstance(default, float) else (list, tuple) if isinstance(default, (list, tuple)) else \
+            type(default)
+        if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+            raise ValueError(f"--set {k}: {json.dumps(v)} is not {_kind_name(default)} (the preset has "
+                             f"{json.dumps(default)})")
+        if kind is int and k.endswith(SIZES) and v < 1:
+            raise ValueError(f"--set {k}: {v}; it is a count or size, at least 1 (the preset has {default})")
+
+
+def _kind_name(default) -> str:
+    return ("true or false" if isinstance(default, bool) else "a whole number" if isinstance(default, int) else
+            "a number" if isinstance(default, float) else "a list" if isinstance(default, (list, tuple)) else
+            f"a {type(default).__name__}")
 
 
 def split_overrides(overrides: dict, config_fields: set[str], model: str) -> tuple[dict, dict]:

@@ -169,8 +169,11 @@ def write_manifest(utterances: list[Utterance], path: str | os.PathLike) -> None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("".join(json.dumps(asdict(u)) + "\n" for u in utterances))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text("".join(json.dumps(asdict(u)) + "\n" for u in utterances))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_manifest(path: str | os.PathLike) -> list[Utterance]:

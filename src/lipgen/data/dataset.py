@@ -6,6 +6,7 @@ and never decodes video or computes a spectrogram.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from ..media import MELS_PER_FRAME
 from ..models.base import NO_WORD, WINDOW, WORD_FRAMES  # noqa: F401 (the data side of the model contract)
 from ..pixels import to_unit as to_tensor_images
 from . import cache as cached
-from .corpora import SILENCE, read_manifest
+from .corpora import SILENCE
 
 
 
@@ -156,5 +157,21 @@ class WordDataset(LipDataset):
 
 
 def clip_ids(path: str | os.PathLike) -> list[str]:
-    """Clip ids listed in a manifest (JSON lines with an "id" field), e.g. one written by `lipgen select`."""
-    return [u.id for u in read_manifest(path)]
+    """Clip ids listed in a manifest (JSON lines with an "id" field, e.g. one written by `lipgen select`) or in a
+    plain list (one id a line, e.g. s1/bbaf2n)."""
+    ids = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        if not line.startswith("{"):
+            ids.append(line)
+            continue
+        try:
+            ids.append(json.loads(line)["id"])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}, line {n}: not a clip id nor a JSON object with an \"id\" ({e}). List clip ids "
+                             "one a line, or give a manifest from `lipgen select`.") from e
+    if not ids:
+        raise ValueError(f"{path}: no clip ids in it. List clip ids one a line, or give a manifest from `lipgen select`.")
+    return ids

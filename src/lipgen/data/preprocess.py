@@ -25,6 +25,7 @@ import itertools
 import json
 import os
 import shutil
+import socket
 import time
 import traceback
 from dataclasses import asdict, replace
@@ -148,7 +149,7 @@ def _work(args: tuple[Utterance, str, float]) -> tuple[str, str | None, float]:
     cache = Path(cache)
     start = time.perf_counter()
     final = cache / clip_dir_name(utt.id)
-    tmp = cache / f".{final.name}.tmp{os.getpid()}"
+    tmp = cache / f".{final.name}{_temporary_suffix()}{os.getpid()}"
     try:
         try:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -179,10 +180,35 @@ def _work(args: tuple[Utterance, str, float]) -> tuple[str, str | None, float]:
     return utt.id, None, time.perf_counter() - start
 
 
+def _temporary_suffix() -> str:
+    """What a clip folder being written is named with, before its process id: this machine's name, so that a run
+    can tell its own machine's leftovers from those of shards running elsewhere on a shared disk."""
+    return f".tmp-{socket.gethostname()}-"
+
+
+def _remove_leftovers(cache: Path) -> None:
+    """Remove clip folders that processes of this machine left half-written when they were killed (Ctrl-C with
+    workers, kill -9, a crash): their process is gone."""
+    for tmp in cache.glob(f".*{_temporary_suffix()}*"):
+        try:
+            os.kill(int(tmp.name.rsplit("-", 1)[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, PermissionError):
+            pass  # not ours, or alive under another user
+
+
 def _init_worker():
     import cv2
 
     cv2.setNumThreads(1)
+
+
+def _init_pool_worker():
+    import signal
+
+    _init_worker()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the workers
 
 
 def parse_shard(shard: str | None) -> tuple[int, int]:
@@ -206,10 +232,14 @@ def preprocess(root: str | os.PathLike, cache: str | os.PathLike, corpus: str = 
 
     Returns the report: counts, failures with reasons, seconds, clips/s and real-time factor.
     """
+    i, n = parse_shard(shard)
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit {limit}: give a number of clips, at least 1")
+    utterances = load_corpus(corpus, Path(root).absolute(), test_speakers)  # the cache works from any folder
+    _refuse_duplicate_ids(utterances, root)
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
-    utterances = load_corpus(corpus, root, test_speakers)
-    i, n = parse_shard(shard)
+    _remove_leftovers(cache)
     if i == 0:
         write_manifest(utterances, cache / "manifest.jsonl")
         write_vocabulary(cache, vocabulary(corpus, utterances))
@@ -234,7 +264,7 @@ def preprocess(root: str | os.PathLike, cache: str | os.PathLike, corpus: str = 
         results = map(_work, jobs)
         pool = None
     else:
-        pool = get_context("spawn").Pool(workers, initializer=_init_worker)
+        pool = get_context("spawn").Pool(workers, initializer=_init_pool_worker)
         results = pool.imap_unordered(_work, jobs, chunksize=1)
     try:
         for clip_id, reason, _ in results:
@@ -250,6 +280,8 @@ def preprocess(root: str | os.PathLike, cache: str | os.PathLike, corpus: str = 
         bar.close()
         if pool is not None:
             pool.terminate()
+            pool.join()
+            _remove_leftovers(cache)  # what the stopped workers were writing
     seconds = time.perf_counter() - start
     run = {"clips": len(jobs), "ok": len(jobs) - len(failures), "failed": len(failures), "seconds": round(seconds, 2),
            "clips_per_s": round(len(jobs) / seconds, 3) if seconds else None,
@@ -258,6 +290,16 @@ def preprocess(root: str | os.PathLike, cache: str | os.PathLike, corpus: str = 
     report = write_report(cache)
     report["this_run"] = run
     return report
+
+
+def _refuse_duplicate_ids(utterances, root) -> None:
+    """The cache keys clips by id: two clips with one id would overwrite each other."""
+    seen = {}
+    for utt in utterances:
+        if utt.id in seen:
+            raise ValueError(f"{root}: two clips have the id {utt.id} ({seen[utt.id]} and {utt.path}); the cache keys "
+                             "clips by id, so move or rename one")
+        seen[utt.id] = utt.path
 
 
 def write_report(cache: str | os.PathLike) -> dict:

@@ -105,6 +105,12 @@ def select(cache: str | os.PathLike, out: str | os.PathLike, size: int | None = 
     """Select from the cached clips of a split (those with a transcript) and write a manifest to `out`.
 
     Returns {size, of, method, distance (L1 of phone histograms, selected vs all), coverage}."""
+    if size is not None and size < 1:
+        raise ValueError(f"--size {size}: give a number of clips, at least 1 (or --fraction)")
+    if size is None and not 0 < fraction <= 1:
+        raise ValueError(f"--fraction {fraction}: give a share of the clips above 0 and at most 1")
+    if Path(out).is_dir():
+        raise ValueError(f"--out {out} is a folder: give the manifest's file path, e.g. {Path(out) / 'selected.jsonl'}")
     metas = clip_metas(cache)
     from .corpora import Word
 
@@ -115,7 +121,7 @@ def select(cache: str | os.PathLike, out: str | os.PathLike, size: int | None = 
             utterances.append(Utterance(words=[Word(**w) for w in m["words"]], **fields))
     if not utterances:
         raise ValueError(f"{cache}: no cached {split} clips with transcripts to select from")
-    size = size or max(1, round(fraction * len(utterances)))
+    size = size if size is not None else max(1, round(fraction * len(utterances)))
     chosen = select_clips(utterances, size, method, seed)
     write_manifest(chosen, out)
     counts = phoneme_counts(utterances)

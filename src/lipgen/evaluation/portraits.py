@@ -185,6 +185,8 @@ def evaluate_portraits(folder: str | os.PathLike, out: str | os.PathLike, models
     Writes <out>/report.md, report.csv, report.json and opening.png. Returns the JSON summary.
     """
     started = time.time()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)  # before any work: a file in the way is said at once
     paths = inputs_in(folder, media.IMAGE_SUFFIXES, "images")[:limit]
     speech = [Path(p) for p in (speech or DEFAULT_SPEECH)]
     audio, silent = prepare_speech(speech)
@@ -204,8 +206,6 @@ def evaluate_portraits(folder: str | os.PathLike, out: str | os.PathLike, models
                            "speech": [str(p) for p in speech], "speech_seconds": len(silent) / media.VIDEO_FPS,
                            "silent_frames": int(silent.sum()), "max_side": max_side, "sync_expert": expert,
                            "run_seconds": round(time.time() - started, 1)}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     notes = [f"{summary['complete']} of {len(paths)} images of `{folder}` evaluated with every row "
              f"({len(summary['no_face_found'])} with no face found), longer side at most {max_side} px. Each says "
              f"{len(silent) / media.VIDEO_FPS:.1f} s of speech ({', '.join(p.name for p in speech)}; "

@@ -564,6 +564,8 @@ def evaluate_videos(folder: str | os.PathLike, out: str | os.PathLike, models: l
     report.csv (per clip and row), report.json and opening.png. Returns the JSON summary.
     """
     started = time.time()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)  # before any work: a file in the way is said at once
     paths = inputs_in(folder, media.VIDEO_SUFFIXES, "videos")[:limit]
     indices = read_face_indices(manifest)
     specs = model_specs(models, expressiveness)
@@ -580,8 +582,6 @@ def evaluate_videos(folder: str | os.PathLike, out: str | os.PathLike, models: l
                            "seconds": seconds, "max_side": max_side,
                            "manifest": None if manifest is None else str(manifest),
                            "sync_expert": expert, "run_seconds": round(time.time() - started, 1)}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     tables = {mode: [r for r in order if r[1] in (REFERENCE, mode)] for mode in MODES}
     notes = [f"{summary['complete']} of {len(paths)} clips of `{folder}` evaluated with every row, first "
              f"{seconds:g} s of each at 25 fps, longer side at most {max_side} px. Means over the clips where "
