@@ -256,20 +256,24 @@ def check_types(overrides: dict, defaults) -> None:
         default = getattr(defaults, k, None)
         if default is None:
             continue
-        kind = bool if isinstance(default, bool) else int if isinstance(default, int) else \
-            (int, float) if isinstance(default, float) else (list, tuple) if isinstance(default, (list, tuple)) else \
-            type(default)
-        if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
-            raise ValueError(f"--set {k}: {json.dumps(v)} is not {_kind_name(default)} (the preset has "
-                             f"{json.dumps(default)})")
-        if kind is int and k.endswith(SIZES) and v < 1:
+        kinds, name = _kind(default)
+        if not isinstance(v, kinds) or (isinstance(v, bool) and kinds is not bool):
+            raise ValueError(f"--set {k}: {json.dumps(v)} is not {name} (the preset has {json.dumps(default)})")
+        if kinds is int and k.endswith(SIZES) and v < 1:
             raise ValueError(f"--set {k}: {v}; it is a count or size, at least 1 (the preset has {default})")
 
 
-def _kind_name(default) -> str:
-    return ("true or false" if isinstance(default, bool) else "a whole number" if isinstance(default, int) else
-            "a number" if isinstance(default, float) else "a list" if isinstance(default, (list, tuple)) else
-            f"a {type(default).__name__}")
+def _kind(default) -> tuple:
+    """(the types a --set value may have, their name) for a field, by its preset's value."""
+    if isinstance(default, bool):
+        return bool, "true or false"
+    if isinstance(default, int):
+        return int, "a whole number"
+    if isinstance(default, float):
+        return (int, float), "a number"
+    if isinstance(default, (list, tuple)):
+        return (list, tuple), "a list"
+    return type(default), f"a {type(default).__name__}"
 
 
 def split_overrides(overrides: dict, config_fields: set[str], model: str) -> tuple[dict, dict]:
