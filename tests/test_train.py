@@ -104,3 +104,14 @@ def test_clip_lists_may_be_plain_ids_or_a_manifest(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"name": "s1/bbaf2n"}\n')
     with pytest.raises(ValueError, match="line 1: not a clip id"):
         clip_ids(tmp_path / "bad.jsonl")
+
+
+def test_tensorboard_shows_the_run(grid_cache, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(_cfg(grid_cache, tmp_path / "run", steps=2))
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/steps_per_s")] == [1, 2]
+    viewer = subprocess.run([sys.executable, "-m", "tensorboard.main", "--version"], capture_output=True, text=True)
+    assert viewer.returncode == 0, viewer.stderr  # the viewer starts (it imports pkg_resources: setuptools < 81)

@@ -4,11 +4,12 @@
 
 No preprocessing cache and no reference clip: the measures are the judge's of lipgen.evaluation.wild
 (`lipgen evaluate-videos`), on the video alone:
-- sync: the landmark sync expert (lipgen.models.lmsync) over offsets of +-MAX_OFFSET frames: confidence
-  (LSE-C: median minus best distance, higher = surer), distance at the best offset (LSE-D), and the offset in
-  frames (+ = the audio is later than the video; 0 for a video in sync);
+- sync: the landmark sync expert (lipgen.models.lmsync) over offsets of +-MAX_OFFSET frames
+  (lipgen.evaluation.sync): confidence (LSE-C: median minus best distance, higher = surer), distance at the best
+  offset (LSE-D), and the offset in frames (+ = the audio is later than the video; 0 for a video in sync);
 - mouth opening (inner-lip gap over the inter-ocular distance) in speech and in silence (energy voice activity);
-- jitter: the mouth shape's frame-to-frame acceleration (metrics.mouth_jitter) in % of the inter-ocular distance;
+- jitter: the mouth shape's frame-to-frame acceleration (lipgen.evaluation.metrics.mouth_jitter) in % of the
+  inter-ocular distance;
 - sharpness: CPBD of the square around the mouth at the video's resolution (every SHARPNESS_EVERY-th frame).
 Videos are read at 25 fps (media.VIDEO_FPS), the rate the expert was trained at.
 """

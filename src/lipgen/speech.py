@@ -1,7 +1,7 @@
 """Speech as a recogniser trained on many voices hears it: the any-voice front end of the motion model.
 
-GRID gives lipgen six voices from one studio; log-mel features, however normalised and augmented
-(lipgen.voice), still carry who speaks and in what room, and a model trained on six voices follows a
+GRID gives lipgen five voices from one studio; log-mel features, however normalised and augmented
+(lipgen.voice), still carry who speaks and in what room, and a model trained on five voices follows a
 stranger's speech poorly (opening correlation 0.18 on the validation clips, model space:
 scripts/voice_probe.py). Whisper's encoder (Radford et al., "Robust Speech Recognition via Large-Scale
 Weak Supervision", 2022: 680,000 hours of speech from the web) maps speech to what is being said, for

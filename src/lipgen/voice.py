@@ -1,6 +1,6 @@
 """Speech features that do not know who speaks, and the augmentation that teaches a model so.
 
-GRID gives lipgen six voices from one quiet studio; the wild brings other voices, microphones, rooms,
+GRID gives lipgen five voices from one quiet studio; the wild brings other voices, microphones, rooms,
 noise and languages. Two things keep a model trained on GRID from hinging on its voices:
 
 - `features`: log-mel with per-utterance mean and variance normalisation (CMVN: a microphone's

@@ -1,6 +1,6 @@
 """A sync expert for any face: 5-frame windows of lower-face landmark motion against their 0.2 s of speech.
 
-lipgen's pixel sync expert (lipgen.models.syncnet, after Chung & Zisserman 2016) learnt GRID's six
+lipgen's pixel sync expert (lipgen.models.syncnet, after Chung & Zisserman 2016) learnt GRID's five
 faces and voices and cannot tell a real in-the-wild clip from one with another clip's audio. This
 expert is built not to know who is seen or heard:
 - the video stream sees no pixels: the 31 lower-face points (jaw 3-13, mouth 48-67) in lipgen's aligned

@@ -3,7 +3,7 @@
 Ours, after the landmark route of MakeItTalk (Zhou et al., "MakeItTalk: Speaker-Aware Talking-Head
 Animation", SIGGRAPH Asia 2020: landmarks as the identity-free interface between audio and image)
 and the warping renderers of FOMM / LivePortrait (move the target's own pixels, synthesise only what
-a warp cannot show). The three seed systems draw the mouth from what GRID's six faces looked like;
+a warp cannot show). The three seed systems draw the mouth from what GRID's five faces looked like;
 this model never sees a pixel. It predicts how 31 lower-face points (jaw 3-13, mouth 48-67) move
 away from the speaker's own closed mouth, in lipgen's aligned 128 px face frame (the template of
 lipgen.face: inter-ocular distance ~43 px), so what GRID teaches (how a mouth moves with speech)
