@@ -314,8 +314,7 @@ def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS, dtype=
     if audio.size < SAMPLES_PER_FRAME:
         raise MediaError(f"{path}: audio is empty or shorter than one video frame "
                          f"({audio.size} samples at {SAMPLE_RATE} Hz). Give a recording with speech in it.")
-    check_finite(audio, path)
-    if np.sqrt(_mean_square(audio)) < MIN_SPEECH_RMS:
+    if np.sqrt(check_finite(audio, path)) < MIN_SPEECH_RMS:  # one pass over the samples for both checks
         raise MediaError(f"{path}: audio is silent (RMS below {MIN_SPEECH_RMS}). Give a recording with speech in it.")
     return audio
 
@@ -370,11 +369,14 @@ def _mean_square(x: np.ndarray, block: int = 1 << 20) -> float:
     return total / max(x.size, 1)
 
 
-def check_finite(audio: np.ndarray, where) -> None:
-    """Refuse audio with NaN or infinite samples (a damaged float file), which would reach the model as NaN."""
-    if not np.isfinite(_mean_square(audio)):
+def check_finite(audio: np.ndarray, where) -> float:
+    """Refuse audio with NaN or infinite samples (a damaged float file), which would reach the model as NaN.
+    Returns the samples' mean square."""
+    mean_square = _mean_square(audio)
+    if not np.isfinite(mean_square):
         raise MediaError(f"{where}: the audio has NaN or infinite samples (a damaged float recording). "
                          "Export it again, e.g. as 16-bit WAV.")
+    return mean_square
 
 
 def check_sample_rate(sample_rate: int) -> None:
