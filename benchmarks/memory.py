@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +32,6 @@ def speech(seconds: float) -> np.ndarray:
     one = np.concatenate([media.read_audio(c) for c in clips])
     n = int(seconds * media.SAMPLE_RATE)
     return np.resize(one, n)  # repeats `one` to length n
-
-
-def write_wav(path: Path, samples: np.ndarray) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(media.SAMPLE_RATE)
-        for i in range(0, samples.size, 1 << 20):  # a block at a time: the benchmark's own memory stays small
-            w.writeframes((np.clip(samples[i:i + (1 << 20)], -1, 1) * 32767).astype(np.int16).tobytes())
-    return path
 
 
 def peak_rss(cmd: list[str]) -> tuple[float, float, int, str]:
@@ -65,7 +56,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for minutes in args.minutes:
             # half a video frame over: real speech is rarely a whole number of frames long (generate then pads)
-            wav = write_wav(Path(tmp) / f"speech_{minutes:g}min.wav", speech(minutes * 60 + 0.02))
+            wav = media.write_wav(Path(tmp) / f"speech_{minutes:g}min.wav", speech(minutes * 60 + 0.02))
             cmd = [sys.executable, "-m", "lipgen", "generate", "--audio", str(wav), "--face", str(SAMPLE_FACE),
                    "-o", str(Path(tmp) / "out.mp4"), "--max-seconds", str(minutes * 60 + 60)] + (
                 ["--model", args.model] if args.model else [])

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -93,12 +92,6 @@ def corrupt(src: Path, dst: Path, n_bytes: int, seed: int = 0) -> None:
     dst.write_bytes(bytes(data))
 
 
-def wav(path: Path, samples: np.ndarray) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
-        w.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
-
-
 def nan_wav(folder: Path) -> None:
     """A 32-bit float WAV of the speech with ten NaN samples (`wave` writes integers only)."""
     from lipgen import media
@@ -121,7 +114,7 @@ def grey16(folder: Path) -> None:
 def truncated_wav(folder: Path) -> None:
     from lipgen import media
 
-    wav(folder / "whole.wav", media.read_audio(SPEECH))
+    media.write_wav(folder / "whole.wav", media.read_audio(SPEECH))
     data = (folder / "whole.wav").read_bytes()
     (folder / "cut.wav").write_bytes(data[: len(data) // 2])
     (folder / "whole.wav").unlink()
@@ -152,7 +145,7 @@ def phone_video(folder: Path) -> None:
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
-    wav(folder / "speech.wav", audio)
+    media.write_wav(folder / "speech.wav", audio)
 
 
 def big_photo(folder: Path) -> None:

@@ -49,6 +49,22 @@ def test_30fps_video_stays_30fps(motion, video30, tmp_path):
     assert media.video_fps(motion.generate(speech, video30, tmp_path / "p.mp4", fps=25, progress=False)) == 25
 
 
+def test_the_speech_files_own_sound_is_muxed(motion, video30, tmp_path):
+    """A 48 kHz stereo recording comes out at 48 kHz in stereo, not as the 16 kHz mono the model hears."""
+    import av
+
+    speech = media.read_audio(VIDEO)
+    stereo = np.stack([speech, 0.3 * speech]).repeat(3, axis=1)  # 48 kHz (held samples), the right quieter
+    wav = media.write_wav(tmp_path / "s48.wav", stereo, 48000)
+    out = motion.generate(wav, video30, tmp_path / "o.mp4", progress=False)
+    with av.open(str(out)) as c:
+        sound = c.streams.audio[0].codec_context
+        assert (sound.sample_rate, sound.layout.name) == (48000, "stereo")
+        back = np.concatenate([f.to_ndarray() for f in c.decode(audio=0)], axis=1)
+    assert len(media.read_video(out, fps=30)) == 90 and abs(back.shape[1] - 3 * 48000) <= 1024
+    assert 0.25 < np.std(back[1]) / np.std(back[0]) < 0.35  # two channels, as given
+
+
 def test_30fps_with_a_crop_model(tiny_glance, video30, tmp_path):
     speech = media.read_audio(VIDEO)
     out = generate(speech, video30, tmp_path / "g.mp4", checkpoint=tiny_glance, progress=False, batch_size=2)

@@ -1,3 +1,4 @@
+import av
 import numpy as np
 import pytest
 
@@ -69,12 +70,8 @@ def test_text_file_renamed_mp4_is_refused(tmp_path):
 
 
 def test_empty_and_silent_audio_are_refused(tmp_path):
-    import wave
-
-    for name, samples in [("empty.wav", np.zeros(0, np.int16)), ("silent.wav", np.zeros(16000, np.int16))]:
-        with wave.open(str(tmp_path / name), "wb") as w:
-            w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
-            w.writeframes(samples.tobytes())
+    for name, samples in [("empty.wav", np.zeros(0)), ("silent.wav", np.zeros(16000))]:
+        media.write_wav(tmp_path / name, samples)
         with pytest.raises(MediaError, match="empty|silent"):
             media.read_audio(tmp_path / name)
 
@@ -122,3 +119,41 @@ def test_float16_speech_is_the_same_speech_in_half_the_memory(clip, tmp_path):
     assert np.corrcoef(env(full), env(muxed))[0, 1] > 0.95
     with pytest.raises(ValueError, match="float32 or float16"):
         media.read_audio(SAMPLE_AUDIO, dtype=np.int16)
+
+
+def _stereo_wav(path, seconds: float, rate: int = 44100):
+    """Speech-like noise bursts on the left, a 880 Hz tone on the right: (2, N) float32 as written."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * rate)) / rate
+    left = rng.normal(0, 0.2, t.size) * (np.sin(2 * np.pi * 3 * t) > 0)
+    x = np.stack([left, 0.2 * np.sin(2 * np.pi * 880 * t)]).astype(np.float32)
+    media.write_wav(path, x, rate)
+    return x
+
+
+def _sound_of(path):
+    with av.open(str(path)) as c:
+        s = c.streams.audio[0]
+        return s.codec_context.sample_rate, s.codec_context.layout.name, np.concatenate(
+            [f.to_ndarray() for f in c.decode(s)], axis=1)
+
+
+def test_a_sound_file_is_muxed_at_its_own_rate_and_channels(clip, tmp_path):
+    frames = media.read_video(clip)[:50]  # 2 s
+    for seconds in (3.0, 1.0):  # trimmed to the frames, or padded with silence
+        x = _stereo_wav(tmp_path / "st.wav", seconds)
+        out = media.write_mp4(tmp_path / "x.mp4", frames, media.read_audio(tmp_path / "st.wav"),
+                              sound=tmp_path / "st.wav")
+        rate, layout, y = _sound_of(out)
+        assert (rate, layout) == (44100, "stereo")
+        assert abs(y.shape[1] - 2 * 44100) <= 1024  # the video's length, to one AAC frame
+        n = min(x.shape[1], y.shape[1])
+        assert np.corrcoef(y[1, :n], x[1, :n])[0, 1] > 0.95  # the channels kept apart, in time
+        assert abs(np.corrcoef(y[0, :n], x[1, :n])[0, 1]) < 0.05
+        lags = np.correlate(y[0, :44100], x[0, 500:44100 - 500], "valid")
+        assert abs(int(np.argmax(lags)) - 500) <= 2  # the left's speech where it was
+        assert np.abs(y[:, int(seconds * 44100) + 1024:]).max(initial=0) < 0.01  # silence after a short sound
+    # a rate AAC lacks becomes 48 kHz; one channel stays one
+    odd = media.write_wav(tmp_path / "odd.wav", 0.3 * np.sin(np.arange(37800 * 2) / 9), 37800)
+    rate, layout, y = _sound_of(media.write_mp4(tmp_path / "odd.mp4", frames, sound=odd))
+    assert (rate, layout, abs(y.shape[1] - 2 * 48000) <= 1024) == (48000, "mono", True)

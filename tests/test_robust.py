@@ -3,7 +3,6 @@
 import subprocess
 import sys
 import textwrap
-import wave
 
 import numpy as np
 import pytest
@@ -25,13 +24,6 @@ def corrupt_copy(src, dst, n_bytes: int, seed: int = 0, at: float = 0.5):
     data[start:start + n_bytes] = np.random.default_rng(seed).integers(0, 256, n_bytes, np.uint8).tobytes()
     dst.write_bytes(bytes(data))
     return dst
-
-
-def write_wav(path, samples: np.ndarray, rate: int = media.SAMPLE_RATE):
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
-        w.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
-    return path
 
 
 # 1. Hang -----------------------------------------------------------------------------------------------------
@@ -80,7 +72,7 @@ def test_damaged_flac_and_truncated_wav_are_refused(tmp_path):
     with pytest.raises(MediaError, match="damaged audio"):
         media.read_audio(cut)
     speech = media.read_audio(CLIP)
-    whole = write_wav(tmp_path / "whole.wav", speech)
+    whole = media.write_wav(tmp_path / "whole.wav", speech)
     assert media.read_audio(whole).size == speech.size
     truncated = tmp_path / "truncated.wav"
     truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])

@@ -268,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the bundled sample speech and face.")
     p.add_argument("--audio", help="speech file (wav, flac, mp3, m4a, or a video's sound); default: bundled sample")
     p.add_argument("--face", help="photo or video of the face; default: bundled sample photo")
-    p.add_argument("-o", "--out", default="out.mp4", help="output mp4 (default out.mp4)")
+    p.add_argument("-o", "--out", default="out.mp4",
+                   help="output mp4 (default out.mp4), with the speech's own sound (its rate up to 48 kHz, mono or "
+                        "stereo)")
     p.add_argument("--drive-video", help="drive the face with this video's mouth movements instead of audio "
                                          "(--model davs); its sound is used unless --audio is given")
     p.add_argument("--face-index", type=int, help="which face when there are several (0 = largest)")

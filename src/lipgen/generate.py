@@ -191,8 +191,8 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
              max_seconds: float = media.MAX_SECONDS, progress: bool = True,
              expressiveness: float | None = None, fps=None, loop: str = "pingpong", pad: float = 0.0,
              face_box=None, batch_size: int = 8) -> Path:
-    """Make `out` (mp4, audio muxed): the face in `face` saying `audio`. One call of lipgen.Generator, which
-    holds the model for repeated calls.
+    """Make `out` (mp4 with the speech file's own sound): the face in `face` saying `audio`. One call of
+    lipgen.Generator, which holds the model for repeated calls.
 
     audio: a file ffmpeg reads, or a (N,) float array at `sample_rate` (must be SAMPLE_RATE).
     face: a photo (png, jpg, ...) or a video; face_index picks one of several faces (largest first), or
@@ -213,10 +213,12 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
         max_seconds=max_seconds, progress=progress, expressiveness=expressiveness, fps=fps, loop=loop, pad=pad)
 
 
-def _write(out, frames, samples: np.ndarray, n_frames: int, progress: bool, fps=media.VIDEO_FPS) -> Path:
+def _write(out, frames, samples: np.ndarray, n_frames: int, progress: bool, fps=media.VIDEO_FPS,
+           sound=None) -> Path:
     bar = tqdm(total=n_frames, desc="generate", unit="frame", disable=not progress)
-    # the writer fits the sound to the frames written; one core makes the frames, the others encode them
-    with media.Mp4Writer(out, audio=samples, fps=fps, threads=max(1, _cores() - 1)) as writer, \
+    # the writer fits the sound (sound's own, else the samples) to the frames written; one core makes the frames,
+    # the others encode them
+    with media.Mp4Writer(out, audio=samples, fps=fps, threads=max(1, _cores() - 1), sound=sound) as writer, \
             render.one_blas_thread():
         for frame in prefetched(frames):
             writer.write(frame)
@@ -345,6 +347,8 @@ class Generator:
         # the motion path holds its speech as float16, each piece made float32 as it is used: half the memory
         samples = speech(audio, drive_video, sample_rate, max_seconds,
                          np.float16 if system.crop == "motion" and drive_video is None else np.float32)
+        sound = drive_video if audio is None else None if isinstance(audio, np.ndarray) else audio
+        sound = sound if sound is not None and os.path.isfile(sound) else None  # a file's own sound, read again
         source = self.face(face, face_index, face_box, fps, loop, pad, max_seconds)
         n_frames = -(-samples.size * source.fps.numerator // (media.SAMPLE_RATE * source.fps.denominator))  # ceil
         if drive_video is not None:
@@ -358,7 +362,7 @@ class Generator:
             source.check_length(n_frames)
             gain = self.expressiveness if expressiveness is None else expressiveness
             frames = motion_frames(system, samples, n_frames, source, gain)
-            return _write(out, frames, samples, n_frames, progress, source.fps)
+            return _write(out, frames, samples, n_frames, progress, source.fps, sound)
         else:
             n_model = -(-samples.size // media.SAMPLES_PER_FRAME)  # ceil: the last partial frame is kept
             kind, crops = model_crops(system, media.log_mel(samples, n_model), source.identity_mouth,
@@ -367,7 +371,7 @@ class Generator:
         crops = held_at(crops, n_frames, source.fps) if source.fps != media.VIDEO_FPS else crops
         frames = (frame if matrix is None else geometry.paste_back(frame, crop, matrix)  # no face: untouched
                   for crop, (frame, matrix) in zip(crops, source.frames(kind, n_frames)))
-        return _write(out, frames, samples, n_frames, progress, source.fps)
+        return _write(out, frames, samples, n_frames, progress, source.fps, sound)
 
     __call__ = generate
 

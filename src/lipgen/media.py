@@ -11,6 +11,7 @@ import itertools
 import logging
 import os
 import tempfile
+import wave
 from fractions import Fraction
 from pathlib import Path
 
@@ -501,26 +502,38 @@ def check_output(out: str | os.PathLike, inputs: dict[str, object], suffix: str 
 X264_PRESET = "veryfast"  # half the encoding time of "fast" at the same crf (a third of generation's time before)
 
 
+AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)  # the encoder's rates, up to 48 kHz
+AAC_BLOCK = 1024  # samples per AAC frame
+
+
 class Mp4Writer:
-    """Stream frames into an H.264 (yuv420p) mp4, then mux mono AAC audio at SAMPLE_RATE on close.
+    """Stream frames into an H.264 (yuv420p) mp4, then mux AAC audio on close.
+
+    The sound is `sound`'s own first audio stream where a file is given (the speech file, or the driving video),
+    at its own rate (48 kHz at most) and as mono or stereo, so the listener hears what was given; otherwise
+    `audio`, mono samples at SAMPLE_RATE (what the models hear). Either is fitted to the frames written (trimmed or
+    padded with silence), so both streams end together; samples are counted from the file's first decoded one,
+    as read_audio counts them, so the picture keeps the timing the model heard.
 
     threads: x264's encoding threads (default: its own choice, 1.5 per core); lipgen.generate leaves one core
     to the thread that draws the frames meanwhile.
 
     The file is written under a temporary name and renamed on a clean close: a reader never sees
     half a file, and an error leaves nothing behind. Odd frame sizes are padded by one pixel
-    (H.264 needs even sizes). Audio is fitted to the number of frames written, so both streams end
-    together.
+    (H.264 needs even sizes).
 
         with Mp4Writer("out.mp4", audio=samples) as w:
             for frame in frames: w.write(frame)
     """
 
     def __init__(self, path: str | os.PathLike, audio: np.ndarray | None = None, fps: int | Fraction = VIDEO_FPS,
-                 crf: int = 18, preset: str = X264_PRESET, tune: str | None = None, threads: int | None = None):
+                 crf: int = 18, preset: str = X264_PRESET, tune: str | None = None, threads: int | None = None,
+                 sound: str | os.PathLike | None = None):
         self.path, self.audio, self.fps, self.crf, self.preset = Path(path), audio, fps, crf, preset
         self.options = {"crf": str(crf), "preset": preset, **({"tune": tune} if tune else {}),  # x264's
                         **({"threads": str(threads)} if threads else {})}  # threads: x264's own choice if None
+        self.sound_file = sound
+        self.rate, self.layout = _sound_format(sound) if sound is not None else (SAMPLE_RATE, "mono")
         self.frames = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self.tmp = tempfile.mkstemp(suffix=".mp4", dir=self.path.parent, prefix=f".{self.path.stem}.")
@@ -538,8 +551,8 @@ class Mp4Writer:
             self.video = self.out.add_stream("libx264", rate=self.fps, options=self.options)
             self.video.width, self.video.height = frame.shape[1], frame.shape[0]
             self.video.pix_fmt = "yuv420p"
-            if self.audio is not None:
-                self.sound = self.out.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
+            if self.audio is not None or self.sound_file is not None:
+                self.sound = self.out.add_stream("aac", rate=self.rate, layout=self.layout)
         for packet in self.video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
             self.out.mux(packet)
         self.frames += 1
@@ -549,18 +562,18 @@ class Mp4Writer:
             raise ValueError("no frames were written")
         for packet in self.video.encode():
             self.out.mux(packet)
-        if self.audio is not None:
-            sound = self.sound
-            samples = np.asarray(self.audio).reshape(-1)
-            n = int(round(self.frames * SAMPLE_RATE / self.fps))  # fitted to the frames: trimmed, or zero-padded
-            for start in range(0, n, 1024):
-                piece = np.asarray(samples[start:min(start + 1024, n)], np.float32)  # float32 or float16 held
-                piece = np.pad(piece, (0, min(1024, n - start) - piece.size))  # a copy: contiguous, and padded
-                block = av.AudioFrame.from_ndarray(piece[None], format="flt", layout="mono")
-                block.sample_rate, block.pts = SAMPLE_RATE, start
-                for packet in sound.encode(block):
-                    self.out.mux(packet)
-            for packet in sound.encode():
+        if self.audio is not None or self.sound_file is not None:
+            n = int(round(self.frames * self.rate / self.fps))  # fitted to the frames: trimmed, or zero-padded
+            pieces = (_file_sound(self.sound_file, self.rate, self.layout) if self.sound_file is not None
+                      else (np.asarray(self.audio[i:i + AAC_BLOCK], np.float32)[None]  # float32 or float16 held
+                            for i in range(0, len(self.audio), AAC_BLOCK)))
+            with contextlib.closing(pieces):  # a file left part-read is closed here, in this thread
+                for start, block in _blocks(pieces, n, len(av.AudioLayout(self.layout).channels)):
+                    frame = av.AudioFrame.from_ndarray(block, format="fltp", layout=self.layout)
+                    frame.sample_rate, frame.pts = self.rate, start
+                    for packet in self.sound.encode(frame):
+                        self.out.mux(packet)
+            for packet in self.sound.encode():
                 self.out.mux(packet)
         self.out.close()
         os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
@@ -587,6 +600,56 @@ class Mp4Writer:
             raise
 
 
+def _sound_format(path) -> tuple[int, str]:
+    """The rate and layout a file's sound is muxed at: its own rate where AAC has it (else 48 kHz), mono or stereo."""
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise MediaError(f"{path}: has no audio stream. Give a speech recording (wav, flac, mp3, m4a) "
+                             "or a video with sound.")
+        stream = container.streams.audio[0]
+        rate = stream.codec_context.sample_rate
+        return (rate if rate in AAC_RATES else AAC_RATES[-1]), ("mono" if stream.codec_context.channels == 1
+                                                                 else "stereo")
+
+
+def _file_sound(path, rate: int, layout: str):
+    """A file's first audio stream as (channels, k) float32 pieces at `rate` in `layout`, one decoded frame at a time."""
+    with _open(path) as container:
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        for frame in itertools.chain(_decoded(path, container, stream, "audio"), [None]):
+            for out in resampler.resample(frame):
+                yield out.to_ndarray()
+
+
+def _blocks(pieces, n: int, channels: int):
+    """(start, (channels, AAC_BLOCK or fewer) float32) blocks of exactly n samples in all from (channels, k)
+    pieces: cut at n, padded with silence up to n."""
+    held, start = np.zeros((channels, 0), np.float32), 0
+    for piece in itertools.chain(pieces, itertools.repeat(None)):
+        if piece is not None:
+            held = np.concatenate([held, np.asarray(piece, np.float32)[:, :n - start - held.shape[1]]], axis=1)
+        else:
+            held = np.pad(held, ((0, 0), (0, min(AAC_BLOCK, n - start) - held.shape[1])))
+        while held.shape[1] >= AAC_BLOCK or (held.shape[1] and start + held.shape[1] == n):
+            size = min(AAC_BLOCK, held.shape[1])
+            yield start, np.ascontiguousarray(held[:, :size])
+            held, start = held[:, size:], start + size
+        if start >= n:
+            return
+
+
+def write_wav(path: str | os.PathLike, samples: np.ndarray, rate: int = SAMPLE_RATE) -> Path:
+    """Write (N,) mono or (C, N) samples, full scale 1, as a 16-bit PCM WAV at `rate` (a block at a time)."""
+    samples = np.atleast_2d(samples)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(len(samples)), w.setsampwidth(2), w.setframerate(rate)
+        for i in range(0, samples.shape[1], 1 << 18):
+            block = np.clip(samples[:, i:i + (1 << 18)], -1, 1).T * 32767
+            w.writeframes(np.ascontiguousarray(block.astype(np.int16)).tobytes())
+    return Path(path)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -594,9 +657,11 @@ def _umask() -> int:
 
 
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, audio: np.ndarray | None = None,
-              fps: int | Fraction = VIDEO_FPS, crf: int = 18, preset: str = X264_PRESET) -> Path:
-    """Write frames (T, H, W, 3) uint8 RGB with optional audio (N,) at SAMPLE_RATE as an mp4 (see Mp4Writer)."""
-    with Mp4Writer(path, audio, fps, crf, preset) as writer:
+              fps: int | Fraction = VIDEO_FPS, crf: int = 18, preset: str = X264_PRESET,
+              sound: str | os.PathLike | None = None) -> Path:
+    """Write frames (T, H, W, 3) uint8 RGB with optional audio (N,) at SAMPLE_RATE, or a file's own sound, as an
+    mp4 (see Mp4Writer)."""
+    with Mp4Writer(path, audio, fps, crf, preset, sound=sound) as writer:
         for frame in frames:
             writer.write(frame)
     return Path(path)
