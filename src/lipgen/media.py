@@ -658,10 +658,10 @@ def _umask() -> int:
 
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, audio: np.ndarray | None = None,
               fps: int | Fraction = VIDEO_FPS, crf: int = 18, preset: str = X264_PRESET,
-              sound: str | os.PathLike | None = None) -> Path:
+              sound: str | os.PathLike | None = None, threads: int | None = None) -> Path:
     """Write frames (T, H, W, 3) uint8 RGB with optional audio (N,) at SAMPLE_RATE, or a file's own sound, as an
     mp4 (see Mp4Writer)."""
-    with Mp4Writer(path, audio, fps, crf, preset, sound=sound) as writer:
+    with Mp4Writer(path, audio, fps, crf, preset, threads=threads, sound=sound) as writer:
         for frame in frames:
             writer.write(frame)
     return Path(path)

@@ -69,6 +69,7 @@ REFERENCE = "reference"  # the mode of the ground truth and static rows
 # x264 preset of the prepared clips and the static row: "fast" keeps a held frame's pixels, so its landmarks,
 # exactly still; generation's faster "veryfast" lets them drift by encoding noise (opening correlation ~0.1)
 REFERENCE_PRESET = "fast"
+REFERENCE_THREADS = 2  # and one x264 thread: x264's choices depend on its thread count, so the same bytes anywhere
 MODES = ("from photo", "dubbing", "voice only")
 # "voice only": a face the models know well (GRID s1's first frame, bundled) driven by each clip's audio, scored
 # by the correlation of its mouth opening with the real speaker's: does the audio side generalise to the voice?
@@ -403,7 +404,7 @@ def still_landmarks(frames: np.ndarray, box: np.ndarray, upright: bool = False,
 def held(frame: np.ndarray, audio: np.ndarray, n_frames: int):
     """make(path) for a video of one frame held for n_frames, with audio: the static row."""
     return lambda path: media.write_mp4(path, np.broadcast_to(frame, (n_frames, *frame.shape)), audio,
-                                        preset=REFERENCE_PRESET)
+                                        preset=REFERENCE_PRESET, threads=REFERENCE_THREADS)
 
 
 def generated(spec: tuple[str, Path, float | None], audio: np.ndarray, face: Path, face_index: int | None):
@@ -443,7 +444,7 @@ def prepare_clip(path: Path, folder: Path, seconds: float, max_side: int,
             frames.append(downscale(frame, max_side))
     audio = media.fit_audio(media.read_audio(path), len(frames))  # (T * 640,): zero-padded if the sound is short
     index = prepared_face_index(original, frames[0], face_index)
-    media.write_mp4(clip, frames, audio, preset=REFERENCE_PRESET)
+    media.write_mp4(clip, frames, audio, preset=REFERENCE_PRESET, threads=REFERENCE_THREADS)
     np.save(sound, audio)
     index_file.write_text(json.dumps(index))
     (folder / "prepared.key").write_text(key)
