@@ -69,7 +69,9 @@ REFERENCE = "reference"  # the mode of the ground truth and static rows
 # x264 preset of the prepared clips and the static row: "fast" keeps a held frame's pixels, so its landmarks,
 # exactly still; generation's faster "veryfast" lets them drift by encoding noise (opening correlation ~0.1)
 REFERENCE_PRESET = "fast"
-REFERENCE_THREADS = 2  # and one x264 thread: x264's choices depend on its thread count, so the same bytes anywhere
+# and two x264 threads on any machine: x264's choices depend on its thread count (with one, a held frame drifts
+# as with "veryfast"), so a reference is the same bytes wherever it is made
+REFERENCE_THREADS = 2
 MODES = ("from photo", "dubbing", "voice only")
 # "voice only": a face the models know well (GRID s1's first frame, bundled) driven by each clip's audio, scored
 # by the correlation of its mouth opening with the real speaker's: does the audio side generalise to the voice?
