@@ -86,3 +86,15 @@ def test_stream_from_raw_pcm_and_errors(tmp_path, capsys, monkeypatch):
     assert "50 frames; look-ahead 23 frames (920 ms)" in capsys.readouterr().out
     assert cli.main(["stream", "-o", str(tmp_path / "x.mp4")]) == 2
     assert "one speech source" in capsys.readouterr().err
+
+
+def test_stream_from_a_file_carries_its_own_sound(tmp_path):
+    import av
+
+    speech = media.read_audio(GRID / "s1/video/bbaf2n.mp4")[: 2 * media.SAMPLE_RATE]
+    wav = media.write_wav(tmp_path / "s.wav", np.stack([speech, speech]).repeat(3, axis=1), 48000)
+    assert cli.main(["stream", "--audio", str(wav), "--fast", "-o", str(tmp_path / "s.mp4"), "-q"]) == 0
+    with av.open(str(tmp_path / "s.mp4")) as c:
+        sound = c.streams.audio[0].codec_context
+        assert (sound.sample_rate, sound.layout.name) == (48000, "stereo")
+    assert len(media.read_video(tmp_path / "s.mp4")) == 50

@@ -102,7 +102,8 @@ def _stream(args) -> None:
               file_chunks(args.audio, realtime=not args.fast))
     result = stream(chunks, args.face or SAMPLE_FACE, args.out, model=args.model, checkpoint=args.checkpoint,
                     face_index=args.face_index, face_box=args.face_box, loop=args.loop, pad=args.pad,
-                    expressiveness=args.expressiveness, lookahead=args.lookahead, progress=not args.quiet)
+                    expressiveness=args.expressiveness, lookahead=args.lookahead, progress=not args.quiet,
+                    sound=args.audio if args.audio not in (None, "-") else None)
     latency = result["latency_s"] * 1000
     print(f"{result['out']}: {result['frames']} frames; look-ahead {result['lookahead_frames']} frames "
           f"({result['lookahead_frames'] * 1000 // 25} ms); latency from a frame's last audio sample to the frame "

@@ -230,10 +230,12 @@ def mic_chunks(seconds: float | None = None, chunk: int = CHUNK_SAMPLES):
 def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4", model: str | None = None,
            checkpoint: str | os.PathLike | None = None, face_index: int | None = None, face_box=None,
            loop: str = "pingpong", pad: float = 0.0, expressiveness: float | None = None,
-           lookahead: int | None = None, on_frame=None, progress: bool = True, generator=None) -> dict:
+           lookahead: int | None = None, on_frame=None, progress: bool = True, generator=None,
+           sound: str | os.PathLike | None = None) -> dict:
     """Make `out` from speech that arrives in chunks ((n,) float32 arrays at SAMPLE_RATE, from any iterable:
-    file_chunks, pcm_chunks, mic_chunks), each frame written as soon as it is made; the sound is muxed when the
-    speech ends. on_frame(t, frame): called with every frame as it leaves (a live view). generator: a loaded
+    file_chunks, pcm_chunks, mic_chunks), each frame written as soon as it is made; the sound (the chunks, or
+    `sound`'s own: the file the chunks are read from, at its own rate and channels) is muxed when the speech
+    ends. on_frame(t, frame): called with every frame as it leaves (a live view). generator: a loaded
     lipgen.Generator whose model and prepared faces are used (instead of loading `model` or `checkpoint`).
 
     Returns {"out", "frames", "expected_frames", "audio_s", "lookahead_frames", "latency_s": (frames,) seconds
@@ -312,7 +314,8 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
                 failed.append(e)
 
     # x264 at its quickest, every frame out at once (no look-ahead buffer): 4x cheaper than generate's settings
-    with media.Mp4Writer(out, audio=np.zeros(0, np.float32), preset=STREAM_PRESET, tune="zerolatency") as writer:
+    with media.Mp4Writer(out, audio=np.zeros(0, np.float32), preset=STREAM_PRESET, tune="zerolatency",
+                         sound=sound) as writer:
         encoder = threading.Thread(target=encode, args=(writer,), daemon=True)
         encoder.start()
         try:
