@@ -94,6 +94,7 @@ def test_score_never_writes_over_a_scored_video(tmp_path):
     assert json.loads((tmp_path / "new" / "scores.json").read_text()) == json.loads(json.dumps(rows))
     assert rows[0]["video"] == str(video) and "error" not in rows[0]
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["scores.json"]
+    assert score(str(video)) == score(video) == rows  # one path, not its letters
 
 
 def test_job_lists_as_spreadsheets_save_them(tmp_path):

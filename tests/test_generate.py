@@ -103,3 +103,30 @@ def test_prefetched_keeps_order_raises_the_makers_error_and_closes_it_when_stopp
     assert [next(items) for _ in range(5)] == [0, 1, 2, 3, 4]
     items.close()  # the caller stops early (an encoder error, Ctrl-C)
     assert closed == [True]
+
+
+def test_arrays_and_controls_from_python(tiny_glance, tmp_path):
+    """Speech arrays as numpy users hold them, and controls of the wrong kind, each a clear error or the right video."""
+    from lipgen.generate import Generator
+
+    speech = media.read_audio(GRID / "s1/video/bbaf3s.mp4")
+    n = -(-speech.size // media.SAMPLES_PER_FRAME)
+    model = Generator(checkpoint=tiny_glance)
+    for i, array in enumerate([np.stack([speech, speech], 1), np.stack([speech, speech]),
+                               (speech * 32767).astype(np.int16)]):  # channels mixed down; int16 scaled
+        out = model.generate(array, SAMPLE_FACE, tmp_path / f"{i}.mp4", progress=False)
+        assert len(media.read_video(out)) == n
+        assert 0.05 < np.abs(media.read_audio(out)).max() <= 1.5
+    for array, error in [(np.zeros(0, np.float32), "empty"), (np.zeros(16000, np.float32), "silent"),
+                         (np.zeros((9, 9)), "channels"), (np.zeros((2, 2, 99)), "3-D")]:
+        with pytest.raises(MediaError, match=error):
+            model.generate(array, SAMPLE_FACE, tmp_path / "x.mp4", progress=False)
+    with pytest.raises(TypeError, match="file path or a numpy array"):
+        model.generate(list(speech), SAMPLE_FACE, tmp_path / "x.mp4", progress=False)
+    for control, value in [("expressiveness", float("nan")), ("expressiveness", "2"), ("pad", float("nan")),
+                           ("fps", "30"), ("fps", 0), ("max_seconds", -5)]:
+        with pytest.raises(ValueError, match=control.split("_")[0]):
+            model.generate(speech, SAMPLE_FACE, tmp_path / "x.mp4", progress=False, **{control: value})
+    with pytest.raises(ValueError, match="batch_size must be a whole number"):
+        Generator(checkpoint=tiny_glance, batch_size=2.5)
+    assert not (tmp_path / "x.mp4").exists()

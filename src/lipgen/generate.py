@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import numbers
 import os
 import queue
 import threading
@@ -64,6 +65,15 @@ MIN_FPS, MAX_FPS = 1, 240  # output frame rates one may ask for (--fps)
 FACE_CACHE = 16  # prepared face sources kept by a Generator (landmarks and matrices: ~1 MB per minute of video)
 
 
+def check_number(name: str, value, lo: float, hi: float = float("inf"), integer: bool = False):
+    """Refuse (ValueError, one line) a control that is not a finite number from lo to hi (an int if integer)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral if integer else numbers.Real) \
+            or not lo <= value <= hi:
+        bounds = f"of at least {lo:g}" if hi == float("inf") else f"from {lo:g} to {hi:g}"
+        raise ValueError(f"{name} must be {'a whole number' if integer else 'a number'} {bounds}, got {value!r}")
+    return value
+
+
 def loop_index(t: int, n: int, loop: str = "pingpong") -> int:
     """Which of a video's n frames shows at output frame t: forward 0..n-1, 0..n-1, ...; pingpong 0..n-1, n-2..1,
     0..n-1, ... (no frame twice at a turn, so the motion never stops or jumps)."""
@@ -92,12 +102,10 @@ class FaceSource:
                  fps=None, loop: str = "pingpong", face_box=None, pad: float = 0.0):
         self.path, self.max_seconds = Path(path), max_seconds
         loop_index(0, 1, loop)  # an unknown loop is refused before any work
-        if pad < 0 or pad > 1:
-            raise ValueError(f"padding is a share of the crop side between 0 and 1, got {pad}")
-        self.loop, self.pad = loop, pad
-        if fps is not None and not MIN_FPS <= fps <= MAX_FPS:
-            raise ValueError(f"output frame rate {fps}: choose one from {MIN_FPS} to {MAX_FPS} fps (or leave it out: "
-                             f"a video's own rate, {media.VIDEO_FPS} for a photo)")
+        self.loop, self.pad = loop, check_number("pad (a share of the changed region's size)", pad, 0, 1)
+        if fps is not None:
+            check_number("the output frame rate (fps; or leave it out: a video's own rate, "
+                         f"{media.VIDEO_FPS} for a photo)", fps, MIN_FPS, MAX_FPS)
         self.still = media.is_still(self.path)
         if self.still:
             self.image = media.read_image(path)
@@ -194,7 +202,8 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
     """Make `out` (mp4 with the speech file's own sound): the face in `face` saying `audio`. One call of
     lipgen.Generator, which holds the model for repeated calls.
 
-    audio: a file ffmpeg reads, or a (N,) float array at `sample_rate` (must be SAMPLE_RATE).
+    audio: a file ffmpeg reads, or an array of samples at `sample_rate` (must be SAMPLE_RATE): (N,) float, full scale
+    1, or int16; (N, C) or (C, N) channels are mixed to mono (media.samples_of).
     face: a photo (png, jpg, ...) or a video; face_index picks one of several faces (largest first), or
     face_box (x0, y0, x1, y1 pixels of the first frame) the one it overlaps most.
     model: a shipped model's name (default DEFAULT_MODEL, "motion"); checkpoint: a trained model file instead.
@@ -308,8 +317,9 @@ class Generator:
 
     def __init__(self, model: str | None = None, checkpoint: str | os.PathLike | None = None, batch_size: int = 8,
                  expressiveness: float | None = None):
-        if batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        check_number("batch_size", batch_size, 1, integer=True)
+        if expressiveness is not None:
+            check_number("expressiveness", expressiveness, 0)
         self.system = load_generator(model, checkpoint)  # the model itself (the network)
         self.model = model or type(self.system).__name__.lower()
         if self.system.crop == "none":
@@ -340,7 +350,12 @@ class Generator:
                  sample_rate: int = media.SAMPLE_RATE, max_seconds: float = media.MAX_SECONDS, progress: bool = True,
                  expressiveness: float | None = None, fps=None, loop: str = "pingpong", pad: float = 0.0) -> Path:
         """Make `out`: the face in `face` saying `audio`; the arguments as lipgen.generate.generate's."""
+        if audio is not None and not isinstance(audio, (str, os.PathLike, np.ndarray)):
+            raise TypeError(f"audio: give a file path or a numpy array of samples, not {type(audio).__name__}")
         media.check_output(out, {"--audio": audio, "--face": face, "--drive-video": drive_video})
+        if expressiveness is not None:
+            check_number("expressiveness", expressiveness, 0)
+        check_number("max_seconds", max_seconds, 0.001)
         if drive_video is not None and media.is_still(drive_video):
             raise media.MediaError(f"{drive_video}: a still image; --drive-video takes a video of someone speaking.")
         system = self.system
@@ -387,8 +402,7 @@ def speech(audio, drive_video=None, sample_rate: int = media.SAMPLE_RATE,
     the driving video's sound. dtype=np.float16: a file is read into half the memory (media.read_audio)."""
     if isinstance(audio, np.ndarray):
         media.check_sample_rate(sample_rate)
-        samples = audio.astype(np.float32).reshape(-1)
-        media.check_finite(samples, "the audio array")
+        samples = media.samples_of(audio)
         if samples.size > max_seconds * media.SAMPLE_RATE:
             raise media.MediaError(f"audio longer than {max_seconds:.0f} s. Cut it, or raise max_seconds.")
         return samples

@@ -311,13 +311,38 @@ def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS, dtype=
                                  "(--max-seconds, max_seconds in Python).")
         append(resampler.resample(None))
     _refuse_truncated(path, container, n / SAMPLE_RATE, declared)
-    audio = audio[:n]
+    return check_speech(audio[:n], path)
+
+
+def check_speech(audio: np.ndarray, where) -> np.ndarray:
+    """Refuse (MediaError) speech that is empty, shorter than one video frame, silent, or has NaN/infinite samples;
+    returns it."""
     if audio.size < SAMPLES_PER_FRAME:
-        raise MediaError(f"{path}: audio is empty or shorter than one video frame "
+        raise MediaError(f"{where}: audio is empty or shorter than one video frame "
                          f"({audio.size} samples at {SAMPLE_RATE} Hz). Give a recording with speech in it.")
-    if np.sqrt(check_finite(audio, path)) < MIN_SPEECH_RMS:  # one pass over the samples for both checks
-        raise MediaError(f"{path}: audio is silent (RMS below {MIN_SPEECH_RMS}). Give a recording with speech in it.")
+    if np.sqrt(check_finite(audio, where)) < MIN_SPEECH_RMS:  # one pass over the samples for both checks
+        raise MediaError(f"{where}: audio is silent (RMS below {MIN_SPEECH_RMS}). Give a recording with speech in it.")
     return audio
+
+
+def samples_of(array, where: str = "the audio array") -> np.ndarray:
+    """Speech handed over as an array, as read_audio gives it: (N,) float32, full scale 1. Integer samples (int16
+    as a WAV holds them) are scaled to full scale 1; (N, C) or (C, N) with up to 8 channels are mixed to mono."""
+    array = np.asarray(array)
+    if array.dtype.kind not in "iuf" or array.ndim > 2:
+        raise MediaError(f"{where}: {array.ndim}-D {array.dtype} array; give speech as (N,) samples (float, full "
+                         "scale 1, or int16), or a file path.")
+    if array.dtype.kind in "iu":
+        info = np.iinfo(array.dtype)
+        middle = (int(info.max) + int(info.min) + 1) / 2  # 0 for signed, 128 for uint8
+        array = (array.astype(np.float32) - middle) / (int(info.max) + 1 - middle)
+    if array.ndim == 2:
+        channels = [axis for axis in (0, 1) if array.shape[axis] <= 8]  # the short side holds the channels
+        if min(array.shape) > 1 and len(channels) != 1:
+            raise MediaError(f"{where}: shape {array.shape} does not say which side holds the channels; give "
+                             "(N,) mono samples.")
+        array = array.mean(axis=channels[0]) if min(array.shape) > 1 else array.reshape(-1)
+    return check_speech(np.ascontiguousarray(array, np.float32), where)
 
 
 EXACT_DURATION_FORMATS = {"flac", "mov,mp4,m4a,3gp,3g2,mj2"}  # headers that state the length exactly

@@ -64,11 +64,12 @@ def score_video(path: str | os.PathLike, expert=None, face_index: int | None = N
 
 def score(videos, face_index: int | None = None, max_seconds: float = media.MAX_SECONDS,
           out: str | os.PathLike | None = None) -> list[dict]:
-    """score_video for each video, the expert loaded once; a video that cannot be scored gets {"video", "error"}
-    and the rest go on. out: also write the list as JSON (atomically)."""
+    """score_video for each video (a list of paths, or one path), the expert loaded once; a video that cannot be
+    scored gets {"video", "error"} and the rest go on. out: also write the list as JSON (atomically)."""
     from .errors import LipgenError
     from .evaluation.sync import load_landmark_expert
 
+    videos = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
     if out is not None:  # refused before any work: an input, a folder, an unwritable place
         media.check_output(out, {f"scored video no. {i}": v for i, v in enumerate(videos, 1)},
                            suffix=None, flag="--json")

@@ -244,9 +244,11 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
     out to last)}.
     """
     from . import render
-    from .generate import FaceSource, load_generator
+    from .generate import FaceSource, check_number, load_generator
 
     media.check_output(out, {"--face": face})
+    if expressiveness is not None:
+        check_number("expressiveness", expressiveness, 0)
     if generator is not None:  # its model, and its face sources tracked once
         system = generator.system
         expressiveness = generator.expressiveness if expressiveness is None else expressiveness
