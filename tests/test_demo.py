@@ -166,3 +166,17 @@ def test_live_view_shows_frames_while_the_speech_plays(page_url, browser):
     assert state.get("error") is None, state
     assert abs(state["duration"] - speech_seconds) < 0.2, (state, speech_seconds)
     assert state["width"] == 512 and state["time"] > 0
+
+
+def test_settings_are_checked_before_the_page_is_served():
+    from lipgen.demo import check_settings
+
+    for host, port, seconds, error in [("127.0.0.1", 99999, 60, "port"), ("127.0.0.1", 7860, -5, "max_seconds"),
+                                       ("nonexistent.invalid", 7860, 60, "not an address")]:
+        with pytest.raises(ValueError, match=error):
+            check_settings(host, port, seconds, 10)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(ValueError, match="give another --port"):
+            check_settings("127.0.0.1", busy.getsockname()[1], 60, 10)

@@ -31,6 +31,26 @@ def test_evaluate_cli(grid_cache, tiny_glance, tmp_path, capsys):
     assert "| ground truth |" in capsys.readouterr().out
 
 
+def test_evaluate_refuses_before_any_work(grid_cache, tmp_path, capsys):
+    out = tmp_path / "report"
+    for args, error in [(["missing.safetensors"], "no such checkpoint file"), (["lmsync"], "sync expert"),
+                        (["motion", "--limit", "0"], "at least 1"), (["motion", "--expressiveness", "nan"], "nan"),
+                        (["motion", "--expert", "missing.safetensors"], "no such sync expert")]:
+        assert main(["evaluate", *args, "--cache", str(grid_cache), "--out", str(out), "--split", "train"]) == 2
+        assert error in capsys.readouterr().err
+    assert not out.exists()  # a refused run leaves no folder
+
+
+def test_a_cache_with_relative_sources_says_where_to_run(grid_cache, tmp_path):
+    from lipgen.data.cache import source_path
+
+    meta = {"id": "s1/x", "path": "../elsewhere/x.mp4"}
+    with pytest.raises(FileNotFoundError, match="relative to the folder preprocessing ran in"):
+        source_path(meta)
+    with pytest.raises(FileNotFoundError, match="moved or deleted"):
+        source_path({**meta, "path": str(tmp_path / "x.mp4")})
+
+
 def test_evaluate_davs_adds_video_driven_row_and_representation(grid_cache, tiny_davs, tmp_path):
     summary = evaluate([str(tiny_davs)], grid_cache, tmp_path, split=None, clips=["s1/bbaf2n"], expert=None,
                        progress=False)

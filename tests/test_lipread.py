@@ -15,7 +15,9 @@ def test_lipread_reads_windows_into_words(tiny_davs, capsys):
     for kwargs in ({"video": clip}, {"audio": clip}, {"video": clip, "audio": clip}):
         words = lipread(checkpoint=tiny_davs, **kwargs)
         assert words and all(0 <= w.probability <= 1 and w.start < w.end <= 3.1 for w in words)
-        assert all(a.word != b.word for a, b in zip(words, words[1:]))  # runs are merged
+        assert all(a.word != b.word or a.end < b.start for a, b in zip(words, words[1:]))  # runs are merged
+        assert all(a.end <= b.start for a, b in zip(words, words[1:]))  # one word at a time
+        assert 0.6 < words[0].start and words[-1].end < 2.5  # the silence around the sentence (0.95-2.12 s) unread
     assert main(["lipread", "--video", str(clip), "--checkpoint", str(tiny_davs)]) == 0
     assert " s  " in capsys.readouterr().out
 
@@ -79,9 +81,24 @@ def test_shipped_davs_reads_held_out_clips(heldout_cache):
 def test_lips_and_sound_of_different_lengths_are_refused(tiny_davs, tmp_path):
     from lipgen import media
 
-    from .test_robust import write_wav
-
     clip = GRID / "s1/video/bbaf2n.mp4"
-    short = write_wav(tmp_path / "short.wav", media.read_audio(clip)[:media.SAMPLE_RATE // 2])  # 0.5 s for 3 s
+    short = media.write_wav(tmp_path / "short.wav", media.read_audio(clip)[:media.SAMPLE_RATE // 2])  # 0.5 s for 3 s
     with pytest.raises(media.MediaError, match=r"0\.5 s of sound for 3\.0 s of video"):
         lipread(video=clip, audio=short, checkpoint=tiny_davs)
+
+
+def test_retrieve_leaves_out_an_unreadable_candidate_and_takes_one_query(tiny_davs, tmp_path, capsys):
+    import numpy as np
+
+    from lipgen import media
+
+    clip = GRID / "s1/video/bbaf2n.mp4"
+    faceless = media.write_mp4(tmp_path / "faceless.mp4", np.full((40, 128, 128, 3), 90, np.uint8),
+                               media.read_audio(clip)[:40 * media.SAMPLES_PER_FRAME])
+    ranked = retrieve(clip, [faceless, clip], query_is_audio=True, checkpoint=tiny_davs)
+    assert [p for p, _ in ranked] == [str(clip)]
+    with pytest.raises(media.MediaError, match="no candidate could be read"):
+        retrieve(clip, [faceless], query_is_audio=True, checkpoint=tiny_davs)
+    assert main(["retrieve", "--audio", str(clip), "--videos", str(clip), "--video", str(clip),
+                 "--checkpoint", str(tiny_davs)]) == 2
+    assert "one query at a time" in capsys.readouterr().err

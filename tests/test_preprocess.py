@@ -76,6 +76,7 @@ def test_rerun_skips_done_clips_and_shards_split_work(grid_cache, tmp_path):
     b = preprocess(GRID, tmp_path, workers=1, shard="1/2", limit=1, progress=False)
     assert a["this_run"]["clips"] == b["this_run"]["clips"] == 1
     assert a["clips_ok"] + a["clips_failed"] == 1 and b["clips_ok"] + b["clips_failed"] == 2
+    assert len(b["missing"]) == 6 - 2 and again["missing"] == []  # the fixture corpus has 6 clips; 2 are done
 
 
 def test_dataset_items_have_the_documented_shapes(grid_cache):
@@ -150,3 +151,16 @@ def test_leftovers_of_killed_workers_are_removed_and_sources_stored_whole(tmp_pa
     assert not stale.exists() and alive.exists()
     paths = [Path(json.loads(line)["path"]) for line in (cache / "manifest.jsonl").read_text().splitlines()]
     assert paths and all(p.is_absolute() and p.is_file() for p in paths)  # the cache is read from any folder
+
+
+def test_a_clip_another_run_finished_meanwhile_is_taken_as_done(grid_cache):
+    """Two runs of one shard at once (a scheduler resubmitting a job): the second to finish a clip keeps the first's."""
+    from lipgen import media
+    from lipgen.data.preprocess import _work
+
+    utt = next(u for u in corpora.load_corpus("grid", GRID.absolute()) if u.id == "s1/bbaf2n")
+    before = (grid_cache / "s1__bbaf2n" / "meta.json").read_text()
+    clip_id, reason, _ = _work((utt, str(grid_cache), media.MAX_SECONDS))
+    assert (clip_id, reason) == ("s1/bbaf2n", None)
+    assert (grid_cache / "s1__bbaf2n" / "meta.json").read_text() == before
+    assert not [p for p in grid_cache.iterdir() if p.name.startswith(".s1__bbaf2n")]  # its own copy removed

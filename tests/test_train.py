@@ -1,5 +1,6 @@
 """The shared training loop on the tiny Glance preset and the fixture cache."""
 
+import json
 import os
 import subprocess
 import sys
@@ -115,3 +116,37 @@ def test_tensorboard_shows_the_run(grid_cache, tmp_path):
     assert [e.step for e in events.Scalars("train/steps_per_s")] == [1, 2]
     viewer = subprocess.run([sys.executable, "-m", "tensorboard.main", "--version"], capture_output=True, text=True)
     assert viewer.returncode == 0, viewer.stderr  # the viewer starts (it imports pkg_resources: setuptools < 81)
+
+
+def test_intervals_steps_and_processes_on_resume_are_checked(grid_cache, tmp_path):
+    base = dict(model="glance", preset="tiny", cache=str(grid_cache), batch_size=2, seed=0)
+    for field in ("log_every", "val_every", "ckpt_every"):
+        with pytest.raises(ValueError, match=f"--{field.replace('_', '-')} must be a whole number of at least 1"):
+            train(TrainConfig(**base, out=str(tmp_path / field), steps=2, **{field: 0}))
+        assert not (tmp_path / field).exists()  # refused before anything is written
+    run = tmp_path / "run"
+    train(TrainConfig(**base, out=str(run), steps=2, ckpt_every=2))
+    with pytest.raises(ValueError, match="already at step 2; give --steps 2 or more"):
+        train(TrainConfig(**base, out=str(run), steps=1, resume=True))
+    record = json.loads((run / "config.json").read_text())
+    assert record["train"]["processes"] == 1
+    record["train"]["processes"] = 2
+    (run / "config.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="with 1 processes, the run had 2"):
+        train(TrainConfig(**base, out=str(run), steps=3, resume=True))
+
+
+def test_misnamed_caches_clips_and_checkpoints_say_what_they_are(grid_cache, tmp_path):
+    from lipgen.checkpoint import read_header
+    from lipgen.data.dataset import LipDataset
+
+    with pytest.raises(ValueError, match="no such cache folder"):
+        LipDataset(tmp_path / "nope", "train")
+    with pytest.raises(ValueError, match="none of the 1 listed clip ids"):
+        LipDataset(grid_cache, "train", clips=["s9/nothing"])
+    with pytest.raises(FileNotFoundError, match="give its model file"):
+        read_header(tmp_path)
+    state = tmp_path / "train_state.pt"
+    state.write_bytes(b"\0" * 64)
+    with pytest.raises(CheckpointError, match="a training state"):
+        read_header(state)

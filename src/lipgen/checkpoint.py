@@ -47,8 +47,13 @@ def read_header(path: str | os.PathLike) -> dict:
     """{model, config (dict), step, format, vocabulary (list or None)} of a checkpoint file. Raises CheckpointError for a file that is
     not a readable lipgen checkpoint of this FORMAT_VERSION."""
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"{path}: a folder; give its model file, e.g. {path / 'model.safetensors'}.")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint. Train one with `lipgen train` or pass --checkpoint.")
+    if path.suffix == ".pt":
+        raise CheckpointError(f"{path}: a training state (what --resume continues from), not a model. Give the "
+                              f"model.safetensors beside it: {path.with_name('model.safetensors')}.")
     with _readable(path) as f:
         meta = f.metadata() or {}
     if "model" not in meta or "config" not in meta:

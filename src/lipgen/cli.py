@@ -23,8 +23,9 @@ def _preprocess(args) -> None:
     run = report["this_run"]
     speed = f" ({run['clips_per_s']} clips/s, {run['realtime_factor']}x real time)" if run["realtime_factor"] else ""
     print(f"{run['ok']} clips done, {run['failed']} failed, {run['skipped_done']} already done; {run['seconds']} s"
-          f"{speed}. Cache: {report['clips_ok']} ok, {report['clips_failed']} failed -> "
-          f"{Path(args.cache) / 'report.json'}")
+          f"{speed}. Cache: {report['clips_ok']} ok, {report['clips_failed']} failed"
+          + (f", {len(report['missing'])} not processed yet (shards not run?)" if report["missing"] else "")
+          + f" -> {Path(args.cache) / 'report.json'}")
     for clip, reason in report["failed"].items():
         print(f"  failed {clip}: {reason.splitlines()[0]}")
 
@@ -112,9 +113,10 @@ def _stream(args) -> None:
 
 def _demo(args) -> None:
     try:
-        from .demo import demo
+        from .demo import check_settings, demo
     except ImportError as e:
         raise ValueError(f"the web page needs Gradio ({e}): pip install -e \".[demo]\"") from e
+    check_settings(args.host, args.port, args.max_seconds, args.max_upload_mb)  # before the address is printed
     print(f"lipgen demo: http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
     demo(args.host, args.port, max_seconds=args.max_seconds, max_upload_mb=args.max_upload_mb)
 
@@ -212,8 +214,8 @@ def _retrieve(args) -> None:
     from .lipread import retrieve
 
     query, candidates = (args.audio, args.videos) if args.audio else (args.video, args.audios)
-    if not query or not candidates:
-        raise ValueError("give --audio with --videos, or --video with --audios")
+    if not query or not candidates or ((args.audio or args.videos) and (args.video or args.audios)):
+        raise ValueError("give --audio with --videos, or --video with --audios (one query at a time)")
     for rank, (path, score) in enumerate(retrieve(query, candidates, bool(args.audio), args.model, args.checkpoint), 1):
         print(f"{rank:3d}  {score:+.3f}  {path}")
 
@@ -256,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (about 2x faster on CPUs with bf16)")
     p.add_argument("--workers", type=int, default=1, help="data-loading processes (default 1)")
     p.add_argument("--log-every", type=int, default=10, help="steps between TensorBoard scalars")
-    p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids")
+    p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids (0: none but the last)")
     p.add_argument("--val-every", type=int, default=500, help="steps between validation passes")
     p.add_argument("--ckpt-every", type=int, default=250, help="steps between checkpoints")
     p.add_argument("--clips", help="manifest of clip ids to train on (e.g. from `lipgen select`)")
@@ -373,11 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and measure LMD, SSIM, PSNR, CPBD, sync (LSE-D/C), identity, mouth opening "
                                    "in silence and speech, and jitter, beside the ground truth and a static "
                                    "baseline. Writes report.md/.csv/.json and a mouth-opening plot.")
-    p.add_argument("models", nargs="*", default=["glance"], help="shipped model names or checkpoint files")
+    p.add_argument("models", nargs="*", default=["motion"],
+                   help="shipped model names or checkpoint files (default: motion, what lipgen generate uses)")
     p.add_argument("--cache", required=True, help="preprocessed cache folder")
     p.add_argument("--out", default="eval", help="report folder (default eval)")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
-    p.add_argument("--limit", type=int, help="evaluate at most this many clips")
+    p.add_argument("--limit", type=int, help="evaluate at most this many clips (the per-clip rows; DAVS's and "
+                                             "CRGAN's word measures use the whole split)")
     _expressiveness_arg(p)
     _sync_args(p)
     p.set_defaults(func=_evaluate)

@@ -20,6 +20,7 @@ The page is also an HTTP API (Gradio's), e.g. from Python:
 from __future__ import annotations
 
 import os
+import socket
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no usage reports
 
@@ -33,7 +34,7 @@ import numpy as np  # noqa: E402
 
 from . import face as geometry  # noqa: E402
 from . import media  # noqa: E402
-from .errors import one_line  # noqa: E402
+from .errors import check_number, one_line  # noqa: E402
 from .generate import ASSETS, SAMPLE_AUDIO, SAMPLE_FACE  # noqa: E402
 from .models import DEFAULT_MODEL, model_classes, shipped_models  # noqa: E402
 
@@ -303,12 +304,32 @@ def build(max_seconds: float = MAX_SECONDS):
     return page
 
 
+def check_settings(host: str, port: int, max_seconds: float, max_upload_mb: int) -> None:
+    """Refuse (ValueError, one line) limits below 1, a port out of range, a host that does not resolve, or a port
+    in use."""
+    check_number("max_seconds", max_seconds, 1)
+    check_number("max_upload_mb", max_upload_mb, 1)
+    check_number("port", port, 1, 65535, integer=True)
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as e:
+        raise ValueError(f"--host {host}: not an address of this machine ({e.strerror}); give 127.0.0.1 (this "
+                         "machine only) or 0.0.0.0 (every network)") from e
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a closed page's port is free
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise ValueError(f"{host}:{port}: cannot serve there ({e.strerror}); give another --port") from e
+
+
 def demo(host: str = HOST, port: int = PORT, max_seconds: float = MAX_SECONDS, max_upload_mb: int = MAX_UPLOAD_MB,
          block: bool = True):
     """Serve the page on http://host:port/ (one job at a time, QUEUE_SIZE waiting). block=False: return the
     running page (close it with .close())."""
     import gradio as gr
 
+    check_settings(host, port, max_seconds, max_upload_mb)
     page = build(max_seconds)
     page.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])  # no web fonts fetched

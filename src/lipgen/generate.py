@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import numbers
 import os
 import queue
 import threading
@@ -37,6 +36,7 @@ from tqdm import tqdm
 
 from . import face as geometry
 from . import media, render
+from .errors import check_number
 from .lips import wider_inner_lips
 from .inference import (driven_crops, inference_autocast, model_crops, predicted_motion,  # noqa: F401
                         video_mouths, windowed)
@@ -63,15 +63,6 @@ LOOPS = ("pingpong", "forward")  # how a video shorter than the speech goes on: 
 PINGPONG_MAX_BYTES = 4 << 30  # a ping-pong loop keeps the video's decoded frames in memory: at most this much
 MIN_FPS, MAX_FPS = 1, 240  # output frame rates one may ask for (--fps)
 FACE_CACHE = 16  # prepared face sources kept by a Generator (landmarks and matrices: ~1 MB per minute of video)
-
-
-def check_number(name: str, value, lo: float, hi: float = float("inf"), integer: bool = False):
-    """Refuse (ValueError, one line) a control that is not a finite number from lo to hi (an int if integer)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral if integer else numbers.Real) \
-            or not lo <= value <= hi:
-        bounds = f"of at least {lo:g}" if hi == float("inf") else f"from {lo:g} to {hi:g}"
-        raise ValueError(f"{name} must be {'a whole number' if integer else 'a number'} {bounds}, got {value!r}")
-    return value
 
 
 def loop_index(t: int, n: int, loop: str = "pingpong") -> int:
@@ -102,7 +93,7 @@ class FaceSource:
                  fps=None, loop: str = "pingpong", face_box=None, pad: float = 0.0):
         self.path, self.max_seconds = Path(path), max_seconds
         loop_index(0, 1, loop)  # an unknown loop is refused before any work
-        self.loop, self.pad = loop, check_number("pad (a share of the changed region's size)", pad, 0, 1)
+        self.loop, self.pad = loop, check_number("padding (pad: a share of the changed region's size)", pad, 0, 1)
         if fps is not None:
             check_number("the output frame rate (fps; or leave it out: a video's own rate, "
                          f"{media.VIDEO_FPS} for a photo)", fps, MIN_FPS, MAX_FPS)

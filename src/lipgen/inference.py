@@ -7,6 +7,7 @@ declares: its crop, its seams, its capabilities.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,7 +42,12 @@ def load_model(model: str | None = None, checkpoint: str | os.PathLike | None = 
 
 def load_spec(spec: str | os.PathLike):
     """A model from a command line word: a checkpoint path, or the name of a shipped model."""
-    return load_model(checkpoint=spec) if os.path.isfile(spec) else load_model(str(spec))
+    if os.path.isfile(spec):
+        return load_model(checkpoint=spec)
+    if Path(spec).suffix or os.sep in str(spec):  # meant as a file
+        raise FileNotFoundError(f"{spec}: no such checkpoint file. Give the model file from `lipgen train` "
+                                "(<run>/model.safetensors) or a shipped model's name.")
+    return load_model(str(spec))
 
 
 def windowed(system, inputs: np.ndarray, rows_per_frame: int, identity: np.ndarray, make=None,

@@ -12,6 +12,7 @@ retrieval embeds a file as the normalised mean of its windows' word-IDs and rank
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -19,11 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import media
+from . import media, vad
+from .errors import LipgenError, one_line
 from .inference import load_model, video_mouths
 from .models.base import READS_WORDS, can
 from .pixels import to_unit
 
+log = logging.getLogger(__name__)
 WORD_HOP = 3  # frames between reading windows (0.12 s)
 
 
@@ -35,8 +38,10 @@ class ReadWord:
     probability: float
 
 
-def _windows(system, video=None, audio=None) -> tuple[list[dict], int]:
-    """Model inputs for every window of the files: [{mouth?, mel?}], window length."""
+def _windows(system, video=None, audio=None, speaking: bool = False) -> tuple[list[dict], int, np.ndarray | None]:
+    """Model inputs for every window of the files: [{mouth?, mel?}], window length, and with speaking=True whether
+    someone speaks at each window's centre by lipgen.vad (from `audio`, else the video's own sound; None when
+    there is no sound)."""
     window = system.config.n_frames
     mouths = video_mouths(video) if video is not None else None
     samples = media.read_audio(audio if audio is not None else video) if (audio is not None) else None
@@ -48,8 +53,8 @@ def _windows(system, video=None, audio=None) -> tuple[list[dict], int]:
     if n < window:
         raise media.MediaError(f"{video or audio}: {n} frames, shorter than one {window}-frame word window")
     mel = media.log_mel(samples, n) if samples is not None else None
-    out = []
-    for s in range(0, n - window + 1, WORD_HOP):
+    out, starts = [], range(0, n - window + 1, WORD_HOP)
+    for s in starts:
         item = {}
         if mouths is not None:
             item["mouth"] = to_unit(mouths[s:s + window]).transpose(0, 1)[None]  # (1, 3, T, 64, 64)
@@ -57,36 +62,46 @@ def _windows(system, video=None, audio=None) -> tuple[list[dict], int]:
             rows = mel[s * media.MELS_PER_FRAME:(s + window) * media.MELS_PER_FRAME]
             item["mel"] = torch.from_numpy(rows)[None, None]  # (1, 1, 4T, 80)
         out.append(item)
-    return out, window
+    speech = None
+    if speaking and (samples is not None or media.has_audio(video)):
+        sound = samples if samples is not None else media.read_audio(video)
+        speech = vad.speech_probability(sound, n)[[s + window // 2 for s in starts]] >= vad.THRESHOLD
+    return out, window, speech
 
 
 def lipread(video: str | os.PathLike | None = None, audio: str | os.PathLike | None = None, model: str | None = None,
             checkpoint: str | os.PathLike | None = None) -> list[ReadWord]:
-    """Words spoken in a video (from the lips), in audio, or both; runs of the same word merged."""
+    """Words spoken in a video (from the lips), in audio, or both; runs of the same word merged. Each window's word
+    is placed at its centre, +-WORD_HOP / 2 frames; windows where the sound (the audio, else the video's own, when
+    it has one) holds no speech by lipgen.vad are left out (the model knows no silence)."""
     if video is None and audio is None:
         raise ValueError("lipread needs --video, --audio, or both")
     system = _reader(model, checkpoint)
     vocabulary = system.vocabulary
-    windows, length = _windows(system, video, audio)
+    windows, length, speech = _windows(system, video, audio, speaking=True)
+    half = WORD_HOP / media.VIDEO_FPS / 2
     words: list[ReadWord] = []
+    previous = None  # the word of the window before, None after a silence
     for i, item in enumerate(windows):
+        if speech is not None and not speech[i]:
+            previous = None
+            continue
         with torch.inference_mode():
             p = F.softmax(system.word_logits(**item), dim=1)[0]
         best = int(p.argmax())
-        start = i * WORD_HOP / media.VIDEO_FPS
         centre = (i * WORD_HOP + length / 2) / media.VIDEO_FPS
-        if words and words[-1].word == vocabulary[best]:
-            words[-1].end = centre + WORD_HOP / media.VIDEO_FPS / 2
+        if previous == vocabulary[best]:
+            words[-1].end = round(centre + half, 2)
             words[-1].probability = max(words[-1].probability, float(p[best]))
         else:
-            words.append(ReadWord(round(start, 2), round(centre + WORD_HOP / media.VIDEO_FPS / 2, 2),
-                                  vocabulary[best], float(p[best])))
+            words.append(ReadWord(round(centre - half, 2), round(centre + half, 2), vocabulary[best], float(p[best])))
+        previous = vocabulary[best]
     return words
 
 
 def embed(system, video=None, audio=None) -> torch.Tensor:
     """(D,) L2-normalised mean word-ID of a file's windows, from its video or its audio."""
-    windows, _ = _windows(system, video, audio)
+    windows, _, _ = _windows(system, video, audio)
     with torch.inference_mode():
         parts = [system.embed_video(w["mouth"]) if video is not None else system.embed_audio(w["mel"]) for w in windows]
     return F.normalize(torch.cat(parts).mean(0), dim=0)
@@ -94,11 +109,18 @@ def embed(system, video=None, audio=None) -> torch.Tensor:
 
 def retrieve(query: str | os.PathLike, candidates: list[str | os.PathLike], query_is_audio: bool = True,
              model: str | None = None, checkpoint: str | os.PathLike | None = None) -> list[tuple[str, float]]:
-    """Rank candidate videos for a speech query (or candidate audios for a video query) by cosine similarity."""
+    """Rank candidate videos for a speech query (or candidate audios for a video query) by cosine similarity. A
+    candidate that cannot be read (no face, no sound, too short, damaged) is left out with a warning naming why."""
     system = _reader(model, checkpoint)
     q = embed(system, audio=query) if query_is_audio else embed(system, video=query)
-    scores = [(str(c), float(q @ (embed(system, video=c) if query_is_audio else embed(system, audio=c))))
-              for c in candidates]
+    scores = []
+    for c in candidates:
+        try:
+            scores.append((str(c), float(q @ (embed(system, video=c) if query_is_audio else embed(system, audio=c)))))
+        except LipgenError as e:
+            log.warning("left out %s", one_line(e))
+    if not scores:
+        raise media.MediaError("no candidate could be read (the reasons are above); give readable candidates")
     return sorted(scores, key=lambda s: -s[1])
 
 

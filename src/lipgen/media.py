@@ -638,7 +638,7 @@ def _sound_format(path) -> tuple[int, str]:
 
 
 def _file_sound(path, rate: int, layout: str):
-    """A file's first audio stream as (channels, k) float32 pieces at `rate` in `layout`, one decoded frame at a time."""
+    """A file's first audio stream as (channels, k) float32 pieces at `rate` in `layout`, a decoded frame at a time."""
     with _open(path) as container:
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)

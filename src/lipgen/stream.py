@@ -244,7 +244,8 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
     out to last)}.
     """
     from . import render
-    from .generate import FaceSource, check_number, load_generator
+    from .errors import check_number
+    from .generate import FaceSource, load_generator
 
     media.check_output(out, {"--face": face})
     if expressiveness is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import time
@@ -29,11 +30,14 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from .checkpoint import load_weights, save_model
-from .data.cache import read_vocabulary
+from .data.cache import missing_clips, read_vocabulary
 from .data.dataset import LipDataset, WordDataset, clip_ids
+from .errors import LipgenError, check_number
 from .models import data_presets, model_classes
 from .models.base import OLD_CONFIG_DATA_FIELDS, DataSpec
 from .pixels import to_uint8
+
+log = logging.getLogger(__name__)
 
 CHECKPOINTS_KEPT = 3
 BUCKET_BYTES = 25 * 2**20  # gradients all-reduced in flat buckets of this size (DistributedDataParallel's default)
@@ -124,6 +128,9 @@ def train(cfg: TrainConfig) -> Path:
         raise ValueError(f"unknown preset {cfg.preset!r} for {cfg.model}: choose one of {sorted(presets)}")
     if cfg.steps < 1:
         raise ValueError(f"--steps {cfg.steps}: train for at least 1 step")
+    for flag in ("log_every", "val_every", "ckpt_every"):
+        check_number(f"--{flag.replace('_', '-')}", getattr(cfg, flag), 1, integer=True)
+    check_number("--sample-every (0: no samples)", cfg.sample_every, 0, integer=True)
     _check_out(out, cfg.resume)
     if world > 1:
         dist.barrier()  # every process has looked at --out before the first one writes there
@@ -149,7 +156,7 @@ def train(cfg: TrainConfig) -> Path:
     start = 0
     latest = _latest_checkpoint(out) if cfg.resume else None
     if latest is not None:
-        _check_same_run(out, cfg)
+        _check_same_run(out, cfg, world)
         load_weights(system, latest / "model.safetensors", model=cfg.model)
         state = torch.load(latest / "train_state.pt", weights_only=False)
         for k, o in system.opts.items():
@@ -158,10 +165,16 @@ def train(cfg: TrainConfig) -> Path:
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         start = state["step"]
+        if cfg.steps < start:
+            raise ValueError(f"--resume {out}: the run is already at step {start}; give --steps {start} or more")
     elif cfg.resume and rank == 0:
         print(f"--resume: no checkpoint in {out}/checkpoints, starting at step 0")
 
     clips = clip_ids(cfg.clips) if cfg.clips else None
+    missing = missing_clips(cfg.cache)
+    if missing and rank == 0:
+        log.warning("%s: %d clips of its corpus are not processed yet (%s...): shards not run, or still running; "
+                    "training goes on without them", cfg.cache, len(missing), ", ".join(missing[:3]))
     check_types(data_overrides, system.data_spec())
     spec = dataclasses.replace(system.data_spec(), **{**data_presets(cfg.model).get(cfg.preset, {}), **data_overrides})
     data = make_dataset(spec, cfg.cache, "train", clips=clips, seed=cfg.seed, vocabulary=vocabulary)
@@ -181,7 +194,7 @@ def train(cfg: TrainConfig) -> Path:
         from torch.utils.tensorboard import SummaryWriter
 
         out.mkdir(parents=True, exist_ok=True)
-        record = {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model_cfg),
+        record = {"train": {**dataclasses.asdict(cfg), "processes": world}, "model": dataclasses.asdict(model_cfg),
                   "data": dataclasses.asdict(spec)}
         (out / "config.json").write_text(json.dumps(record, indent=1))
         writer = SummaryWriter(str(out / "tensorboard"))
@@ -189,24 +202,31 @@ def train(cfg: TrainConfig) -> Path:
     system.train()
     step = start
     t0 = time.perf_counter()
-    for step, batch in enumerate(_batches(loader, device), start=start + 1):
-        with autocast():
-            logs = system.training_step(batch, step, update)
-        if world > 1 and device.type != "cuda":
-            average_batchnorm_statistics(system, world)
-        bar.update()
-        if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
-            bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in logs.items() if k.endswith("loss") or "l1" in k})
-            for k, v in logs.items():
-                writer.add_scalar(f"train/{k}", v, step)
-            writer.add_scalar("train/steps_per_s", (step - start) / (time.perf_counter() - t0), step)
-        if rank == 0 and val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
-            _validate(system, val, writer, step, device, out, cfg.sample_every and step % cfg.sample_every == 0
-                      or step == cfg.steps)
-        if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
-            _save(out, cfg, system, step)
-        if world > 1:
-            dist.barrier()
+    try:
+        for step, batch in enumerate(_batches(loader, device), start=start + 1):
+            with autocast():
+                logs = system.training_step(batch, step, update)
+            if world > 1 and device.type != "cuda":
+                average_batchnorm_statistics(system, world)
+            bar.update()
+            if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
+                bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in logs.items()
+                                 if k.endswith("loss") or "l1" in k})
+                for k, v in logs.items():
+                    writer.add_scalar(f"train/{k}", v, step)
+                writer.add_scalar("train/steps_per_s", (step - start) / (time.perf_counter() - t0), step)
+            if rank == 0 and val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+                _validate(system, val, writer, step, device, out, cfg.sample_every and step % cfg.sample_every == 0
+                          or step == cfg.steps)
+            if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
+                _save(out, cfg, system, step)
+            if world > 1:
+                dist.barrier()
+    except RuntimeError as e:
+        if world > 1 and (isinstance(e, getattr(dist, "DistBackendError", ())) or "by peer" in str(e)):
+            raise LipgenError(f"another process of this run stopped ({str(e).splitlines()[0][:120]}); the "
+                              f"checkpoints are kept: --resume {out} to continue") from e
+        raise
     bar.close()
     final = out / "model.safetensors"
     if rank == 0:
@@ -233,12 +253,17 @@ def _check_out(out: Path, resume: bool) -> None:
 RESUME_MUST_MATCH = ("model", "preset", "batch_size", "seed", "bf16", "clips", "overrides")  # what makes a run itself
 
 
-def _check_same_run(out: Path, cfg: TrainConfig) -> None:
-    """--resume continues exactly only with the run's own settings (steps, logging and workers may change)."""
+def _check_same_run(out: Path, cfg: TrainConfig, world: int = 1) -> None:
+    """--resume continues exactly only with the run's own settings and number of processes (the batches each
+    process draws); steps, logging and workers may change."""
     try:
         was = json.loads((out / "config.json").read_text())["train"]
     except (OSError, ValueError, KeyError):
         return  # a run from before config.json held these: nothing to compare
+    if was.get("processes", world) != world:
+        raise ValueError(f"--resume {out} with {world} processes, the run had {was['processes']}: each process draws "
+                         "its own batches, so it would not continue the same run. Start it as it was started "
+                         "(torchrun --nproc_per_node), or give another --out")
     now = dataclasses.asdict(cfg)
     changed = [f"{k} {was.get(k)!r} -> {now[k]!r}" for k in RESUME_MUST_MATCH if k in was and was[k] != now[k]]
     if changed:

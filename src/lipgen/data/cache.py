@@ -2,6 +2,7 @@
 
     <cache>/<clip>/meta.json, <array>.npy    one folder per clip, named clip_dir_name(id)
     <cache>/vocabulary.json                  the corpus's word list (lipgen.data.corpora.vocabulary)
+    <cache>/manifest.jsonl, _failed/         the corpus's clips; those that could not be used, with the reason
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ MOUTH, FACE, MEL = "mouth", "face", "mel"
 LANDMARKS, LANDMARKS_MOUTH, LANDMARKS_FACE = "landmarks", "landmarks_mouth", "landmarks_face"
 MOUTH_MATRIX, FACE_MATRIX = "mouth_matrix", "face_matrix"
 VOCABULARY_FILE = "vocabulary.json"
+FAILED = "_failed"  # <cache>/_failed/<clip>.json: a clip preprocessing could not use, with the reason
 
 
 def clip_dir_name(clip_id: str) -> str:
@@ -27,6 +29,33 @@ def clip_dir_name(clip_id: str) -> str:
 
 def clip_folder(cache: str | os.PathLike, clip_id: str) -> Path:
     return Path(cache) / clip_dir_name(clip_id)
+
+
+def source_path(meta: dict) -> Path:
+    """The source video of a cached clip; FileNotFoundError (one line) where it is gone, or where a cache made
+    before lipgen stored absolute paths names it relative to another folder."""
+    path = Path(meta["path"])
+    if path.is_file():
+        return path
+    if not path.is_absolute():
+        raise FileNotFoundError(f"{path}: the source video of cached clip {meta['id']}, named relative to the folder "
+                                "preprocessing ran in (caches made before lipgen stored absolute paths). Run from "
+                                "that folder, or preprocess again.")
+    raise FileNotFoundError(f"{path}: the source video of cached clip {meta['id']} is not there (moved or deleted?); "
+                            "its sound and frames are read from it. Put the corpus back at that path, or preprocess "
+                            "it where it is now.")
+
+
+def missing_clips(cache: str | os.PathLike) -> list[str]:
+    """Ids of the corpus manifest (manifest.jsonl, written by shard 0) that the cache neither holds nor lists as
+    failed: shards not run yet, or still running."""
+    cache = Path(cache)
+    try:
+        ids = [json.loads(line)["id"] for line in (cache / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        return []
+    return [i for i in ids if not (clip_folder(cache, i) / "meta.json").is_file()
+            and not (cache / FAILED / f"{clip_dir_name(i)}.json").is_file()]
 
 
 def clip_metas(cache: str | os.PathLike, split: str | None = None, key: str = "split",

@@ -52,6 +52,12 @@ class LipDataset(Dataset):
         self.word_index = {w: i for i, w in enumerate(self.vocabulary)}
         self.clips = cached.clip_metas(cache, split, "speaker_split" if by_speaker else "split", clips, window)
         if not self.clips:
+            if not self.cache.is_dir():
+                raise ValueError(f"{self.cache}: no such cache folder. Make one with `lipgen preprocess`, or check "
+                                 "the path.")
+            if clips is not None and not cached.clip_metas(cache, None, clips=clips):
+                raise ValueError(f"{self.cache}: none of the {len(clips)} listed clip ids (--clips) is in the cache; "
+                                 "list ids from its manifest.jsonl.")
             raise ValueError(f"{self.cache}: no cached clips for split={split!r}. Run `lipgen preprocess` first, "
                              "or check the split name.")
         self.items = [(c, s) for c, meta in enumerate(self.clips)

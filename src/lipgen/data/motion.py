@@ -32,7 +32,7 @@ from tqdm import tqdm
 from .. import media, speech, voice
 from ..models.base import DataSpec
 from ..models.motion import MOTION_POINTS, rest_shape
-from .cache import LANDMARKS_FACE, clip_folder, clip_metas, load_array
+from .cache import LANDMARKS_FACE, clip_folder, clip_metas, load_array, source_path
 from .corpora import SILENCE
 
 TEMPO_RANGE = (0.85, 1.2)  # speech played this much slower .. faster
@@ -71,11 +71,7 @@ class MotionDataset(Dataset):
 
     @staticmethod
     def _audio(meta: dict) -> np.ndarray:
-        path = Path(meta["path"])
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: the source of cached clip {meta['id']} is gone (the motion model "
-                                    "trains on the waveform). Run training from the folder preprocessing ran in.")
-        audio = media.read_audio(path)
+        audio = media.read_audio(source_path(meta))  # the motion model trains on the waveform
         lead = meta.get("trimmed_start_frames", 0) * media.SAMPLES_PER_FRAME  # frames dropped at the start
         return media.fit_audio(audio[lead:], meta["n_frames"])
 

@@ -39,12 +39,11 @@ from .. import face, media
 from ..errors import FaceNotFoundError, LipgenError
 from ..models.base import WINDOW
 from .align import align_words
-from .cache import clip_dir_name, write_vocabulary
+from .cache import FAILED, clip_dir_name, missing_clips, write_vocabulary
 from .corpora import SILENCE, Utterance, load_corpus, vocabulary, write_manifest
 
 MIN_FRAMES = WINDOW  # a clip shorter than one training window is of no use for training
 MAX_LEAD_TRIM = 0.6  # share of a clip that may be dropped at its start for having no face (corrupt opening frames)
-FAILED = "_failed"
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # disk full, over quota, read-only: the run's fault, not the clip's
 
 
@@ -167,7 +166,12 @@ def _work(args: tuple[Utterance, str, float]) -> tuple[str, str | None, float]:
         for name, value in arrays.items():
             np.save(tmp / f"{name}.npy", value)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        os.rename(tmp, final)
+        try:
+            os.rename(tmp, final)
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not (final / "meta.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another run of the same shard finished this clip meanwhile
     except OSError as e:  # numpy reports a short write (a full disk) without an errno
         shutil.rmtree(tmp, ignore_errors=True)
         code = e.errno or errno.ENOSPC
@@ -309,6 +313,6 @@ def write_report(cache: str | os.PathLike) -> dict:
     failed = [json.loads(p.read_text()) for p in sorted((cache / FAILED).glob("*.json"))]
     failed = [f for f in failed if clip_dir_name(f["id"]) not in set(ok)]
     report = {"cache": str(cache), "clips_ok": len(ok), "clips_failed": len(failed),
-              "failed": {f["id"]: f["reason"] for f in failed}}
+              "failed": {f["id"]: f["reason"] for f in failed}, "missing": missing_clips(cache)}
     _write_atomic_json(cache / "report.json", report)
     return report

@@ -29,6 +29,7 @@ from .. import face as geometry
 from .. import media
 from ..data import cache as cached
 from ..data.dataset import LipDataset
+from ..errors import check_number
 from ..inference import driven_crops, load_spec, model_crops, predicted_motion
 from ..models.base import DRIVEN, READS_LIPS, READS_WORDS, WINDOW, can, window_seams
 from . import metrics
@@ -78,7 +79,7 @@ def _motion_crops(system, meta: dict, frames: np.ndarray, arrays: dict, expressi
     from .. import render
 
     lead = meta.get("trimmed_start_frames", 0) * media.SAMPLES_PER_FRAME
-    audio = media.fit_audio(media.read_audio(meta["path"])[lead:], len(frames))
+    audio = media.fit_audio(media.read_audio(cached.source_path(meta))[lead:], len(frames))
     points = np.load(Path(meta["cache_dir"]) / f"{cached.LANDMARKS}.npy")[:1].astype(np.float64)
     face_matrix = arrays["face_matrix"][:1].astype(np.float64)
     tracked = ((frames[0], points[0], face_matrix[0]) for _ in range(len(frames)))
@@ -89,7 +90,7 @@ def _motion_crops(system, meta: dict, frames: np.ndarray, arrays: dict, expressi
 
 
 def _clip_frames(meta: dict) -> np.ndarray:
-    frames = media.read_video(meta["path"])
+    frames = media.read_video(cached.source_path(meta))
     return frames[meta.get("trimmed_start_frames", 0):][: meta["n_frames"]]
 
 
@@ -143,13 +144,19 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
     Writes <out>/report.md, report.csv (per clip), report.json (means per row and per speaker) and
     mouth_opening.png. Returns the JSON summary.
     """
+    if limit is not None:
+        check_number("limit (clips to evaluate)", limit, 1, integer=True)
+    if expressiveness is not None:
+        check_number("expressiveness", expressiveness, 0)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     data = LipDataset(cache, split, window=1, stride=10**9, clips=clips)
     clips = data.clips[:limit]
     systems = {}
     for spec in models:
         system = load_spec(spec)
+        if system.crop == "none":
+            raise ValueError(f"{spec} is a sync expert: it scores lip sync and draws nothing. Evaluate motion, "
+                             "glance, crgan, davs or a generator from `lipgen train`.")
         if Path(spec).is_file():  # a training run's model: named by its run folder
             label = Path(spec).parent.name if Path(spec).name == "model.safetensors" else Path(spec).name
             label = f"{_model_name(spec)} ({label})"
@@ -159,6 +166,7 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
             label = f"{label}, expressiveness {expressiveness:g}"
         systems[label] = system
     sync_expert = _load_expert(expert)
+    out.mkdir(parents=True, exist_ok=True)  # after every check: a refused run leaves no folder
     results: list[ClipResult] = []
     bar = tqdm(clips, desc="evaluate", unit="clip", disable=not progress)
     for index, meta in enumerate(bar):
@@ -219,12 +227,12 @@ def _model_name(path: str) -> str:
 def _load_expert(expert: str | None):
     if expert is None:
         return None
-    try:
-        from .sync import load_expert
+    from .sync import load_expert
 
-        return load_expert(None if expert == "default" else expert)
-    except (ImportError, FileNotFoundError):
-        return None
+    if expert != "default" and not Path(expert).is_file():
+        raise FileNotFoundError(f"{expert}: no such sync expert checkpoint. Give a file from `lipgen train --model "
+                                "syncnet`, leave --expert out (the shipped one), or pass --no-sync.")
+    return load_expert(None if expert == "default" else expert)
 
 
 def _mean(values) -> float:

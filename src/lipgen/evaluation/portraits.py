@@ -27,7 +27,7 @@ from .. import face as geometry
 from .. import media
 from ..data.align import align_words
 from ..data.corpora import SILENCE, Word, grid_words_from_name, read_align
-from ..errors import FaceNotFoundError, LipgenError
+from ..errors import FaceNotFoundError, LipgenError, check_number
 from .. import ASSETS
 from .wild import (
     COLUMNS,
@@ -185,6 +185,8 @@ def evaluate_portraits(folder: str | os.PathLike, out: str | os.PathLike, models
     Writes <out>/report.md, report.csv, report.json and opening.png. Returns the JSON summary.
     """
     started = time.time()
+    if limit is not None:
+        check_number("limit (images to evaluate)", limit, 1, integer=True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)  # before any work: a file in the way is said at once
     paths = inputs_in(folder, media.IMAGE_SUFFIXES, "images")[:limit]

@@ -43,7 +43,7 @@ from tqdm import tqdm
 from .. import face as geometry
 from ..face import EYES, eye_distance
 from .. import media
-from ..errors import MultipleFacesError
+from ..errors import MultipleFacesError, check_number
 from ..generate import generate
 from .. import ASSETS
 from ..models import model_classes, shipped_checkpoint, shipped_models
@@ -297,6 +297,8 @@ def model_specs(models: list[str] | None,
     None: their default), named in their labels when given; the other models have None."""
     from ..checkpoint import read_header
 
+    if expressiveness is not None:
+        check_number("expressiveness", expressiveness, 0)
     specs = {}
     shipped = [name for name in shipped_models() if model_classes(name)[0].crop != "none"]
     for spec in shipped if models is None else models:
@@ -567,6 +569,8 @@ def evaluate_videos(folder: str | os.PathLike, out: str | os.PathLike, models: l
     report.csv (per clip and row), report.json and opening.png. Returns the JSON summary.
     """
     started = time.time()
+    if limit is not None:
+        check_number("limit (videos to evaluate)", limit, 1, integer=True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)  # before any work: a file in the way is said at once
     paths = inputs_in(folder, media.VIDEO_SUFFIXES, "videos")[:limit]
