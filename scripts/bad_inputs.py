@@ -334,6 +334,17 @@ def run_cases(root: Path) -> None:
                                                          f"{SPEECH},{PHOTO},o.mp4\n"))
     case(root, "13 batch with an unquoted comma in a name", ["batch", "jobs.csv"],
          lambda folder: (folder / "jobs.csv").write_text(f"audio,face,out\n{SPEECH},{PHOTO},my clip, final.mp4\n"))
+    # 14. session 17's red-team tours (the Python API's arrays are in tests/test_generate.py)
+    case(root, "14 --expressiveness nan", ["generate", "--audio", SPEECH, "--expressiveness", "nan", *out])
+    case(root, "14 --pad nan", ["generate", "--audio", SPEECH, "--pad", "nan", *out])
+    case(root, "14 evaluate with a cache that is not there", ["evaluate", "motion", "--cache", "c"])
+    case(root, "14 lipread a GRID clip (words only where speech is heard)", ["lipread", "--video", FACE_VIDEO])
+    case(root, "14 retrieve with two queries", ["retrieve", "--audio", SPEECH, "--videos", FACE_VIDEO,
+                                                "--video", FACE_VIDEO, "--audios", SPEECH])
+    case(root, "14 demo on port 99999", ["demo", "--port", "99999"])
+    case(root, "14 train --log-every 0", ["train", "--model", "glance", "--preset", "tiny", "--cache", "c",
+                                          "--out", "run", "--log-every", "0"])
+    case(root, "14 generate --checkpoint a run folder", ["generate", "--audio", SPEECH, "--checkpoint", ".", *out])
 
 
 def resume_cases(root: Path) -> None:
