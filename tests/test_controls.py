@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import lipgen
-from lipgen import cli, media
+from lipgen import cli, face, media
 from lipgen.errors import FaceNotFoundError
 from lipgen.face import padded
 from lipgen.generate import SAMPLE_FACE, FaceSource, generate, loop_index
@@ -149,3 +149,32 @@ def test_cli_controls_quiet_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["generate", "--face-box", "1,2,3"])
     assert "x0,y0,x1,y1" in capsys.readouterr().err
+
+
+def _cut_and_leave(tmp_path):
+    """GRID s1 for 40 frames, a cut to s4 placed elsewhere, who from frame 50 slides out of the picture (18 frames,
+    no cut) and leaves the studio's backdrop behind (12): 80 frames."""
+    s1 = media.read_video(VIDEO)[:40]
+    s4 = np.stack([cv2.resize(f, (360, 288), interpolation=cv2.INTER_AREA)
+                   for f in media.read_video(GRID / "s4/video/bbilzs.mp4")[:40]])
+    s4 = np.roll(s4, 80, axis=2)
+    backdrop = cv2.resize(s4[0, :40, 100:140], (360, 288))  # a patch of the wall, stretched
+    for t in range(10, 40):  # 20 px further right every frame, the backdrop where it was
+        shift = min(360, 20 * (t - 9))
+        s4[t, :, shift:] = s4[t, :, :360 - shift].copy()
+        s4[t, :, :shift] = backdrop[:, :shift]
+    path = media.write_mp4(tmp_path / "cut.mp4", np.concatenate([s1, s4]))
+    return path, media.read_video(path)
+
+
+def test_a_cut_and_a_face_that_leaves(motion, tmp_path):
+    """Each scene's face is smoothed on its own (no smear across the cut); frames the face has left pass through."""
+    video, source = _cut_and_leave(tmp_path)
+    speech = np.concatenate([media.read_audio(VIDEO)] * 2)[:80 * media.SAMPLES_PER_FRAME]
+    out = media.read_video(motion.generate(speech, video, tmp_path / "o.mp4", progress=False))
+    change = np.abs(out.astype(int) - source).mean(axis=(1, 2, 3))  # per frame, the whole picture
+    assert change[36:44].max() < 2.6, change[36:44]  # smeared faces across the cut changed up to 4 levels
+    cuts = []
+    points, _ = face.track_landmarks(source, allow_missing=True, cuts=cuts)
+    assert cuts[0] == 40 and not np.isnan(points[:55, 0, 0]).any()
+    assert np.isnan(points[70:, 0, 0]).all()  # gone: no landmarks squeezed against the picture's edge, no mouth drawn

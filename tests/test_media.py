@@ -157,3 +157,71 @@ def test_a_sound_file_is_muxed_at_its_own_rate_and_channels(clip, tmp_path):
     odd = media.write_wav(tmp_path / "odd.wav", 0.3 * np.sin(np.arange(37800 * 2) / 9), 37800)
     rate, layout, y = _sound_of(media.write_mp4(tmp_path / "odd.mp4", frames, sound=odd))
     assert (rate, layout, abs(y.shape[1] - 2 * 48000) <= 1024) == (48000, "mono", True)
+
+
+@pytest.mark.parametrize("tags", [{"dst_color_range": 2}, {"dst_colorspace": 1}])  # full range; BT.709 (phones' HD)
+def test_a_videos_own_colour_matrix_and_range_are_read(tmp_path, tags):
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[:, :32], rgb[:, 32:], rgb[:32, :, 0] = 20, 230, 200  # dark, light, and red stripes
+    path = tmp_path / "tagged.mkv"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("ffv1", rate=25)  # lossless: only the conversion is measured
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        if "dst_color_range" in tags:
+            s.codec_context.color_range = 2
+        else:
+            s.codec_context.colorspace = 1
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p", **tags)
+        for p in [*s.encode(frame), *s.encode()]:
+            c.mux(p)
+    back = media.read_video(path)[0].astype(int)
+    assert np.abs(back[4:28, 4:28] - rgb[4:28, 4:28]).max() <= 3  # away from the stripes' edges (chroma halved)
+    assert np.abs(back[40:60, 40:60] - rgb[40:60, 40:60]).max() <= 3
+
+
+@pytest.mark.parametrize("sound_at", [0.4, -0.4])  # seconds after (before) the first picture
+def test_a_videos_sound_is_placed_where_its_picture_has_it(tmp_path, sound_at):
+    from fractions import Fraction
+
+    path, rate = tmp_path / "offset.mp4", media.SAMPLE_RATE
+    beep = np.zeros(2 * rate, np.float32)
+    beep[int(0.6 * rate):int(0.7 * rate)] = 0.5 * np.sin(np.arange(int(0.1 * rate)) / 3)  # at 0.6 s of the sound
+    with av.open(str(path), "w") as c:
+        video, sound = c.add_stream("libx264", rate=25), c.add_stream("aac", rate=rate, layout="mono")
+        video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
+        packets = []
+        for i in range(50):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 90, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i + max(0, round(-sound_at * 25)), Fraction(1, 25)
+            packets += video.encode(frame)
+        packets += video.encode()
+        for i in range(0, beep.size, 1024):
+            frame = av.AudioFrame.from_ndarray(beep[None, i:i + 1024].copy(), format="fltp", layout="mono")
+            frame.sample_rate, frame.time_base = rate, Fraction(1, rate)
+            frame.pts = i + max(0, round(sound_at * rate))
+            packets += sound.encode(frame)
+        packets += sound.encode()
+        for p in sorted(packets, key=lambda p: float(p.dts * p.time_base)):
+            c.mux(p)
+    heard = media.read_audio(path)
+    loud = np.flatnonzero(np.abs(heard) > 0.2)
+    assert abs(loud[0] / rate - (0.6 + sound_at)) < 0.03  # the beep as the picture has it, not 0.6 s in
+    out = media.write_mp4(tmp_path / "o.mp4", media.read_video(path), sound=path)  # muxed likewise
+    again = np.flatnonzero(np.abs(media.read_audio(out)) > 0.2)
+    assert abs(again[0] / rate - (0.6 + sound_at)) < 0.03
+
+
+def test_pixels_wider_than_tall_are_made_square(tmp_path):
+    from fractions import Fraction
+
+    path = tmp_path / "sar.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 48, 64, "yuv420p"
+        s.codec_context.sample_aspect_ratio = Fraction(4, 3)  # shown 64 wide, as DV and HDV store it
+        for i in range(3):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((64, 48, 3), 90, np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    assert media.read_video(path).shape[1:] == (64, 64, 3)

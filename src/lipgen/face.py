@@ -37,6 +37,7 @@ SMALL_IMAGE_SIDE = 640  # pixels: below this (longer side) the detectors also lo
 WEAK_DETECTION = 0.5  # a detection scoring under this share of the image's best is taken for a false one
 FOLLOW_LIMIT = 0.8  # share of a box shift its landmarks follow, from which a detection is taken for no face
 CUT_GREY_LEVELS = 24.0  # mean grey-level change (0-255) of a 32x32 thumbnail between frames that marks a scene cut
+MAX_LOST = 5  # frames (allow_missing): a face the detector cannot find this long has left the picture
 FEATHER = 0.18  # share of a crop's side over which paste-back fades from crop to frame
 
 TEMPLATE_PATH = ASSETS / "face_template.npy"
@@ -209,7 +210,8 @@ def padded(matrix: np.ndarray, size: int, pad: float) -> np.ndarray:
 
 
 def track_landmarks(frames, face_index: int | None = None, redetect_every: int = REDETECT_EVERY,
-                    where: str = "the clip", allow_missing: bool = False) -> tuple[np.ndarray, int]:
+                    where: str = "the clip", allow_missing: bool = False,
+                    cuts: list | None = None) -> tuple[np.ndarray, int]:
     """68-point landmarks through a clip, detecting only when needed.
 
     The detector runs on the first frame, every `redetect_every` frames, at a scene cut, and whenever
@@ -220,23 +222,26 @@ def track_landmarks(frames, face_index: int | None = None, redetect_every: int =
 
     allow_missing=False: the first frame must show the face; a frame where it is lost (blur, occlusion)
     keeps the last detection. allow_missing=True (videos with cutaways): frames without a face get NaN
-    landmarks - before the face first appears, and from a scene cut with no face until a face is found
-    again (looked for on every frame, thoroughly at cuts and every redetect_every frames); only a clip
-    with no face at all is an error.
+    landmarks - before the face first appears, from a scene cut with no face, and once the detector has
+    not found it for MAX_LOST frames (it left the picture), until a face is found again (looked for on
+    every frame, thoroughly at cuts and every redetect_every frames); only a clip with no face at all is an
+    error. cuts: a list to which the indices of frames that start a new scene are appended.
     Returns ((T, 68, 2) float32, number of detector runs).
     """
     out = []
     rel = None  # detector box expressed in the landmark box's frame: (dx0, dy0, dx1, dy1) / size
-    det_box = prev = last_seen = thumb = None
-    n_detect = 0
+    det_box = prev = last_seen = thumb = detected = None
+    n_detect = lost = 0
     for t, frame in enumerate(frames):
         gray = _gray(frame)
         thumb, before = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32), thumb
         cut = before is not None and np.abs(thumb - before).mean() > CUT_GREY_LEVELS
+        if cut and cuts is not None:
+            cuts.append(t)
         points = None
-        if prev is not None and t % redetect_every and not (allow_missing and cut):  # follow the face
+        if prev is not None and t % redetect_every and not (allow_missing and (cut or lost)):  # follow the face
             points = landmarks_in_box(frame, _box_from(prev, rel), gray)
-            if _implausible(prev, points):
+            if _implausible(prev, points) or (allow_missing and _leaving(points, detected, gray.shape)):
                 points = None
         if points is None:
             n_detect += 1
@@ -253,13 +258,15 @@ def track_landmarks(frames, face_index: int | None = None, redetect_every: int =
                 centre = (prev if prev is not None else last_seen)
                 centre = (centre.min(0) + centre.max(0)) / 2
                 det_box = boxes[np.argmin(np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=1))]
-            elif allow_missing and (cut or prev is None):  # cut away from the face, or still away
+            elif allow_missing and (cut or prev is None or lost >= MAX_LOST):  # cut away, still away, or left
                 out.append(np.full((68, 2), np.nan, np.float32))
-                prev = None
+                prev, lost = None, 0
                 continue
-            # else: lost for a frame (blur, occlusion): keep the last detection
+            # else: lost for a frame (blur, occlusion): keep the last detection (looked for again next frame)
+            lost = 0 if len(boxes) else lost + 1
             points = landmarks_in_box(frame, det_box, gray)
             rel = _box_relation(det_box, points)
+            detected = points if len(boxes) else detected
         out.append(points)
         prev = last_seen = points
     if not out:
@@ -282,6 +289,15 @@ def _box_from(points: np.ndarray, rel: np.ndarray) -> np.ndarray:
     lb = _box_of(points)
     size = lb[2:] - lb[:2]
     return np.r_[lb[:2] + rel[:2] * size, lb[2:] + rel[2:] * size]
+
+
+def _leaving(points: np.ndarray, seen: np.ndarray, shape: tuple[int, int]) -> bool:
+    """Whether the face is leaving the (H, W) picture: its landmarks' box is at the left, right or top edge and
+    under 2/3 as wide as when it was last detected (`seen`: those landmarks); the predictor squeezes the points
+    of a face half out of the picture inside it."""
+    box, width = _box_of(points), np.ptp(seen[:, 0])
+    at_edge = box[0] <= 2 or box[1] <= 2 or box[2] >= shape[1] - 3
+    return bool(at_edge and box[2] - box[0] < 2 / 3 * width)
 
 
 def _implausible(prev: np.ndarray, points: np.ndarray) -> bool:

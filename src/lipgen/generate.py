@@ -108,7 +108,9 @@ class FaceSource:
         if face_box is not None:
             first = self.image if self.still else next(media.iter_video(path, fps=self.fps, max_seconds=max_seconds))
             face_index = geometry.face_index_at(first, face_box, f"the first frame of {path}")
-        landmarks, _ = geometry.track_landmarks(frames, face_index, where=str(path), allow_missing=not self.still)
+        cuts = []
+        landmarks, _ = geometry.track_landmarks(frames, face_index, where=str(path), allow_missing=not self.still,
+                                                cuts=cuts)
         if self.still:  # a photo's inner lips read again where MediaPipe is installed (lipgen.lips)
             landmarks[0] = wider_inner_lips(self.image, landmarks[0])
         self.landmarks = landmarks  # (T, 68, 2) frame pixels, NaN where a frame has no face
@@ -125,9 +127,11 @@ class FaceSource:
         self.face_matrix = np.full((len(landmarks), 2, 3), np.nan)  # (T, 2, 3) each, NaN where no face
         self.mouth_matrix = self.face_matrix.copy()
         seen = ~np.isnan(landmarks[:, 0, 0])
-        for run in np.split(np.arange(len(seen)), np.flatnonzero(np.diff(seen)) + 1):  # runs of frames with a face
+        starts = np.union1d(np.flatnonzero(np.diff(seen)) + 1, cuts).astype(int)  # a face appears or goes; a cut
+        for run in np.split(np.arange(len(seen)), starts):  # runs of frames with one face, in one scene
             if seen[run[0]]:  # smoothed within a run, never across a cut
                 self.face_matrix[run], self.mouth_matrix[run] = geometry.crop_matrices(landmarks[run])
+        self.cuts = [t for t in cuts if seen[t]]  # frames that start a scene with a face in it
         t = int(np.argmax(seen))  # the first frame with the face gives the identity crops
         video = None if self.still else media.iter_video(path, fps=self.fps, max_seconds=max_seconds)
         first = self.image if self.still else next(itertools.islice(video, t, None))
@@ -374,6 +378,10 @@ class Generator:
             kind, crops = model_crops(system, media.log_mel(samples, n_model), source.identity_mouth,
                                       source.identity_face, self.batch_size)
         source.check_length(n_frames)
+        if source.cuts:
+            log.warning("%s cuts to another scene at %.1f s: the %s model draws the first scene's face throughout "
+                        "(the motion model, the default, follows each scene's own face)", face, source.cuts[0] /
+                        float(source.fps), self.model)
         crops = held_at(crops, n_frames, source.fps) if source.fps != media.VIDEO_FPS else crops
         frames = (frame if matrix is None else geometry.paste_back(frame, crop, matrix)  # no face: untouched
                   for crop, (frame, matrix) in zip(crops, source.frames(kind, n_frames)))

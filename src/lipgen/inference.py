@@ -137,9 +137,14 @@ def silence_gain(samples: np.ndarray, n_frames: int) -> np.ndarray:
 
 
 def video_mouths(video: str | os.PathLike, max_seconds: float = media.MAX_SECONDS) -> np.ndarray:
-    """Mouth crops of the first face of a video, frame by frame: (T, 64, 64, 3) uint8."""
+    """Mouth crops of the first face of a video, frame by frame: (T, 64, 64, 3) uint8. Two passes over the
+    video (its landmarks, then its crops), one frame in memory at a time."""
     from . import face
 
-    frames = media.read_video(video, max_seconds=max_seconds)
-    track = face.track_face(frames, face_index=0, where=str(video))
-    return face.crop(frames, track.mouth_matrix, face.MOUTH_SIZE)
+    landmarks, _ = face.track_landmarks(media.iter_video(video, max_seconds=max_seconds), face_index=0,
+                                        where=str(video))
+    _, mouth = face.crop_matrices(landmarks)
+    crops = np.empty((len(mouth), face.MOUTH_SIZE, face.MOUTH_SIZE, 3), np.uint8)
+    for t, frame in enumerate(media.iter_video(video, max_seconds=max_seconds)):
+        crops[t] = face.crop(frame[None], mouth[t:t + 1], face.MOUTH_SIZE)[0]
+    return crops

@@ -130,6 +130,7 @@ def iter_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float
         if not container.streams.video:
             raise MediaError(f"{path}: has no video stream. Give a video file, or an image for a still face.")
         stream = container.streams.video[0]
+        sar = stream.sample_aspect_ratio
         tick, previous, first_time, t, said = 0, None, None, 0.0, False
         for frame in _decoded(path, container, stream, "video"):
             t = float(frame.time) if frame.time is not None else tick / fps
@@ -141,7 +142,7 @@ def iter_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float
             while previous is not None and tick / fps < t - 1e-6:
                 yield previous
                 tick += 1
-            previous = _fit_side(_upright(_rgb(frame), frame), path, said)
+            previous = _fit_side(_upright(_square(_rgb(frame), sar), frame), path, said)
             said = True  # an oversized video is noted once, not for every frame
         if previous is None:
             raise MediaError(f"{path}: no video frames could be decoded. Check that the file is a complete video.")
@@ -150,16 +151,32 @@ def iter_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float
             tick += 1
 
 
+def _square(image: np.ndarray, sar) -> np.ndarray:
+    """The frame in square pixels: stretched by its stream's sample aspect ratio (DV, HDV and some broadcast video
+    store pixels wider or narrower than tall)."""
+    if not sar or sar == 1:
+        return image
+    width = max(2, int(round(image.shape[1] * float(sar))))
+    return np.ascontiguousarray(cv2.resize(image, (width, image.shape[0]), interpolation=cv2.INTER_AREA if sar < 1
+                                           else cv2.INTER_LINEAR))
+
+
 def _upright(image: np.ndarray, frame: av.VideoFrame) -> np.ndarray:
     """The frame as it is meant to be shown: rotated by its display matrix (counter-clockwise degrees)."""
     quarter_turns = round((frame.rotation or 0) / 90) % 4
     return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
 
 
+BT709, FULL_RANGE = 1, 2  # FFmpeg's codes for a frame's colorspace and color_range
+
+
 def _rgb(frame: av.VideoFrame) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of a decoded frame. yuv420p (almost every video) is converted by OpenCV's SIMD
-    BT.601 code, ~10x faster than PyAV's rgb24 path; anything else goes through PyAV."""
-    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+    """(H, W, 3) uint8 RGB of a decoded frame, by its own colour matrix and range. Limited-range BT.601 (or
+    untagged) yuv420p goes through OpenCV's BT.601 code (what every measurement here was made with); BT.709
+    (as phones tag HD video), full range (JPEG-style, some VP9/AV1) and other formats through PyAV's swscale,
+    which reads the frame's tags."""
+    if (frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0
+            and frame.colorspace != BT709 and frame.color_range != FULL_RANGE):
         return cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420)
     return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
 
@@ -293,10 +310,16 @@ def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS, dtype=
         n = 0
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
 
+        drop = None  # samples to drop: the sound of a video that starts before its picture
+        decoded = 0  # samples the file holds (at SAMPLE_RATE), however placed
+
         def append(blocks):
-            nonlocal audio, n
+            nonlocal audio, n, drop, decoded
             for out in blocks:
-                block = out.to_ndarray().reshape(-1)
+                block = out.to_ndarray().reshape(-1) if isinstance(out, av.AudioFrame) else out
+                decoded += block.size if isinstance(out, av.AudioFrame) else 0
+                cut = min(drop, block.size)
+                block, drop = block[cut:], drop - cut
                 if n + block.size > audio.size:
                     bigger = np.empty(max(2 * audio.size, n + block.size), dtype)
                     bigger[:n] = audio[:n]
@@ -305,12 +328,17 @@ def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS, dtype=
                 n += block.size
 
         for frame in _decoded(path, container, stream, "audio"):
+            if drop is None:  # the sound is placed where the picture has it (read_video starts at the first frame)
+                lead = _lead_samples(container, frame, SAMPLE_RATE)
+                drop = max(0, -lead)
+                append([np.zeros(max(0, lead), np.float32)])  # a sound that starts after the picture: silence first
             append(resampler.resample(frame))
             if n > max_seconds * SAMPLE_RATE:
                 raise MediaError(f"{path}: audio longer than {max_seconds:.0f} s. Cut it, or raise the limit "
                                  "(--max-seconds, max_seconds in Python).")
+        drop = drop or 0
         append(resampler.resample(None))
-    _refuse_truncated(path, container, n / SAMPLE_RATE, declared)
+    _refuse_truncated(path, container, decoded / SAMPLE_RATE, declared)
     return check_speech(audio[:n], path)
 
 
@@ -527,6 +555,7 @@ def check_output(out: str | os.PathLike, inputs: dict[str, object], suffix: str 
 X264_PRESET = "veryfast"  # half the encoding time of "fast" at the same crf (a third of generation's time before)
 
 
+BT601_TAGS = (6, 1, 6, 6)  # FFmpeg's colorspace, range, primaries, transfer: SMPTE 170M (BT.601), limited range
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)  # the encoder's rates, up to 48 kHz
 AAC_BLOCK = 1024  # samples per AAC frame
 
@@ -576,6 +605,8 @@ class Mp4Writer:
             self.video = self.out.add_stream("libx264", rate=self.fps, options=self.options)
             self.video.width, self.video.height = frame.shape[1], frame.shape[0]
             self.video.pix_fmt = "yuv420p"
+            context = self.video.codec_context  # RGB becomes limited-range BT.601 YUV: said so, for every player
+            context.colorspace, context.color_range, context.color_primaries, context.color_trc = BT601_TAGS
             if self.audio is not None or self.sound_file is not None:
                 self.sound = self.out.add_stream("aac", rate=self.rate, layout=self.layout)
         for packet in self.video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
@@ -638,13 +669,33 @@ def _sound_format(path) -> tuple[int, str]:
 
 
 def _file_sound(path, rate: int, layout: str):
-    """A file's first audio stream as (channels, k) float32 pieces at `rate` in `layout`, a decoded frame at a time."""
+    """A file's first audio stream as (channels, k) float32 pieces at `rate` in `layout`, a decoded frame at a time,
+    placed as read_audio places it (from the picture's start, in a video)."""
     with _open(path) as container:
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        drop = None
         for frame in itertools.chain(_decoded(path, container, stream, "audio"), [None]):
+            if drop is None and frame is not None:
+                lead = _lead_samples(container, frame, rate)
+                drop = max(0, -lead)
+                yield np.zeros((len(av.AudioLayout(layout).channels), max(0, lead)), np.float32)
             for out in resampler.resample(frame):
-                yield out.to_ndarray()
+                piece = out.to_ndarray()
+                cut = min(drop or 0, piece.shape[1])
+                drop = (drop or 0) - cut
+                yield piece[:, cut:]
+
+
+def _lead_samples(container, first_sound: av.AudioFrame, rate: int) -> int:
+    """Samples from a video's first picture to its first sound at `rate` (negative: the sound starts earlier);
+    0 for a file without pictures or timestamps."""
+    if not container.streams.video or first_sound.time is None:
+        return 0
+    video = container.streams.video[0]
+    if video.start_time is None or video.time_base is None or video.disposition & av.stream.Disposition.attached_pic:
+        return 0  # no timing, or an audio file's cover picture
+    return int(round((first_sound.time - float(video.start_time * video.time_base)) * rate))
 
 
 def _blocks(pieces, n: int, channels: int):

@@ -45,21 +45,28 @@ def score_video(path: str | os.PathLike, expert=None, face_index: int | None = N
     from .evaluation.sync import landmark_sync_scores, load_landmark_expert
 
     expert = expert or load_landmark_expert()
-    frames = media.read_video(path, max_seconds=max_seconds)  # (T, H, W, 3) at 25 fps
-    if len(frames) < wild.SYNC_MIN_FRAMES:
-        raise media.MediaError(f"{path}: {len(frames)} frames; the sync expert needs at least {wild.SYNC_MIN_FRAMES} "
+    sampled = []  # every SHARPNESS_EVERY-th frame, for CPBD; the others pass through one at a time
+
+    def frames():
+        for t, frame in enumerate(media.iter_video(path, max_seconds=max_seconds)):  # at 25 fps
+            if t % SHARPNESS_EVERY == 0:
+                sampled.append(frame)
+            yield frame
+
+    landmarks, _ = geometry.track_landmarks(frames(), face_index, where=str(path))
+    n = len(landmarks)
+    if n < wild.SYNC_MIN_FRAMES:
+        raise media.MediaError(f"{path}: {n} frames; the sync expert needs at least {wild.SYNC_MIN_FRAMES} "
                                f"({wild.SYNC_MIN_FRAMES / media.VIDEO_FPS:.1f} s). Give a longer video.")
-    audio = media.fit_audio(media.read_audio(path, max_seconds=max_seconds), len(frames))
-    landmarks, _ = geometry.track_landmarks(frames, face_index, where=str(path))
+    audio = media.fit_audio(media.read_audio(path, max_seconds=max_seconds), n)
     sync = landmark_sync_scores(expert, landmarks, audio)
-    speech = wild.speech_frames(audio, len(frames))
+    speech = wild.speech_frames(audio, n)
     opening = wild.openings(wild.mouth_opening(landmarks), speech)
     iod = float(np.median(wild.eye_distance(landmarks)))
-    every = slice(None, None, SHARPNESS_EVERY)
     return {"video": str(path), "sync_conf": sync["lse_c"], "sync_dist": sync["lse_d"], "sync_offset": sync["offset"],
             "opening_speech": opening["opening_speech"], "opening_silence": opening["opening_silence"],
             "jitter": 100 * metrics.mouth_jitter(landmarks / iod),
-            "cpbd": wild.mouth_sharpness(frames[every], landmarks[every]), "seconds": len(frames) / media.VIDEO_FPS}
+            "cpbd": wild.mouth_sharpness(sampled, landmarks[::SHARPNESS_EVERY]), "seconds": n / media.VIDEO_FPS}
 
 
 def score(videos, face_index: int | None = None, max_seconds: float = media.MAX_SECONDS,
