@@ -566,8 +566,8 @@ class Mp4Writer:
     The sound is `sound`'s own first audio stream where a file is given (the speech file, or the driving video),
     at its own rate (48 kHz at most) and as mono or stereo, so the listener hears what was given; otherwise
     `audio`, mono samples at SAMPLE_RATE (what the models hear). Either is fitted to the frames written (trimmed or
-    padded with silence), so both streams end together; samples are counted from the file's first decoded one,
-    as read_audio counts them, so the picture keeps the timing the model heard.
+    padded with silence), so both streams end together; a file's sound is placed as read_audio places it (from
+    a video's first picture), so the picture keeps the timing the model heard.
 
     threads: x264's encoding threads (default: its own choice, 1.5 per core); lipgen.generate leaves one core
     to the thread that draws the frames meanwhile.
