@@ -307,38 +307,24 @@ def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS, dtype=
         limit = int(max_seconds * SAMPLE_RATE)
         # room for the declared length: pages never written cost no memory, so guessing high is free
         audio = np.empty(min(limit, int((declared or 60.0) * SAMPLE_RATE)) + SAMPLE_RATE, dtype)
-        n = 0
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        n, decoded = 0, [0]
 
-        drop = None  # samples to drop: the sound of a video that starts before its picture
-        decoded = 0  # samples the file holds (at SAMPLE_RATE), however placed
+        def append(block):
+            nonlocal audio, n
+            if n + block.size > audio.size:
+                bigger = np.empty(max(2 * audio.size, n + block.size), dtype)
+                bigger[:n] = audio[:n]
+                audio = bigger
+            audio[n:n + block.size] = block
+            n += block.size
 
-        def append(blocks):
-            nonlocal audio, n, drop, decoded
-            for out in blocks:
-                block = out.to_ndarray().reshape(-1) if isinstance(out, av.AudioFrame) else out
-                decoded += block.size if isinstance(out, av.AudioFrame) else 0
-                cut = min(drop, block.size)
-                block, drop = block[cut:], drop - cut
-                if n + block.size > audio.size:
-                    bigger = np.empty(max(2 * audio.size, n + block.size), dtype)
-                    bigger[:n] = audio[:n]
-                    audio = bigger
-                audio[n:n + block.size] = block
-                n += block.size
-
-        for frame in _decoded(path, container, stream, "audio"):
-            if drop is None:  # the sound is placed where the picture has it (read_video starts at the first frame)
-                lead = _lead_samples(container, frame, SAMPLE_RATE)
-                drop = max(0, -lead)
-                append([np.zeros(max(0, lead), np.float32)])  # a sound that starts after the picture: silence first
-            append(resampler.resample(frame))
-            if n > max_seconds * SAMPLE_RATE:
-                raise MediaError(f"{path}: audio longer than {max_seconds:.0f} s. Cut it, or raise the limit "
-                                 "(--max-seconds, max_seconds in Python).")
-        drop = drop or 0
-        append(resampler.resample(None))
-    _refuse_truncated(path, container, decoded / SAMPLE_RATE, declared)
+        with contextlib.closing(_placed_sound(path, container, SAMPLE_RATE, "mono", decoded)) as pieces:
+            for piece in pieces:
+                append(piece[0])
+                if n > max_seconds * SAMPLE_RATE:
+                    raise MediaError(f"{path}: audio longer than {max_seconds:.0f} s. Cut it, or raise the limit "
+                                     "(--max-seconds, max_seconds in Python).")
+    _refuse_truncated(path, container, decoded[0] / SAMPLE_RATE, declared)
     return check_speech(audio[:n], path)
 
 
@@ -669,22 +655,30 @@ def _sound_format(path) -> tuple[int, str]:
 
 
 def _file_sound(path, rate: int, layout: str):
-    """A file's first audio stream as (channels, k) float32 pieces at `rate` in `layout`, a decoded frame at a time,
-    placed as read_audio places it (from the picture's start, in a video)."""
+    """A file's first audio stream as (channels, k) float32 pieces at `rate` in `layout` (see _placed_sound)."""
     with _open(path) as container:
-        stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-        drop = None
-        for frame in itertools.chain(_decoded(path, container, stream, "audio"), [None]):
-            if drop is None and frame is not None:
-                lead = _lead_samples(container, frame, rate)
-                drop = max(0, -lead)
-                yield np.zeros((len(av.AudioLayout(layout).channels), max(0, lead)), np.float32)
-            for out in resampler.resample(frame):
-                piece = out.to_ndarray()
-                cut = min(drop or 0, piece.shape[1])
-                drop = (drop or 0) - cut
-                yield piece[:, cut:]
+        yield from _placed_sound(path, container, rate, layout)
+
+
+def _placed_sound(path, container, rate: int, layout: str, decoded: list | None = None):
+    """The container's first audio stream as (channels, k) float32 pieces at `rate` in `layout`, a decoded frame at
+    a time, placed where a video's picture has it (read_video starts at the first picture): silence first where
+    the sound starts later, its start dropped where it starts earlier. decoded: [samples the file holds], kept up."""
+    stream = container.streams.audio[0]
+    resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+    drop = None
+    for frame in itertools.chain(_decoded(path, container, stream, "audio"), [None]):
+        if drop is None and frame is not None:
+            lead = _lead_samples(container, frame, rate)
+            drop = max(0, -lead)
+            yield np.zeros((len(av.AudioLayout(layout).channels), max(0, lead)), np.float32)
+        for out in resampler.resample(frame):
+            piece = out.to_ndarray()
+            if decoded is not None:
+                decoded[0] += piece.shape[1]
+            cut = min(drop or 0, piece.shape[1])
+            drop = (drop or 0) - cut
+            yield piece[:, cut:]
 
 
 def _lead_samples(container, first_sound: av.AudioFrame, rate: int) -> int:
