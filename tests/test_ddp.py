@@ -93,7 +93,13 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp") / "ranks.pt"
-    mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    try:
+        mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    except mp.ProcessExitedException as e:
+        # gloo's teardown now and then aborts a rank ("terminate called without an active exception") after every
+        # collective is done; rank 0 writes its file only once the last one (the curve's all-reduce) has finished
+        if e.signal_name != "SIGABRT" or not out.is_file():
+            raise
     return torch.load(out)
 
 
