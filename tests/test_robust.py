@@ -122,6 +122,33 @@ def test_video_rotation_metadata_is_applied(tmp_path):
     assert np.abs(frames.astype(int) - upright).mean() < 4
 
 
+def _combing(frames: np.ndarray) -> float:
+    """Mean distance of each row from the mean of its neighbours: large where two fields are woven."""
+    grey = frames.astype(float).mean(-1)
+    return float(np.abs(grey[:, 1:-1] - (grey[:, :-2] + grey[:, 2:]) / 2).mean())
+
+
+def test_interlaced_video_is_read_from_one_field(tmp_path):
+    import av
+
+    moving = media.read_video(CLIP)[:20]
+    woven = moving[0::2].copy()  # 50i: the top field from one moment, the bottom field from the next,
+    woven[:, 1::2] = np.roll(moving[1::2, 1::2], 6, axis=2)  # the camera panning between them
+    with av.open(str(tmp_path / "tv.mp4"), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"x264-params": "interlaced=1:tff=1", "crf": "12"})
+        stream.width, stream.height, stream.pix_fmt = 360, 288, "yuv420p"
+        for frame in woven:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    frames = media.read_video(tmp_path / "tv.mp4")
+    assert frames.shape == woven.shape
+    assert _combing(woven) > 1.5 * _combing(moving[0::2])  # the weave shows
+    assert _combing(frames) < 1.1 * _combing(moving[0::2])  # and is gone
+    assert np.abs(frames.astype(int) - moving[0::2]).mean() < 4  # the top field's moment, whole
+
+
 # 7. Size guard -----------------------------------------------------------------------------------------------
 
 
@@ -136,6 +163,16 @@ def test_huge_photo_is_scaled_to_the_documented_limit(tmp_path, caplog):
         image = media.read_image(tmp_path / "big.jpg")
     assert image.shape == (1536, media.MAX_IMAGE_SIDE, 3)
     assert "2048-pixel limit" in caplog.text and "6000x4500" in caplog.text
+
+
+def test_a_wide_video_is_noted_once_however_often_it_is_read(tmp_path, caplog):
+    frames = np.zeros((5, 64, 2304, 3), np.uint8)
+    media.write_mp4(tmp_path / "wide.mp4", frames)
+    with caplog.at_level("WARNING", logger="lipgen.media"):
+        for _ in range(2):  # generate reads a video face twice: to track it, then to draw on it
+            shape = media.read_video(tmp_path / "wide.mp4").shape
+    assert shape[1:] == (57, 2048, 3)
+    assert caplog.text.count("2048-pixel limit") == 1
 
 
 # 4. Output equal to an input ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ maps audio to video frames uses these names, never literal numbers.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -118,7 +119,8 @@ def iter_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float
     """Yield the frames of a video as RGB (H, W, 3) uint8 C-contiguous arrays, brought to `fps`.
 
     Output tick k shows the last source frame whose time is <= k / fps (frames are dropped or
-    repeated; a 25 fps source passes through unchanged). Frames are turned upright by the video's
+    repeated; a 25 fps source passes through unchanged). Interlaced frames are made progressive from their
+    first field; frames are turned upright by the video's
     rotation metadata (phones record portrait video sideways), and scaled down to MAX_IMAGE_SIDE
     pixels on the longer side if larger (logged once). Memory stays at one frame however long
     the video, and the generator may be dropped at any point. Raises MediaError for a file with no
@@ -130,8 +132,8 @@ def iter_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float
         if not container.streams.video:
             raise MediaError(f"{path}: has no video stream. Give a video file, or an image for a still face.")
         stream = container.streams.video[0]
-        sar = stream.sample_aspect_ratio
-        tick, previous, first_time, t, said = 0, None, None, 0.0, False
+        sar, bottom_first = stream.sample_aspect_ratio, stream.codec_context.field_order in BOTTOM_FIRST
+        tick, previous, first_time, t = 0, None, None, 0.0
         for frame in _decoded(path, container, stream, "video"):
             t = float(frame.time) if frame.time is not None else tick / fps
             first_time = t if first_time is None else first_time
@@ -142,13 +144,31 @@ def iter_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float
             while previous is not None and tick / fps < t - 1e-6:
                 yield previous
                 tick += 1
-            previous = _fit_side(_upright(_square(_rgb(frame), sar), frame), path, said)
-            said = True  # an oversized video is noted once, not for every frame
+            progressive = _one_field(_rgb(frame), bottom_first) if frame.interlaced_frame else _rgb(frame)
+            previous = _fit_side(_upright(_square(progressive, sar), frame), path)
         if previous is None:
             raise MediaError(f"{path}: no video frames could be decoded. Check that the file is a complete video.")
         while tick / fps < t + _frame_period(stream) - 1e-6:
             yield previous
             tick += 1
+
+
+BOTTOM_FIRST = 3, 4  # FFmpeg's field orders whose bottom field is shown first (BB, TB)
+
+
+def _one_field(image: np.ndarray, bottom: bool) -> np.ndarray:
+    """An interlaced frame (two fields, a field time apart, woven into alternate rows) as one progressive
+    picture: the field shown first, each missing row the mean of its neighbours (the one there is, at an edge).
+    A moving mouth then has no combing, which would otherwise be read as lip edges and drawn into the output."""
+    height = image.shape[0]
+    if height < 2:
+        return image
+    missing = np.arange(1 - int(bottom), height, 2)
+    above = np.where(missing > 0, missing - 1, missing + 1)
+    below = np.where(missing < height - 1, missing + 1, missing - 1)
+    out = image.copy()
+    out[missing] = ((image[above].astype(np.uint16) + image[below] + 1) // 2).astype(np.uint8)
+    return out
 
 
 def _square(image: np.ndarray, sar) -> np.ndarray:
@@ -256,20 +276,25 @@ def is_still(path: str | os.PathLike) -> bool:
     return suffix in IMAGE_SUFFIXES
 
 
-def _fit_side(image: np.ndarray, path, quiet: bool = False, original: tuple[int, int] | None = None) -> np.ndarray:
-    """The image with its longer side at most MAX_IMAGE_SIDE (INTER_AREA, logged unless quiet), C-contiguous.
-    original: (width, height) of the file, for the log, when the image was already decoded smaller."""
+def _fit_side(image: np.ndarray, path, original: tuple[int, int] | None = None) -> np.ndarray:
+    """The image with its longer side at most MAX_IMAGE_SIDE (INTER_AREA, noted once per file), C-contiguous.
+    original: (width, height) of the file, for the note, when the image was already decoded smaller."""
     h, w = image.shape[:2]
     if max(h, w) <= MAX_IMAGE_SIDE and (original is None or max(original) <= MAX_IMAGE_SIDE):
         return np.ascontiguousarray(image)
     scale = min(1.0, MAX_IMAGE_SIDE / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if not quiet:
-        log.warning("%s: %dx%d pixels is over lipgen's %d-pixel limit: scaled to %dx%d for analysis and output.",
-                    path, *(original or (w, h)), MAX_IMAGE_SIDE, *size)
+    _note_scaled(str(path), *(original or (w, h)), *size)
     if size == (w, h):
         return np.ascontiguousarray(image)
     return np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+
+
+@functools.lru_cache(maxsize=64)
+def _note_scaled(path: str, width: int, height: int, new_width: int, new_height: int) -> None:
+    """Say once per file (not for every frame, nor for every pass over a video) that it was scaled down."""
+    log.warning("%s: %dx%d pixels is over lipgen's %d-pixel limit: scaled to %dx%d for analysis and output.",
+                path, width, height, MAX_IMAGE_SIDE, new_width, new_height)
 
 
 def read_frames(path: str | os.PathLike, max_seconds: float = MAX_SECONDS) -> np.ndarray:
