@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from lipgen.models.glance import PRESETS, Glance
-from lipgen.train import average_batchnorm_statistics, make_update
+from lipgen.train import average_batchnorm_statistics, make_update, mean_over_processes
 
 STEPS, HALF = 6, 2  # steps of the curve; items per process (one process alone takes 2 * HALF)
 LOSS_KEYS = ("d/loss", "g/loss")
@@ -55,12 +55,10 @@ def _train(world: int, lo: int, hi: int, after_first_step=None) -> torch.Tensor:
             average_batchnorm_statistics(system, world)
         if step == 1 and after_first_step:
             after_first_step(system, logs)
+        if world > 1:  # what training logs
+            logs = mean_over_processes(logs, torch.device("cpu"))
         curve.append([logs[k] for k in LOSS_KEYS])
-    curve = torch.tensor(curve, dtype=torch.float64)
-    if world > 1:
-        dist.all_reduce(curve)
-        curve /= world
-    return curve
+    return torch.tensor(curve, dtype=torch.float64)
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:

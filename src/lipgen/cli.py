@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -49,7 +50,9 @@ def _train(args) -> None:
                       batch_size=args.batch_size, seed=args.seed, bf16=args.bf16, workers=args.workers,
                       log_every=args.log_every, sample_every=args.sample_every, val_every=args.val_every,
                       ckpt_every=args.ckpt_every, clips=args.clips, resume=args.resume, overrides=overrides)
-    print(f"model: {train(cfg)}")
+    final = train(cfg)
+    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, said once
+        print(f"model: {final}")
 
 
 def _generate(args) -> None:

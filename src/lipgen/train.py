@@ -209,7 +209,10 @@ def train(cfg: TrainConfig) -> Path:
             if world > 1 and device.type != "cuda":
                 average_batchnorm_statistics(system, world)
             bar.update()
-            if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
+            logging_step = step % cfg.log_every == 0 or step == cfg.steps
+            if logging_step and world > 1:  # every process's batch, not rank 0's alone
+                logs = mean_over_processes(logs, device)
+            if rank == 0 and logging_step:
                 bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in logs.items()
                                  if k.endswith("loss") or "l1" in k})
                 for k, v in logs.items():
@@ -355,6 +358,17 @@ def average_gradients(params: list[torch.Tensor], world: int) -> None:
             for g, part in zip(bucket, flat.split([g.numel() for g in bucket])):
                 g.copy_(part.view_as(g))
             bucket, size = [], 0
+
+
+def mean_over_processes(logs: dict, device: torch.device) -> dict[str, float]:
+    """A training step's logged values, each the mean over the processes where it is a number (a process whose
+    batch had nothing to measure logs NaN); one all-reduce, as every process logs the same names at each step."""
+    names = sorted(logs)
+    values = torch.tensor([float(logs[k]) for k in names], dtype=torch.float64, device=device)
+    measured = values.isfinite()
+    sums = torch.stack([values.where(measured, 0.0), measured.double()])
+    dist.all_reduce(sums)
+    return dict(zip(names, (sums[0] / sums[1]).tolist()))  # 0 / 0: NaN, measured nowhere
 
 
 def average_batchnorm_statistics(system: torch.nn.Module, world: int) -> None:
