@@ -58,4 +58,5 @@ def test_evaluate_davs_adds_video_driven_row_and_representation(grid_cache, tiny
     assert any(n.startswith("davs") and n.endswith("from video") for n in names)
     (rep,) = summary["representation"].values()
     assert rep["words"] > 0 and 0 <= rep["accuracy_both"] <= 1 and rep["audio_to_video_median_rank"] >= 1
+    assert rep["words"] <= 6  # the evaluated clip's words (a GRID sentence has six), not the whole cache's
     assert "lip reading and retrieval" in (tmp_path / "report.md").read_text()

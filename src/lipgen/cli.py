@@ -383,8 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", required=True, help="preprocessed cache folder")
     p.add_argument("--out", default="eval", help="report folder (default eval)")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
-    p.add_argument("--limit", type=int, help="evaluate at most this many clips (the per-clip rows; DAVS's and "
-                                             "CRGAN's word measures use the whole split)")
+    p.add_argument("--limit", type=int, help="evaluate at most this many clips (the first by name; DAVS's and "
+                                             "CRGAN's word measures too)")
     _expressiveness_arg(p)
     _sync_args(p)
     p.set_defaults(func=_evaluate)

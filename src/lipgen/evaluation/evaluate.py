@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ from ..inference import driven_crops, load_spec, model_crops, predicted_motion
 from ..models.base import DRIVEN, READS_LIPS, READS_WORDS, WINDOW, can, window_seams
 from . import metrics
 from .cpbd import cpbd_video
+
+log = logging.getLogger(__name__)
 
 IDENTITY_EVERY = 5  # frames: identity descriptors on every 5th frame (dlib's network is the slow part)
 REFERENCE_SEAM_WINDOW = WINDOW  # the reference rows' seam jitter is taken where a 16-frame window's seams fall
@@ -206,12 +209,18 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
     summary["representation"] = {}
     from .representation import evaluate_representation, lip_reader_accuracy
 
+    ids = [m["id"] for m in clips]  # the clips evaluated above (--limit, --clips)
+    has_timings = any(w["start"] is not None for m in clips for w in m["words"])
     for name, system in systems.items():  # what the models' encoders know
+        if not has_timings and (can(system, READS_WORDS) or can(system, READS_LIPS)):
+            log.warning("%s: the clips evaluated have no word timings: its lip-reading measures are left out.", name)
+            continue
         if can(system, READS_WORDS):  # a word-ID space: lip reading, retrieval, probe
             summary["representation"][name] = evaluate_representation(system, str(cache), split,
-                                                                       probe_split="train" if split else None)
+                                                                       probe_split="train" if split else None,
+                                                                       clips=ids)
         elif can(system, READS_LIPS) and "lip_reader" in system.loaded_parts:
-            summary["representation"][name] = lip_reader_accuracy(system, str(cache), split)
+            summary["representation"][name] = lip_reader_accuracy(system, str(cache), split, clips=ids)
     _write(out, results, summary)
     timed = [m for m in clips if data.silent_frames(data.clips.index(m)).any()]
     _plot_opening(out / "mouth_opening.png", results, (timed or clips)[0], data)

@@ -83,10 +83,11 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
 
 
 def evaluate_representation(system, cache: str, split: str | None = "test", probe_split: str | None = "train",
-                            probe_items: int = 2000) -> dict:
-    """Lip reading, retrieval (both directions) and the disentanglement probe of a DAVS model."""
+                            probe_items: int = 2000, clips: list[str] | None = None) -> dict:
+    """Lip reading, retrieval (both directions) and the disentanglement probe of a DAVS model, on the split's
+    timed words (of `clips` only, when given; the probe still learns from probe_split)."""
     system.eval()
-    test = _features(system, WordDataset(cache, split, window=system.config.n_frames, faces=True))
+    test = _features(system, WordDataset(cache, split, window=system.config.n_frames, faces=True, clips=clips))
     train_data = WordDataset(cache, probe_split, window=system.config.n_frames, faces=True)
     picks = np.random.default_rng(0).permutation(len(train_data))[:probe_items]
     train = _features(system, torch.utils.data.Subset(train_data, picks.tolist()))
@@ -101,11 +102,13 @@ def evaluate_representation(system, cache: str, split: str | None = "test", prob
 
 
 @torch.no_grad()
-def lip_reader_accuracy(system, cache: str, split: str | None = "test", batch_size: int = 8) -> dict:
-    """Per-frame word accuracy of a CRGAN's lip reader (system.read_lips) on a split's real face clips."""
+def lip_reader_accuracy(system, cache: str, split: str | None = "test", batch_size: int = 8,
+                        clips: list[str] | None = None) -> dict:
+    """Per-frame word accuracy of a CRGAN's lip reader (system.read_lips) on a split's real face clips (of
+    `clips` only, when given)."""
     system.eval()
     window = system.config.n_frames
-    data = LipDataset(cache, split, window=window, stride=window, faces=True)
+    data = LipDataset(cache, split, window=window, stride=window, faces=True, clips=clips)
     predicted, truth = [], []
     for batch in DataLoader(data, batch_size=batch_size):
         labelled = batch["words"] >= 0  # (B, T)
