@@ -1,5 +1,7 @@
 """The Generator and the controls: frame rate kept, ping-pong loop, padding, a face pinned by a box, quiet."""
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -128,6 +130,23 @@ def test_face_pinned_by_a_box(motion, two_faces, tmp_path):
     with pytest.raises(FaceNotFoundError, match="overlaps the box"):
         motion.generate(speech, path, tmp_path / "n.mp4", face_box=(0, 0, 20, 20), progress=False)
     assert not (tmp_path / "n.mp4").exists()
+
+
+def test_a_face_box_is_in_the_pixels_of_the_file_even_when_it_is_read_scaled_down(two_faces, tmp_path):
+    from PIL import Image
+
+    path, width = two_faces
+    big = tmp_path / "big.png"  # 4320 px wide: read at 2048
+    Image.open(path).resize((2 * width * 6, 288 * 6)).save(big)
+    image = media.read_image(big)
+    assert media.longer_side(big) == 12 * width and max(image.shape) == media.MAX_IMAGE_SIDE
+    right = face.face_index_at(media.read_image(path), (width + 40, 40, 2 * width - 40, 250))
+    box = (6 * (width + 40), 6 * 40, 6 * (2 * width - 40), 6 * 250)
+    assert face.face_index_at(image, box, scale=media.MAX_IMAGE_SIDE / (12 * width)) == right
+    with pytest.raises(FaceNotFoundError, match="faces found") as refused:
+        face.face_index_at(image, (0, 0, 20, 20), scale=media.MAX_IMAGE_SIDE / (12 * width))
+    found = [int(v) for v in re.findall(r"\d+", str(refused.value).split("faces found")[1])]
+    assert max(found) > media.MAX_IMAGE_SIDE  # told in the file's pixels, not the scaled image's
 
 
 def test_generator_tracks_each_face_once(motion):

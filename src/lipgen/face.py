@@ -33,6 +33,7 @@ MOUTH_SIDE = 1.5  # mouth crop side, in template mouth widths (Glance used 1.3 x
 ALIGN_SIGMA = 2.0  # frames: temporal Gaussian smoothing of the points the alignment is fitted to
 MOUTH_CENTRE_SIGMA = 12.0  # frames: smoothing of the mouth centre, so speech does not shake the crop
 REDETECT_EVERY = 50  # frames: run the detector again this often even when tracking looks fine
+MIN_IMAGE_SIDE = 16  # pixels: a narrower image holds no face the detectors can find (and crashes dlib's CNN)
 SMALL_IMAGE_SIDE = 640  # pixels: below this (longer side) the detectors also look for faces upsampled
 WEAK_DETECTION = 0.5  # a detection scoring under this share of the image's best is taken for a false one
 FOLLOW_LIMIT = 0.8  # share of a box shift its landmarks follow, from which a detection is taken for no face
@@ -99,6 +100,8 @@ def detect_faces(image: np.ndarray, upsample: int | None = None, fallback: bool 
     finds false faces in small images).
     """
     gray = _gray(image)
+    if min(gray.shape) < MIN_IMAGE_SIDE:
+        return np.zeros((0, 4))
     fallback = upsample is None if fallback is None else fallback
     if upsample is not None:
         tries = [upsample]
@@ -180,13 +183,14 @@ def choose_face(boxes: np.ndarray, face_index: int | None, where: str = "the ima
     return boxes[face_index]
 
 
-def face_index_at(image: np.ndarray, box, where: str = "the image") -> int:
+def face_index_at(image: np.ndarray, box, where: str = "the image", scale: float = 1.0) -> int:
     """The face_index (in track_landmarks' order) of the detected face that overlaps `box` (x0, y0, x1, y1,
-    pixels) the most: a face pinned by a box. Raises FaceNotFoundError when no detected face overlaps it."""
+    pixels of the file) the most: a face pinned by a box. scale: image pixels per file pixel (< 1 for a file
+    read scaled down). Raises FaceNotFoundError when no detected face overlaps it."""
     box = np.asarray(box, np.float64).reshape(-1)
     if box.size != 4 or not (box[2] > box[0] and box[3] > box[1]):
         raise ValueError(f"a face box is x0,y0,x1,y1 with x1 > x0 and y1 > y0, got {box.tolist()}")
-    boxes = plausible_faces(_gray(image), detect_faces(image))
+    boxes = plausible_faces(_gray(image), detect_faces(image)) / scale  # in the file's pixels
     if len(boxes):
         x0, y0 = np.maximum(boxes[:, :2], box[:2]).T
         x1, y1 = np.minimum(boxes[:, 2:], box[2:]).T

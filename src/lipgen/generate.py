@@ -107,7 +107,8 @@ class FaceSource:
             frames = media.iter_video(path, fps=self.fps, max_seconds=max_seconds)
         if face_box is not None:
             first = self.image if self.still else next(media.iter_video(path, fps=self.fps, max_seconds=max_seconds))
-            face_index = geometry.face_index_at(first, face_box, f"the first frame of {path}")
+            face_index = geometry.face_index_at(first, face_box, f"the first frame of {path}",
+                                                scale=max(first.shape[:2]) / media.longer_side(path))
         cuts = []
         landmarks, _ = geometry.track_landmarks(frames, face_index, where=str(path), allow_missing=not self.still,
                                                 cuts=cuts)

@@ -297,6 +297,20 @@ def _note_scaled(path: str, width: int, height: int, new_width: int, new_height:
                 path, width, height, MAX_IMAGE_SIDE, new_width, new_height)
 
 
+def longer_side(path: str | os.PathLike) -> int:
+    """The longer side, in pixels, of an image or video file as it is shown (square pixels), before lipgen scales it
+    to MAX_IMAGE_SIDE: what coordinates a user reads off the file (e.g. --face-box) are measured in."""
+    if is_still(path):
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return max(im.size)
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        sar = float(stream.sample_aspect_ratio or 1)
+        return max(round(stream.codec_context.width * sar), stream.codec_context.height)
+
+
 def read_frames(path: str | os.PathLike, max_seconds: float = MAX_SECONDS) -> np.ndarray:
     """A face source: an image becomes one frame, a video gives all its frames. (T, H, W, 3) uint8."""
     if is_still(path):
