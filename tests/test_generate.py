@@ -123,7 +123,10 @@ def test_arrays_and_controls_from_python(tiny_glance, tmp_path):
             model.generate(array, SAMPLE_FACE, tmp_path / "x.mp4", progress=False)
     with pytest.raises(TypeError, match="file path or a numpy array"):
         model.generate(list(speech), SAMPLE_FACE, tmp_path / "x.mp4", progress=False)
-    for control, value in [("expressiveness", float("nan")), ("expressiveness", "2"), ("pad", float("nan")),
+    with pytest.raises(TypeError, match="the face is a file path"):
+        model.generate(speech, media.read_image(SAMPLE_FACE), tmp_path / "x.mp4", progress=False)
+    for control, value in [("expressiveness", float("nan")), ("expressiveness", "2"), ("expressiveness", float("inf")),
+                           ("expressiveness", 11), ("pad", float("nan")),
                            ("fps", "30"), ("fps", 0), ("max_seconds", -5)]:
         with pytest.raises(ValueError, match=control.split("_")[0]):
             model.generate(speech, SAMPLE_FACE, tmp_path / "x.mp4", progress=False, **{control: value})

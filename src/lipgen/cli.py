@@ -438,7 +438,7 @@ def _folder_args(p, what: str) -> None:
 
 def _expressiveness_arg(p) -> None:
     p.add_argument("--expressiveness", type=float, help="motion model: how far the mouth moves, times the prediction "
-                                                        "(default 1.5; 1 = as GRID's speakers, mostly s1)")
+                                                        "(default 1.5; 1 = as GRID's speakers, mostly s1; 0 to 10)")
 
 
 def _sync_args(p) -> None:

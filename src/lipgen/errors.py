@@ -1,6 +1,7 @@
 """Errors a user can act on. Each message says what was wrong and what to do."""
 
 import errno
+import math
 import numbers
 
 
@@ -37,10 +38,13 @@ OS_HINTS = {
 }
 
 
+EXPRESSIVENESS_RANGE = (0, 10)  # the motion model's gain on its prediction: 10x already opens a mouth off the face
+
+
 def check_number(name: str, value, lo: float, hi: float = float("inf"), integer: bool = False):
     """Refuse (ValueError, one line) a control that is not a finite number from lo to hi (an int if integer)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral if integer else numbers.Real) \
-            or not lo <= value <= hi:
+            or not math.isfinite(value) or not lo <= value <= hi:
         bounds = f"of at least {lo:g}" if hi == float("inf") else f"from {lo:g} to {hi:g}"
         raise ValueError(f"{name} must be {'a whole number' if integer else 'a number'} {bounds}, got {value!r}")
     return value

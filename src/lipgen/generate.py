@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from . import face as geometry
 from . import media, render
-from .errors import check_number
+from .errors import EXPRESSIVENESS_RANGE, check_number
 from .lips import wider_inner_lips
 from .inference import (driven_crops, inference_autocast, model_crops, predicted_motion,  # noqa: F401
                         video_mouths, windowed)
@@ -315,7 +315,7 @@ class Generator:
                  expressiveness: float | None = None):
         check_number("batch_size", batch_size, 1, integer=True)
         if expressiveness is not None:
-            check_number("expressiveness", expressiveness, 0)
+            check_number("expressiveness", expressiveness, *EXPRESSIVENESS_RANGE)
         self.system = load_generator(model, checkpoint)  # the model itself (the network)
         self.model = model or type(self.system).__name__.lower()
         if self.system.crop == "none":
@@ -327,6 +327,9 @@ class Generator:
     def face(self, face: str | os.PathLike, face_index: int | None = None, face_box=None, fps=None,
              loop: str = "pingpong", pad: float = 0.0, max_seconds: float = media.MAX_SECONDS) -> FaceSource:
         """The prepared face source (tracked once per file, options and modification time, then reused)."""
+        if not isinstance(face, (str, os.PathLike)):
+            raise TypeError(f"the face is a file path (a photo or a video), got {type(face).__name__}; save an image "
+                            "array first, e.g. PIL.Image.fromarray(rgb).save('face.png')")
         path = Path(face)
         stat = path.stat() if path.is_file() else None
         key = (str(path.resolve()), stat and stat.st_mtime_ns, stat and stat.st_size, face_index,
@@ -350,7 +353,7 @@ class Generator:
             raise TypeError(f"audio: give a file path or a numpy array of samples, not {type(audio).__name__}")
         media.check_output(out, {"--audio": audio, "--face": face, "--drive-video": drive_video})
         if expressiveness is not None:
-            check_number("expressiveness", expressiveness, 0)
+            check_number("expressiveness", expressiveness, *EXPRESSIVENESS_RANGE)
         check_number("max_seconds", max_seconds, 0.001)
         if drive_video is not None and media.is_still(drive_video):
             raise media.MediaError(f"{drive_video}: a still image; --drive-video takes a video of someone speaking.")

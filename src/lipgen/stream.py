@@ -244,12 +244,12 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
     out to last)}.
     """
     from . import render
-    from .errors import check_number
+    from .errors import EXPRESSIVENESS_RANGE, check_number
     from .generate import FaceSource, load_generator
 
     media.check_output(out, {"--face": face})
     if expressiveness is not None:
-        check_number("expressiveness", expressiveness, 0)
+        check_number("expressiveness", expressiveness, *EXPRESSIVENESS_RANGE)
     if generator is not None:  # its model, and its face sources tracked once
         system = generator.system
         expressiveness = generator.expressiveness if expressiveness is None else expressiveness

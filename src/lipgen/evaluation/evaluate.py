@@ -30,7 +30,7 @@ from .. import face as geometry
 from .. import media
 from ..data import cache as cached
 from ..data.dataset import LipDataset
-from ..errors import check_number
+from ..errors import EXPRESSIVENESS_RANGE, check_number
 from ..inference import driven_crops, load_spec, model_crops, predicted_motion
 from ..models.base import DRIVEN, READS_LIPS, READS_WORDS, WINDOW, can, window_seams
 from . import metrics
@@ -150,7 +150,7 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
     if limit is not None:
         check_number("limit (clips to evaluate)", limit, 1, integer=True)
     if expressiveness is not None:
-        check_number("expressiveness", expressiveness, 0)
+        check_number("expressiveness", expressiveness, *EXPRESSIVENESS_RANGE)
     out = Path(out)
     data = LipDataset(cache, split, window=1, stride=10**9, clips=clips)
     clips = data.clips[:limit]

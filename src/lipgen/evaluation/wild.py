@@ -43,7 +43,7 @@ from tqdm import tqdm
 from .. import face as geometry
 from ..face import EYES, eye_distance
 from .. import media
-from ..errors import MultipleFacesError, check_number
+from ..errors import EXPRESSIVENESS_RANGE, MultipleFacesError, check_number
 from ..generate import generate
 from .. import ASSETS
 from ..models import model_classes, shipped_checkpoint, shipped_models
@@ -298,7 +298,7 @@ def model_specs(models: list[str] | None,
     from ..checkpoint import read_header
 
     if expressiveness is not None:
-        check_number("expressiveness", expressiveness, 0)
+        check_number("expressiveness", expressiveness, *EXPRESSIVENESS_RANGE)
     specs = {}
     shipped = [name for name in shipped_models() if model_classes(name)[0].crop != "none"]
     for spec in shipped if models is None else models:
