@@ -149,6 +149,20 @@ def test_a_face_box_is_in_the_pixels_of_the_file_even_when_it_is_read_scaled_dow
     assert max(found) > media.MAX_IMAGE_SIDE  # told in the file's pixels, not the scaled image's
 
 
+def test_a_black_and_white_photo_stays_black_and_white(motion, tmp_path):
+    from PIL import Image
+
+    grey = tmp_path / "grey.png"
+    Image.open(SAMPLE_FACE).convert("L").save(grey)
+    speech = media.read_audio(VIDEO)[: 2 * media.SAMPLE_RATE]
+    frames = media.read_video(motion.generate(speech, grey, tmp_path / "g.mp4", progress=False)).astype(int)
+    still = media.read_image(grey).astype(int)
+    assert (np.abs(frames - still).max(-1) > 30).any(-1).any(-1).sum() > 10  # the mouth moves ...
+    assert (frames.max(-1) - frames.min(-1)).max() <= 2  # ... with no colour (it was painted red inside)
+    colour = media.read_video(motion.generate(speech, SAMPLE_FACE, tmp_path / "c.mp4", progress=False)).astype(int)
+    assert (colour.max(-1) - colour.min(-1)).mean() > 10  # a colour photo keeps its colours
+
+
 def test_generator_tracks_each_face_once(motion):
     assert motion.face(VIDEO) is motion.face(VIDEO)
     assert motion.face(VIDEO, loop="forward") is not motion.face(VIDEO)

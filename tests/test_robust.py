@@ -679,3 +679,16 @@ def test_a_folder_given_for_a_file_says_so(tmp_path):
     for read in (media.read_audio, media.read_image, media.read_video):
         with pytest.raises(MediaError, match="is a folder. Give a file in it"):
             read(tmp_path)
+
+
+def test_transparent_parts_of_an_image_are_read_on_white(tmp_path):
+    from PIL import Image
+
+    photo = media.read_video(CLIP)[0]
+    alpha = np.zeros(photo.shape[:2], np.uint8)
+    alpha[40:250, 60:300] = 255  # a cut-out: what lies under the transparent margin is the old background
+    Image.fromarray(np.dstack([photo, alpha]), "RGBA").save(tmp_path / "cut.png")
+    image = media.read_image(tmp_path / "cut.png")
+    assert (image[alpha == 0] == 255).all() and np.array_equal(image[alpha == 255], photo[alpha == 255])
+    Image.fromarray(np.dstack([photo, np.full_like(alpha, 255)]), "RGBA").save(tmp_path / "opaque.png")
+    assert np.array_equal(media.read_image(tmp_path / "opaque.png"), photo)

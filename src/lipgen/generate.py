@@ -45,6 +45,7 @@ from . import ASSETS
 from .models import DEFAULT_MODEL  # noqa: F401
 from .models.base import DRIVEN, can
 from .models.motion import opening
+from .pixels import grey_as
 
 SAMPLE_AUDIO = ASSETS / "jfk.flac"
 SAMPLE_FACE = ASSETS / "astronaut.png"
@@ -387,8 +388,8 @@ class Generator:
                         "(the motion model, the default, follows each scene's own face)", face, source.cuts[0] /
                         float(source.fps), self.model)
         crops = held_at(crops, n_frames, source.fps) if source.fps != media.VIDEO_FPS else crops
-        frames = (frame if matrix is None else geometry.paste_back(frame, crop, matrix)  # no face: untouched
-                  for crop, (frame, matrix) in zip(crops, source.frames(kind, n_frames)))
+        frames = (frame if matrix is None else grey_as(geometry.paste_back(frame, crop, matrix), frame)  # no face:
+                  for crop, (frame, matrix) in zip(crops, source.frames(kind, n_frames)))  # untouched
         return _write(out, frames, samples, n_frames, progress, source.fps, sound)
 
     __call__ = generate

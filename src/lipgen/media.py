@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .errors import MediaError
+from .files import umask
 
 log = logging.getLogger(__name__)
 
@@ -247,12 +248,26 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             im = ImageOps.exif_transpose(im)
             if im.mode.startswith(("I", "F")):  # 16-bit or float greys: PIL's own conversion clips them to white
                 im = Image.fromarray(_to_uint8(np.asarray(im), im.mode))
+            if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+                im = _on_white(im, path)
             return _fit_side(np.asarray(im.convert("RGB")), path, original=stored)
     except Image.DecompressionBombError as e:
         raise MediaError(f"{path}: image too large to read safely ({e}). Give a photo of at most "
                          f"{MAX_IMAGE_SIDE} pixels a side.") from e
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise MediaError(f"{path}: not a readable image ({e}). Give a png or jpg photo of a face.") from e
+
+
+def _on_white(im, path):
+    """An image with transparency as a viewer on a white page shows it (an mp4 has no transparency; what lies
+    under transparent pixels is often garbage or black)."""
+    from PIL import Image
+
+    rgba = im.convert("RGBA")
+    if rgba.getextrema()[3][0] == 255:  # fully opaque
+        return im
+    log.info("%s: transparent parts are shown on white.", path)
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
 
 
 def _to_uint8(grey: np.ndarray, mode: str) -> np.ndarray:
@@ -657,7 +672,7 @@ class Mp4Writer:
             for packet in self.sound.encode():
                 self.out.mux(packet)
         self.out.close()
-        os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.chmod(self.tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(self.tmp, self.path)
         return self.path
 
@@ -758,11 +773,6 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, rate: int = SAMPLE_R
             w.writeframes(np.ascontiguousarray(block.astype(np.int16)).tobytes())
     return Path(path)
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, audio: np.ndarray | None = None,

@@ -3,9 +3,9 @@ their landmarks drawn, to check detection, alignment and crop stability by eye."
 
 from __future__ import annotations
 
+import io
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -14,6 +14,7 @@ from PIL import Image
 
 from . import ASSETS, face, media
 from .errors import FaceNotFoundError, MediaError
+from .files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -69,23 +70,16 @@ def preview(videos: list[str | os.PathLike] | None = None, out: str | os.PathLik
         media.check_output(out, {"VIDEO": video}, suffix=None)
     if out.suffix.lower() not in PICTURE_SUFFIXES:
         raise MediaError(f"{out}: the preview is a picture; name it .png or .jpg")
-    rows, missed = [], []
+    rows = []
     for path in videos:
         try:
             rows.append(_row(path))
         except FaceNotFoundError as e:
             log.warning("%s: left out of the preview: %s", path, e)
-            missed.append(path)
     if not rows:
         raise FaceNotFoundError(f"no face found in any of the {len(videos)} inputs; nothing to preview.")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        Image.fromarray(np.concatenate(rows, axis=0)).save(tmp)
-        os.chmod(tmp, 0o666 & ~media._umask())
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    picture = io.BytesIO()
+    Image.fromarray(np.concatenate(rows, axis=0)).save(picture, "PNG" if out.suffix.lower() == ".png" else "JPEG")
+    write_atomic(out, picture.getvalue())
     return out

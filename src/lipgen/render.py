@@ -22,6 +22,7 @@ import numpy as np
 
 from .face import MOUTH_CORNERS, invert, transform_points
 from .models.motion import MOTION_POINTS, closed, opening, rest_shape
+from .pixels import grey_as
 
 REVISION = 3  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
 # 3: the painted interior's edge 3x sharper)
@@ -265,7 +266,7 @@ def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple | 
     opening (pixels) up to which the frame's own interior is kept (default: the landmarks', opening(src))."""
     lips, teeth = paints if paints is not None else colours(frame, src)
     gap = float(opening(src)) if source_gap is None else source_gap
-    return fill_mouth(warp(frame, src, dst, pad), dst, gap, lips, teeth)
+    return grey_as(fill_mouth(warp(frame, src, dst, pad), dst, gap, lips, teeth), frame)
 
 
 def one_blas_thread():

@@ -25,6 +25,7 @@ import numpy as np
 from . import face as geometry
 from . import media
 from .errors import one_line
+from .files import json_text, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +90,9 @@ def score(videos, face_index: int | None = None, max_seconds: float = media.MAX_
             log.warning("%s: cannot score: %s", path, one_line(e))
             rows.append({"video": str(path), "error": one_line(e)})
     if out is not None:
-        import json
-
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}")
-        try:
-            tmp.write_text(json.dumps(rows, indent=1) + "\n")
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomic(out, json_text(rows) + "\n")
     return rows
 
 

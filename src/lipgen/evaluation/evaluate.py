@@ -17,7 +17,7 @@ LMD is in pixels of lipgen's 64x64 mouth crop (1 px = 1/96 of the mouth crop sid
 from __future__ import annotations
 
 import csv
-import json
+import io
 import logging
 import os
 from dataclasses import dataclass, field
@@ -31,6 +31,7 @@ from .. import media
 from ..data import cache as cached
 from ..data.dataset import LipDataset
 from ..errors import EXPRESSIVENESS_RANGE, check_number
+from ..files import json_text, write_atomic
 from ..inference import driven_crops, load_spec, model_crops, predicted_motion
 from ..models.base import DRIVEN, READS_LIPS, READS_WORDS, WINDOW, can, window_seams
 from . import metrics
@@ -281,13 +282,14 @@ def _write(out: Path, results: list[ClipResult], summary: dict) -> None:
                "", "| measure | value |", "|---|---|"]
         md += [f"| {k} | {v:.3f} |" for k, v in rep.items() if k not in ("words", "frames", "chance")] + [""]
     md += ["![mouth opening](mouth_opening.png)", ""]
-    (out / "report.md").write_text("\n".join(md))
-    with open(out / "report.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["row", "clip", "speaker", *COLUMNS])
-        for r in results:
-            writer.writerow([r.row, r.clip, r.speaker, *(r.values.get(k, "") for k in COLUMNS)])
-    (out / "report.json").write_text(json.dumps(summary, indent=1, default=float))
+    write_atomic(out / "report.md", "\n".join(md))
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["row", "clip", "speaker", *COLUMNS])
+    for r in results:
+        writer.writerow([r.row, r.clip, r.speaker, *(r.values.get(k, "") for k in COLUMNS)])
+    write_atomic(out / "report.csv", table.getvalue())
+    write_atomic(out / "report.json", json_text(summary))
 
 
 def _plot_opening(path: Path, results: list[ClipResult], meta: dict, data: LipDataset) -> None:

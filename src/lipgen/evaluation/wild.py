@@ -25,6 +25,7 @@ checkpoint's size and modification time: a re-run, or a run with one more model,
 from __future__ import annotations
 
 import csv
+import io
 import functools
 import hashlib
 import json
@@ -44,6 +45,7 @@ from .. import face as geometry
 from ..face import EYES, eye_distance
 from .. import media
 from ..errors import EXPRESSIVENESS_RANGE, MultipleFacesError, check_number
+from ..files import json_text, write_atomic
 from ..generate import generate
 from .. import ASSETS
 from ..models import model_classes, shipped_checkpoint, shipped_models
@@ -659,15 +661,16 @@ def write_reports(out: Path, title: str, notes: list[str], summary: dict, tables
                for r in summary["failed_rows"]]
         md += [""]
     md += ["![mouth opening](opening.png)", ""]
-    (out / "report.md").write_text("\n".join(md))
-    with open(out / "report.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["input", "row", "mode", *columns, "reason"])
-        for r in rows:
-            writer.writerow([r["input"], r["row"], r["mode"], *(r.get(k, "") for k in columns), r["reason"]])
-        for name, reason in summary["skipped"].items():
-            writer.writerow([name, "", "", *([""] * len(columns)), reason])
-    (out / "report.json").write_text(json.dumps({**summary, "rows": rows}, indent=1, default=float))
+    write_atomic(out / "report.md", "\n".join(md))
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["input", "row", "mode", *columns, "reason"])
+    for r in rows:
+        writer.writerow([r["input"], r["row"], r["mode"], *(r.get(k, "") for k in columns), r["reason"]])
+    for name, reason in summary["skipped"].items():
+        writer.writerow([name, "", "", *([""] * len(columns)), reason])
+    write_atomic(out / "report.csv", table.getvalue())
+    write_atomic(out / "report.json", json_text({**summary, "rows": rows}))
 
 
 def plot_videos(path: Path, plotted: dict, specs: dict) -> None:
