@@ -14,7 +14,7 @@ from lipgen.cli import main
 from lipgen.data.corpora import SILENCE, read_align
 from lipgen.evaluation.portraits import PORTRAIT_COLUMNS, evaluate_portraits, prepare_speech
 from lipgen.evaluation.wild import (COLUMNS, downscale, evaluate_videos, prepared_face_index, roll_degrees,
-                                   speech_frames, still_landmarks)
+                                   slug, speech_frames, still_landmarks)
 from lipgen.generate import SAMPLE_FACE
 
 from .conftest import FIXTURES, GRID, HELDOUT, SHARED, needs_shared
@@ -193,3 +193,26 @@ def test_an_output_in_the_way_is_said_before_any_work(tmp_path):
         with pytest.raises(FileExistsError):
             evaluate(tmp_path / "no such folder", tmp_path / "report", models=[])
     assert (tmp_path / "report").read_text() == "keep"
+
+
+def test_folders_that_would_mix_inputs_and_outputs_are_refused(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.full((120, 160, 3), 128, np.uint8)).save(folder / "wall.png")
+    for evaluate in (evaluate_videos, evaluate_portraits):
+        for options, error in [({"out": folder}, "--out is the input folder"),
+                               ({"out": tmp_path / "r", "work": folder / "."}, "--work is the input folder"),
+                               ({"out": tmp_path / "r", "max_side": 0}, "--max-side")]:
+            with pytest.raises(ValueError, match=error):
+                evaluate(folder, models=[], **options)
+    assert sorted(p.name for p in folder.iterdir()) == ["wall.png"] and not (tmp_path / "r").exists()
+    # a run that evaluates nothing writes its report and still fails
+    assert main(["evaluate-portraits", str(folder), "--out", str(tmp_path / "r"), "--models", "glance",
+                 "--speech", str(SPEECH), "--no-sync"]) == 2
+    assert "no input was evaluated with every row" in capsys.readouterr().err
+    assert "wall.png: FaceNotFoundError" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_work_folders_of_names_that_differ_only_in_odd_characters_are_apart():
+    assert slug("clip_1.mp4") == "clip_1.mp4"  # plain names keep their folders
+    assert len({slug(n) for n in ("a b.png", "a_b.png", "a-b.png", "日本.png", "中国.png")}) == 5

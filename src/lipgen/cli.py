@@ -184,6 +184,7 @@ def _evaluate_videos(args) -> None:
     print((Path(args.out) / "report.md").read_text().split("\n## per input")[0])
     print(f"written: {args.out}/report.md, report.csv, report.json, opening.png ({summary['complete']} clips with "
           f"every row, {len(summary['skipped'])} skipped)")
+    _some_evaluated(summary, args.out)
 
 
 def _evaluate_portraits(args) -> None:
@@ -193,8 +194,17 @@ def _evaluate_portraits(args) -> None:
                                  manifest=args.manifest, work=args.work, limit=args.limit, max_side=args.max_side,
                                  expert=None if args.no_sync else args.expert, expressiveness=args.expressiveness)
     print((Path(args.out) / "report.md").read_text().split("\n## per input")[0])
+    others = len(summary["skipped"]) - len(summary["no_face_found"])
     print(f"written: {args.out}/report.md, report.csv, report.json, opening.png ({summary['complete']} images with "
-          f"every row; no face found: {', '.join(summary['no_face_found']) or 'none'})")
+          f"every row; no face found: {', '.join(summary['no_face_found']) or 'none'}"
+          + (f"; {others} others not evaluated, each with its reason in report.md)" if others else ")"))
+    _some_evaluated(summary, args.out)
+
+
+def _some_evaluated(summary: dict, out) -> None:
+    """A run in which no input got every row ends in an error (exit code 2), its report still written."""
+    if not summary["complete"]:
+        raise LipgenError(f"no input was evaluated with every row; {out}/report.md says why for each")
 
 
 def _select(args) -> None:

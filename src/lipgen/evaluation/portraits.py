@@ -33,6 +33,7 @@ from .wild import (
     COLUMNS,
     MAX_SIDE,
     REFERENCE,
+    check_folders,
     correlation,
     downscale,
     evaluate_all,
@@ -187,6 +188,7 @@ def evaluate_portraits(folder: str | os.PathLike, out: str | os.PathLike, models
     started = time.time()
     if limit is not None:
         check_number("limit (images to evaluate)", limit, 1, integer=True)
+    check_folders(folder, out, work, max_side)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)  # before any work: a file in the way is said at once
     paths = inputs_in(folder, media.IMAGE_SUFFIXES, "images")[:limit]

@@ -55,6 +55,7 @@ from .evaluate import IDENTITY_EVERY
 from .sync import MAX_OFFSET, SYNC_FRAMES
 
 MAX_SIDE = 720  # pixels: longer side of the prepared frames; larger inputs are downscaled to it
+MIN_SIDE = 128  # pixels: the least --max-side that leaves a face large enough to find and read
 DEFAULT_SECONDS = 8.0  # seconds of each clip evaluated (from its start)
 # degrees: a still head tilted more is read turned upright (evaluate-portraits). Read upright, dlib's inner-lip gap of
 # a portrait turned 10-30 degrees is as close or closer to the upright portrait's (three times at 30 degrees); below
@@ -341,7 +342,21 @@ def model_key(spec: tuple, **settings) -> str:
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
+    """A file-name-safe name for `text`, one per text: where characters had to be replaced ("a b.png", "a_b.png",
+    names in other scripts), a short hash of the text keeps two names apart."""
+    safe = re.sub(r"[^A-Za-z0-9._]+", "_", text).strip("_")
+    return safe if safe == text else f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def check_folders(folder: str | os.PathLike, out: str | os.PathLike, work: str | os.PathLike | None,
+                  max_side: int) -> None:
+    """Refuse, before any work, an --out or --work that is the input folder (the next run would read the reports and
+    work files as inputs, or the work files would overwrite inputs) and a --max-side too small to hold a face."""
+    check_number("--max-side (pixels)", max_side, MIN_SIDE, integer=True)
+    for flag, path in (("--out", out), ("--work", work)):
+        if path is not None and Path(path).resolve() == Path(folder).resolve():
+            raise ValueError(f"{path}: {flag} is the input folder; its files would be read as inputs or written over "
+                             f"them. Give another folder, e.g. {flag} {Path(path).name}-{flag[2:]}.")
 
 
 def fresh_folder(folder: Path, key: str) -> bool:
@@ -573,6 +588,7 @@ def evaluate_videos(folder: str | os.PathLike, out: str | os.PathLike, models: l
     started = time.time()
     if limit is not None:
         check_number("limit (videos to evaluate)", limit, 1, integer=True)
+    check_folders(folder, out, work, max_side)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)  # before any work: a file in the way is said at once
     paths = inputs_in(folder, media.VIDEO_SUFFIXES, "videos")[:limit]
