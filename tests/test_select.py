@@ -48,10 +48,38 @@ def test_select_cli_writes_a_manifest_training_accepts(grid_cache, tmp_path, cap
 def test_select_refuses_what_it_cannot_honour(grid_cache, tmp_path):
     from lipgen.data.select import select
 
-    for options, words in (({"size": 0}, "--size 0"), ({"fraction": 1.5}, "--fraction 1.5"),
-                           ({"fraction": 0}, "--fraction 0")):
+    for options, words in (({"size": 0}, "--size"), ({"fraction": 1.5}, "--fraction 1.5"),
+                           ({"fraction": 0}, "--fraction 0"), ({"size": 5, "fraction": 0.7}, "not both"),
+                           ({"seed": -1}, "--seed")):
         with pytest.raises(ValueError, match=words):
             select(grid_cache, tmp_path / "selected.jsonl", **options)
     with pytest.raises(ValueError, match="is a folder: give the manifest's file path"):
         select(grid_cache, tmp_path, size=1)
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(FileNotFoundError, match="no such cache folder"):
+        select(tmp_path / "nowhere", tmp_path / "selected.jsonl", size=1)
+    manifest = grid_cache / "manifest.jsonl"
+    before = manifest.read_bytes()
+    with pytest.raises(ValueError, match="the cache's own manifest.jsonl"):
+        select(grid_cache, manifest, size=1)
+    assert manifest.read_bytes() == before
+
+
+def test_words_the_dictionary_lacks_count_no_phones(caplog):
+    utterances = _all_grid_sentences(3)
+    utterances[1].words.append(corpora.Word("qwxyzk"))
+    plain = phoneme_counts(_all_grid_sentences(3))
+    with caplog.at_level("WARNING", logger="lipgen.data.select"):
+        counts = phoneme_counts(utterances)
+    assert np.array_equal(counts, plain) and "qwxyzk" in caplog.text
+    assert len(select_clips(utterances, 2, "match")) == 2
+
+
+def test_a_selection_of_another_split_is_named_when_training_refuses_it(heldout_cache):
+    from lipgen.data.cache import clip_metas
+    from lipgen.data.dataset import LipDataset
+
+    test_ids = [m["id"] for m in clip_metas(heldout_cache, "test")]
+    assert test_ids
+    with pytest.raises(ValueError, match="is in split 'train': they are in test"):
+        LipDataset(heldout_cache, "train", clips=test_ids)

@@ -357,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", required=True, help="preprocessed cache folder")
     p.add_argument("--out", required=True, help="manifest to write (JSON lines)")
     p.add_argument("--size", type=int, help="number of clips (default: --fraction of them)")
-    p.add_argument("--fraction", type=float, default=0.5, help="share of clips to keep (default 0.5)")
+    p.add_argument("--fraction", type=float, help="share of clips to keep (default 0.5; or --size)")
     p.add_argument("--method", default="match", choices=["match", "random"], help="match (default) or random")
     p.add_argument("--split", default="train", help="split to select from (default train)")
     p.add_argument("--seed", type=int, default=0, help="random seed (ties, random method)")

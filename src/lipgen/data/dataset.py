@@ -55,9 +55,15 @@ class LipDataset(Dataset):
             if not self.cache.is_dir():
                 raise ValueError(f"{self.cache}: no such cache folder. Make one with `lipgen preprocess`, or check "
                                  "the path.")
-            if clips is not None and not cached.clip_metas(cache, None, clips=clips):
-                raise ValueError(f"{self.cache}: none of the {len(clips)} listed clip ids (--clips) is in the cache; "
-                                 "list ids from its manifest.jsonl.")
+            if clips is not None:
+                listed = cached.clip_metas(cache, None, clips=clips)
+                if not listed:
+                    raise ValueError(f"{self.cache}: none of the {len(clips)} listed clip ids (--clips) is in the "
+                                     "cache; list ids from its manifest.jsonl.")
+                key = "speaker_split" if by_speaker else "split"
+                raise ValueError(f"{self.cache}: none of the {len(clips)} listed clips (--clips) is in split "
+                                 f"{split!r}: they are in {', '.join(sorted({str(m[key]) for m in listed}))}. List "
+                                 f"{split} clips (e.g. `lipgen select --split {split}`).")
             raise ValueError(f"{self.cache}: no cached clips for split={split!r}. Run `lipgen preprocess` first, "
                              "or check the split name.")
         self.items = [(c, s) for c, meta in enumerate(self.clips)

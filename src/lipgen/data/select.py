@@ -10,13 +10,18 @@ set is covered. The result is a manifest that `lipgen train --clips` accepts.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
-from .cache import clip_metas
+from ..errors import check_number
+from .cache import VOCABULARY_FILE, clip_metas
 from .corpora import SILENCE, Utterance, write_manifest
+
+log = logging.getLogger(__name__)
+CACHE_FILES = ("manifest.jsonl", "report.json", VOCABULARY_FILE)  # a cache's own files at its top
 
 
 @functools.cache
@@ -33,15 +38,19 @@ def pronouncing_dictionary() -> dict[str, list[str]]:
     return words
 
 
-def phonemes(words: list[str]) -> list[str]:
-    """Phones of a word sequence; raises KeyError naming a word the dictionary lacks."""
+def phonemes(words: list[str], unknown: set[str] | None = None) -> list[str]:
+    """Phones of a word sequence. A word the dictionary lacks (a name, a typo) raises KeyError naming it, or, with
+    `unknown` given, is added to it and contributes no phones."""
     lexicon = pronouncing_dictionary()
     out = []
     for w in words:
         if w in SILENCE:
             continue
         if w.lower() not in lexicon:
-            raise KeyError(f"'{w}' is not in the pronouncing dictionary: its clip cannot be phonemised")
+            if unknown is None:
+                raise KeyError(f"'{w}' is not in the pronouncing dictionary: its clip cannot be phonemised")
+            unknown.add(w)
+            continue
         out += lexicon[w.lower()]
     return out
 
@@ -51,13 +60,22 @@ def phone_set() -> list[str]:
     return sorted({p for phones in pronouncing_dictionary().values() for p in phones})
 
 
+@functools.cache
+def _said_unknown(words: tuple[str, ...]) -> None:
+    log.warning("%d word(s) not in the pronouncing dictionary count no phones (their clips are matched by their "
+                "other words): %s", len(words), ", ".join(words[:10]) + (" ..." if len(words) > 10 else ""))
+
+
 def phoneme_counts(utterances: list[Utterance]) -> np.ndarray:
-    """(N, P) phone counts per clip, P = len(phone_set())."""
+    """(N, P) phone counts per clip, P = len(phone_set()); words the dictionary lacks are left out (warned once)."""
     index = {p: i for i, p in enumerate(phone_set())}
     counts = np.zeros((len(utterances), len(index)))
+    unknown: set[str] = set()
     for n, u in enumerate(utterances):
-        for p in phonemes([w.word for w in u.words]):
+        for p in phonemes([w.word for w in u.words], unknown):
             counts[n, index[p]] += 1
+    if unknown:
+        _said_unknown(tuple(sorted(unknown)))
     return counts
 
 
@@ -100,17 +118,27 @@ def select_clips(utterances: list[Utterance], size: int, method: str = "match", 
     return [utterances[i] for i in sorted(chosen[:size])]
 
 
-def select(cache: str | os.PathLike, out: str | os.PathLike, size: int | None = None, fraction: float = 0.5,
+def select(cache: str | os.PathLike, out: str | os.PathLike, size: int | None = None, fraction: float | None = None,
            method: str = "match", split: str = "train", seed: int = 0) -> dict:
-    """Select from the cached clips of a split (those with a transcript) and write a manifest to `out`.
+    """Select from the cached clips of a split (those with a transcript) and write a manifest to `out`: `size`
+    clips, or a `fraction` of them (default half).
 
     Returns {size, of, method, distance (L1 of phone histograms, selected vs all), coverage}."""
-    if size is not None and size < 1:
-        raise ValueError(f"--size {size}: give a number of clips, at least 1 (or --fraction)")
+    if size is not None and fraction is not None:
+        raise ValueError("give --size or --fraction, not both")
+    if size is not None:
+        check_number("--size (clips to keep)", size, 1, integer=True)
+    fraction = 0.5 if fraction is None else fraction
     if size is None and not 0 < fraction <= 1:
         raise ValueError(f"--fraction {fraction}: give a share of the clips above 0 and at most 1")
+    check_number("--seed", seed, 0, integer=True)
     if Path(out).is_dir():
         raise ValueError(f"--out {out} is a folder: give the manifest's file path, e.g. {Path(out) / 'selected.jsonl'}")
+    if not Path(cache).is_dir():
+        raise FileNotFoundError(f"{cache}: no such cache folder. Make one with `lipgen preprocess`, or check the path.")
+    if Path(out).resolve().parent == Path(cache).resolve() and Path(out).name in CACHE_FILES:
+        raise ValueError(f"--out {out} is the cache's own {Path(out).name}; writing it would change the cache. "
+                         f"Give another name, e.g. {Path(out).with_name('selected.jsonl')}.")
     metas = clip_metas(cache)
     from .corpora import Word
 
@@ -123,10 +151,10 @@ def select(cache: str | os.PathLike, out: str | os.PathLike, size: int | None = 
         raise ValueError(f"{cache}: no cached {split} clips with transcripts to select from")
     size = size if size is not None else max(1, round(fraction * len(utterances)))
     chosen = select_clips(utterances, size, method, seed)
-    write_manifest(chosen, out)
     counts = phoneme_counts(utterances)
     ids = {u.id for u in chosen}
     mask = np.array([u.id in ids for u in utterances])
     covered = (counts[mask].sum(0) > 0).sum() / max((counts.sum(0) > 0).sum(), 1)
+    write_manifest(chosen, out)  # last: a failed run leaves no manifest
     return {"size": len(chosen), "of": len(utterances), "method": method,
             "distance": round(histogram_distance(counts, mask), 4), "coverage": round(float(covered), 4)}
