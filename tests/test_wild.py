@@ -87,7 +87,7 @@ def test_speech_timings_from_align_file_or_forced_alignment(tmp_path):
         prepare_speech([tmp_path / "speech.mp4"])
 
 
-def test_several_faces_need_a_manifest(tmp_path):
+def test_several_faces_need_a_manifest(tmp_path, caplog):
     frames = media.read_video(CLIP)[:20]
     folder = tmp_path / "videos"
     media.write_mp4(folder / "two.mp4", np.concatenate([frames, frames[:, :, ::-1]], axis=2),
@@ -96,10 +96,12 @@ def test_several_faces_need_a_manifest(tmp_path):
                               expert=None, progress=False)
     assert summary["complete"] == 0 and "manifest" in summary["skipped"]["two.mp4"]
     assert "two.mp4" in (tmp_path / "report" / "report.md").read_text()
-    (tmp_path / "faces.csv").write_text("# file, face index\ntwo.mp4, 1\n")
-    summary = evaluate_videos(folder, tmp_path / "report", models=[], seconds=0.8, work=tmp_path / "work",
-                              manifest=tmp_path / "faces.csv", expert=None, progress=False)
+    (tmp_path / "faces.csv").write_text("# file, face index\ntwo.mp4, 1\ntow.mp4, 0\n")  # and a typo
+    with caplog.at_level("WARNING", logger="lipgen.evaluation.wild"):
+        summary = evaluate_videos(folder, tmp_path / "report", models=[], seconds=0.8, work=tmp_path / "work",
+                                  manifest=tmp_path / "faces.csv", expert=None, progress=False)
     assert summary["complete"] == 1 and summary["means"]["ground truth | reference"]["lmd_iod"] == 0
+    assert "1 entry names no input in the folder: tow.mp4" in caplog.text
 
 
 def test_face_index_follows_the_face_through_downscaling():

@@ -191,11 +191,12 @@ def evaluate_portraits(folder: str | os.PathLike, out: str | os.PathLike, models
     check_folders(folder, out, work, max_side)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)  # before any work: a file in the way is said at once
-    paths = inputs_in(folder, media.IMAGE_SUFFIXES, "images")[:limit]
+    found = inputs_in(folder, media.IMAGE_SUFFIXES, "images")
+    paths = found[:limit]
     speech = [Path(p) for p in (speech or DEFAULT_SPEECH)]
     audio, silent = prepare_speech(speech)
     speech_key = file_key(*speech)
-    indices = read_face_indices(manifest)
+    indices = read_face_indices(manifest, found)
     specs = model_specs(models, expressiveness)
     sync_expert = load_sync_expert(expert)
     rows, plotted, skipped = evaluate_all(

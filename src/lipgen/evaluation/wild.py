@@ -29,6 +29,7 @@ import io
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -53,6 +54,8 @@ from . import metrics
 from .cpbd import BLOCK_SIZE, cpbd
 from .evaluate import IDENTITY_EVERY
 from .sync import MAX_OFFSET, SYNC_FRAMES
+
+log = logging.getLogger(__name__)
 
 MAX_SIDE = 720  # pixels: longer side of the prepared frames; larger inputs are downscaled to it
 MIN_SIDE = 128  # pixels: the least --max-side that leaves a face large enough to find and read
@@ -268,10 +271,21 @@ def inputs_in(folder: str | os.PathLike, suffixes: set[str], what: str) -> list[
     return found
 
 
-def read_face_indices(path: str | os.PathLike | None) -> dict[str, int]:
+def read_face_indices(path: str | os.PathLike | None, inputs: list[Path] = ()) -> dict[str, int]:
     """A manifest of face indices for inputs with several faces: JSON {"clip.mp4": 1}, or lines "clip.mp4,1"
     (comma or spaces; '#' starts a comment). Keys are file names (or stems); an index counts the faces of the
-    input's first frame at its own resolution, largest first (as `lipgen generate --face-index`)."""
+    input's first frame at its own resolution, largest first (as `lipgen generate --face-index`). Entries that
+    name none of `inputs` (a typo) are warned about."""
+    indices = _face_indices(path)
+    names = {p.name for p in inputs} | {p.stem for p in inputs}
+    stray = sorted(set(indices) - names)
+    if inputs and stray:
+        log.warning("%s: %d entr%s name%s no input in the folder: %s", path, len(stray), "y" if len(stray) == 1 else
+                    "ies", "s" if len(stray) == 1 else "", ", ".join(stray[:10]))
+    return indices
+
+
+def _face_indices(path: str | os.PathLike | None) -> dict[str, int]:
     if path is None:
         return {}
     path = Path(path)
@@ -591,8 +605,8 @@ def evaluate_videos(folder: str | os.PathLike, out: str | os.PathLike, models: l
     check_folders(folder, out, work, max_side)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)  # before any work: a file in the way is said at once
-    paths = inputs_in(folder, media.VIDEO_SUFFIXES, "videos")[:limit]
-    indices = read_face_indices(manifest)
+    found = inputs_in(folder, media.VIDEO_SUFFIXES, "videos")
+    paths, indices = found[:limit], read_face_indices(manifest, found)
     specs = model_specs(models, expressiveness)
     sync_expert = load_sync_expert(expert)
     rows, plotted, skipped = evaluate_all(
