@@ -25,7 +25,9 @@ def _preprocess(args) -> None:
     speed = f" ({run['clips_per_s']} clips/s, {run['realtime_factor']}x real time)" if run["realtime_factor"] else ""
     print(f"{run['ok']} clips done, {run['failed']} failed, {run['skipped_done']} already done; {run['seconds']} s"
           f"{speed}. Cache: {report['clips_ok']} ok, {report['clips_failed']} failed"
-          + (f", {len(report['missing'])} not processed yet (shards not run?)" if report["missing"] else "")
+          + (f", {len(report['missing'])} not processed yet ("
+             + ("--limit" if args.limit is not None else "shards not run or still running") + ")"
+             if report["missing"] else "")
           + f" -> {Path(args.cache) / 'report.json'}")
     for clip, reason in report["failed"].items():
         print(f"  failed {clip}: {reason.splitlines()[0]}")
@@ -60,7 +62,7 @@ def _generate(args) -> None:
 
     audio = args.audio or (None if args.drive_video else SAMPLE_AUDIO)
     out = generate(audio, args.face or SAMPLE_FACE, args.out, model=args.model, checkpoint=args.checkpoint,
-                   face_index=args.face_index, drive_video=args.drive_video, max_seconds=args.max_seconds,
+                   drive_video=args.drive_video, max_seconds=args.max_seconds,
                    expressiveness=args.expressiveness, progress=not args.quiet, **_controls(args))
     print(out)
 
@@ -126,8 +128,8 @@ def _demo(args) -> None:
 
 def _controls(args) -> dict:
     """The generation controls shared by generate, batch and stream, as API arguments."""
-    return {"fps": args.fps, "loop": args.loop, "pad": args.pad, "face_box": args.face_box,
-            "batch_size": args.batch_size}
+    return {"fps": args.fps, "loop": args.loop, "pad": args.pad, "face_index": args.face_index,
+            "face_box": args.face_box, "batch_size": args.batch_size}
 
 
 def _face_box(text: str) -> tuple[float, ...]:
@@ -159,6 +161,7 @@ def add_controls(p, batch: bool = True) -> None:
     p.add_argument("--pad", type=float, default=0.0,
                    help="share of the changed region added around it, 0-1 (crop models: the mouth/face crop; "
                         "motion: how far beyond the jaw the warp fades out); default 0")
+    p.add_argument("--face-index", type=int, help="which face when there are several (0 = largest)")
     p.add_argument("--face-box", type=_face_box, metavar="X0,Y0,X1,Y1",
                    help="pin the face that overlaps this box (pixels of the first frame) instead of --face-index")
     if batch:
@@ -234,7 +237,10 @@ def _retrieve(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="lipgen", description="Audio-driven lip and talking-face generation.")
+    parser.add_argument("--version", action="version", version=f"lipgen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("preprocess", help="corpus -> training cache (crops, landmarks, log-mel)",
@@ -262,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on a cache (1 process, or DDP under torchrun)",
                        description="Train a lipgen model. Under torchrun, runs DDP (gloo on CPU, nccl on GPU).")
     p.add_argument("--model", default="glance", help="model name (default glance)")
-    p.add_argument("--preset", default="cpu", help="model config preset: paper, cpu, tiny (default cpu)")
+    p.add_argument("--preset", default="cpu", help="model config preset (default cpu): paper, cpu or tiny; each "
+                                                   "model file's PRESETS lists its own (motion also mel, the sync "
+                                                   "experts no paper)")
     p.add_argument("--cache", required=True, help="preprocessed cache folder")
     p.add_argument("--out", required=True, help="run folder: checkpoints, TensorBoard logs, samples")
     p.add_argument("--steps", type=int, default=5000, help="total optimisation steps (default 5000)")
@@ -289,7 +297,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "stereo)")
     p.add_argument("--drive-video", help="drive the face with this video's mouth movements instead of audio "
                                          "(--model davs); its sound is used unless --audio is given")
-    p.add_argument("--face-index", type=int, help="which face when there are several (0 = largest)")
     add_controls(p)
     p.set_defaults(func=_generate)
 
@@ -332,7 +339,6 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "real-time pace")
     p.add_argument("--face", help="photo or video of the face; default: bundled sample photo")
     p.add_argument("-o", "--out", default="live.mp4", help="output mp4 (default live.mp4)")
-    p.add_argument("--face-index", type=int, help="which face when there are several (0 = largest)")
     p.add_argument("--lookahead", type=int, help="frames of audio waited for after a frame (default: the model's "
                                                  "whole context; fewer = lower latency, motion a little off)")
     add_controls(p, batch=False)
