@@ -117,3 +117,33 @@ def test_no_two_jobs_write_one_file(tmp_path):
     outs = sorted(job["out"].name for job in folder_jobs(tmp_path / "speech", tmp_path / "faces", tmp_path))
     assert outs == ["p-jpg_x-mp3.mp4", "p-jpg_x-wav.mp4", "p-png_x-mp3.mp4", "p-png_x-wav.mp4", "q_x-mp3.mp4",
                     "q_x-wav.mp4"]
+
+
+def test_no_job_writes_over_an_input_and_a_rerun_resumes(tmp_path, capsys):
+    face = tmp_path / "face.png"
+    face.write_bytes(SAMPLE_FACE.read_bytes())
+    jobs = [{"audio": str(CLIPS[0]), "face": str(face), "out": tmp_path / "a.mp4"},
+            {"audio": str(CLIPS[1]), "face": str(face), "out": tmp_path / "b.mp4"}]
+    with pytest.raises(LipgenError, match="job 2 would write .*face.png, the face of job 1"):
+        batch([jobs[0], {**jobs[1], "out": face}], progress=False)
+    assert face.read_bytes() == SAMPLE_FACE.read_bytes()
+    with pytest.raises(LipgenError, match="--out-dir is the --face-dir"):
+        folder_jobs(CLIPS[0].parent, tmp_path, tmp_path)
+    first = batch(jobs[:1], progress=False)
+    made = (tmp_path / "a.mp4").stat().st_mtime_ns
+    again = batch(jobs, progress=False, resume=True)  # as after an interruption: job 1 is done, job 2 is not
+    assert first["done"] == [str(tmp_path / "a.mp4")] and again["skipped"] == [str(tmp_path / "a.mp4")]
+    assert again["done"] == [str(tmp_path / "b.mp4")] and (tmp_path / "a.mp4").stat().st_mtime_ns == made
+
+
+def test_job_lists_as_people_write_them(tmp_path):
+    (tmp_path / "none.csv").write_text("a.wav,b.png,c.mp4\n")
+    with pytest.raises(LipgenError, match="the first line must name the columns"):
+        read_jobs(tmp_path / "none.csv")
+    (tmp_path / "semi.csv").write_text("audio;face\na.wav;b.png\n")
+    with pytest.raises(LipgenError, match="not semicolons"):
+        read_jobs(tmp_path / "semi.csv")
+    (tmp_path / "caps.csv").write_text("Audio,Face\na.wav,b.png\n")
+    (tmp_path / "list.json").write_text(json.dumps([{"audio": "a.wav", "face": "b.png"}]))
+    expected = [{"audio": tmp_path / "a.wav", "face": tmp_path / "b.png"}]
+    assert read_jobs(tmp_path / "caps.csv") == expected and read_jobs(tmp_path / "list.json") == expected

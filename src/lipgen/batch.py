@@ -7,7 +7,8 @@ A job list has one job per row (CSV with a header) or line (JSON lines): `audio`
 to the list's folder), optionally `out` (default: OUT_DIR/<face>_<audio>.mp4) and any of JOB_OPTIONS. Each
 face source is tracked once (lipgen.Generator keeps it); a job that fails (unreadable audio, no face, ...)
 is reported with its reason and the rest go on. Outputs are written atomically: a failed job leaves nothing;
-two jobs that would write one file are refused before any work. A CSV may come from a spreadsheet (a
+two jobs that would write one file, or a job that would write over another's input, are refused before any work;
+resume=True (--resume) skips jobs already done. A CSV may come from a spreadsheet (a
 byte-order mark, spaces around names, empty rows); a value with a comma in it needs quotes.
 """
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 JOB_OPTIONS = {"face_index": int, "face_box": "box", "fps": float, "loop": str, "pad": float, "expressiveness": float}
 JOB_KEYS = ("audio", "face", "out", *JOB_OPTIONS)
+KIND_NAMES = {int: "a whole number", float: "a number", str: "text"}
 
 
 def read_jobs(path: str | os.PathLike) -> list[dict]:
@@ -39,7 +41,12 @@ def read_jobs(path: str | os.PathLike) -> list[dict]:
     if not path.is_file():
         raise LipgenError(f"{path}: no such job list. Give a .csv or .jsonl file of audio, face, out columns.")
     text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's CSV may start with a byte-order mark
-    if path.suffix.lower() in (".jsonl", ".json"):
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):  # a JSON array of jobs
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise LipgenError(f"{path}: not valid JSON ({e}).") from e
+    elif path.suffix.lower() in (".jsonl", ".json"):
         rows = []
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
@@ -49,7 +56,12 @@ def read_jobs(path: str | os.PathLike) -> list[dict]:
                     raise LipgenError(f"{path}, line {n}: not valid JSON ({e}).") from e
     else:
         reader = csv.DictReader(text.splitlines())
-        reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
+        header = reader.fieldnames or []
+        reader.fieldnames = [name.strip().lower() for name in header]
+        if reader.fieldnames and not set(reader.fieldnames) & {"audio", "face"}:
+            hint = ("; columns are separated by commas, not semicolons" if ";" in ",".join(header) else
+                    f"; it reads {','.join(header)[:80]!r}")
+            raise LipgenError(f"{path}: the first line must name the columns, e.g. audio,face,out{hint}.")
         rows = []
         for row in reader:
             if None in row:  # more values than the header has columns
@@ -88,6 +100,10 @@ def folder_jobs(audio_dir: str | os.PathLike, face_dir: str | os.PathLike, out_d
         stems = [p.stem for p in paths]
         return [p.stem if stems.count(p.stem) == 1 else f"{p.stem}-{p.suffix[1:]}" for p in paths]
 
+    for flag, folder in (("--audio-dir", audio_dir), ("--face-dir", face_dir)):
+        if Path(out_dir).resolve() == Path(folder).resolve():
+            raise LipgenError(f"{out_dir}: --out-dir is the {flag}; the next run would take the videos made as inputs. "
+                              "Give another --out-dir.")
     audios = files(audio_dir, media.AUDIO_SUFFIXES | media.VIDEO_SUFFIXES, "speech files")
     faces = files(face_dir, media.IMAGE_SUFFIXES | media.VIDEO_SUFFIXES, "face photos or videos")
     return [{"audio": a, "face": f, "out": Path(out_dir) / f"{fn}_{an}.mp4"}
@@ -99,15 +115,31 @@ def _check_outputs(jobs: list[dict], out_dir: Path) -> list[dict]:
     that would write the same file."""
     jobs = [{**job, "out": job.get("out") or (out_dir / f"{Path(job['face']).stem}_{Path(job['audio']).stem}.mp4"
                                               if job.get("face") and job.get("audio") else None)} for job in jobs]
-    first = {}
+    first, read = {}, {}
+    for n, job in enumerate(jobs, 1):
+        for key in ("audio", "face"):
+            if job.get(key):
+                read.setdefault(os.path.realpath(job[key]), (n, key))
     for n, job in enumerate(jobs, 1):
         if job["out"] is None:
             continue
-        key = os.path.abspath(job["out"])
+        key = os.path.realpath(job["out"])
         if key in first:
             raise LipgenError(f"jobs {first[key]} and {n} would both write {job['out']}: give each its own out.")
+        if key in read:
+            raise LipgenError(f"job {n} would write {job['out']}, the {read[key][1]} of job {read[key][0]}: it would "
+                              "be destroyed while still used. Give that job another out.")
         first[key] = n
     return jobs
+
+
+def _done(job: dict) -> bool:
+    """Whether a job's output exists and is newer than its inputs (outputs are written whole or not at all)."""
+    out = Path(job["out"])
+    if not out.is_file():
+        return False
+    made = out.stat().st_mtime
+    return all(Path(job[k]).is_file() and Path(job[k]).stat().st_mtime <= made for k in ("audio", "face"))
 
 
 def _options(job: dict) -> dict:
@@ -121,19 +153,20 @@ def _options(job: dict) -> dict:
                 try:
                     value = kind(value)
                 except (TypeError, ValueError) as e:
-                    raise ValueError(f"{key} {value!r} is not a {kind.__name__}") from e
+                    raise ValueError(f"{key} {value!r} is not {KIND_NAMES[kind]}") from e
             out[key] = value
     return out
 
 
 def batch(jobs, out_dir: str | os.PathLike | None = None, model: str | None = None,
           checkpoint: str | os.PathLike | None = None, batch_size: int = 8, progress: bool = True,
-          max_seconds: float = media.MAX_SECONDS, **defaults) -> dict:
+          max_seconds: float = media.MAX_SECONDS, resume: bool = False, **defaults) -> dict:
     """Run jobs (a job-list path, or a list of job dicts) with one loaded model.
 
-    out_dir: where jobs without `out` go (default: beside the job list, or the current folder); defaults: the
-    options (JOB_OPTIONS) of jobs that do not set them. Returns {"jobs": n, "done": [out paths], "failed":
-    [{"job": number from 1, "audio", "face", "reason"}], "seconds": wall time}.
+    out_dir: where jobs without `out` go (default: beside the job list, or the current folder); resume: skip jobs
+    whose output exists and is newer than their audio and face (a run interrupted, then started again); defaults:
+    the options (JOB_OPTIONS) of jobs that do not set them. Returns {"jobs": n, "done": [out paths], "skipped":
+    [out paths already made], "failed": [{"job": number from 1, "audio", "face", "reason"}], "seconds": wall time}.
     """
     from .generate import Generator
 
@@ -147,19 +180,27 @@ def batch(jobs, out_dir: str | os.PathLike | None = None, model: str | None = No
     jobs = _check_outputs(jobs, out_dir)
     start = time.perf_counter()
     generator = Generator(model, checkpoint, batch_size=batch_size)
-    done, failed = [], []
+    done, skipped, failed = [], [], []
     with logging_redirect_tqdm():
-        for n, job in enumerate(tqdm(jobs, desc="batch", unit="job", disable=not progress), 1):
-            audio, face = job.get("audio"), job.get("face")
-            try:
-                if audio is None or face is None:
-                    raise ValueError("the job needs both audio and face")
-                options = {**defaults, **_options(job)}
-                done.append(generator.generate(audio, face, job["out"], max_seconds=max_seconds, progress=False,
-                                               **options))
-            except (LipgenError, OSError, ValueError) as e:
-                reason = one_line(e)
-                log.warning("job %d (%s onto %s) failed: %s", n, audio or "no audio", face or "no face", reason)
-                failed.append({"job": n, "audio": str(audio), "face": str(face), "reason": reason})
-    return {"jobs": len(jobs), "done": [str(p) for p in done], "failed": failed,
+        try:
+            for n, job in enumerate(tqdm(jobs, desc="batch", unit="job", disable=not progress), 1):
+                audio, face = job.get("audio"), job.get("face")
+                if resume and audio is not None and face is not None and _done(job):
+                    skipped.append(str(job["out"]))
+                    continue
+                try:
+                    if audio is None or face is None:
+                        raise ValueError("the job needs both audio and face")
+                    options = {**defaults, **_options(job)}
+                    done.append(generator.generate(audio, face, job["out"], max_seconds=max_seconds,
+                                                   progress=False, **options))
+                except (LipgenError, OSError, ValueError) as e:
+                    reason = one_line(e)
+                    log.warning("job %d (%s onto %s) failed: %s", n, audio or "no audio", face or "no face", reason)
+                    failed.append({"job": n, "audio": str(audio), "face": str(face), "reason": reason})
+        except KeyboardInterrupt:
+            log.warning("interrupted at job %d of %d (%d done, %d failed); run again with --resume (resume=True) to "
+                        "skip the jobs done", n, len(jobs), len(done) + len(skipped), len(failed))
+            raise
+    return {"jobs": len(jobs), "done": [str(p) for p in done], "skipped": skipped, "failed": failed,
             "seconds": round(time.perf_counter() - start, 2)}

@@ -79,9 +79,12 @@ def _batch(args) -> int:
     else:
         raise ValueError("give a job list (CSV or JSON lines), or --audio-dir, --face-dir and --out-dir")
     summary = batch(jobs, args.out_dir, model=args.model, checkpoint=args.checkpoint, progress=not args.quiet,
-                    max_seconds=args.max_seconds, expressiveness=args.expressiveness, **_controls(args))
-    failed = summary["failed"]
-    print(f"{len(summary['done'])} of {summary['jobs']} jobs done, {len(failed)} failed, in {summary['seconds']} s")
+                    max_seconds=args.max_seconds, resume=args.resume, expressiveness=args.expressiveness,
+                    **_controls(args))
+    failed, skipped = summary["failed"], summary["skipped"]
+    print(f"{len(summary['done'])} of {summary['jobs']} jobs done"
+          + (f" ({len(skipped)} more done before, skipped)" if skipped else "")
+          + f", {len(failed)} failed, in {summary['seconds']} s")
     for f in failed:
         print(f"  failed job {f['job']} ({f['audio']} onto {f['face']}): {f['reason']}")
     return 1 if failed else 0
@@ -310,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-dir", help="folder of speech files (with --face-dir)")
     p.add_argument("--face-dir", help="folder of face photos or videos (with --audio-dir)")
     p.add_argument("--out-dir", help="folder for outputs of jobs without `out` (default: the job list's folder)")
+    p.add_argument("--resume", action="store_true", help="skip jobs whose output exists and is newer than their "
+                                                         "audio and face (after an interruption)")
     add_controls(p)
     p.set_defaults(func=_batch)
 
