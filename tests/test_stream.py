@@ -98,3 +98,40 @@ def test_stream_from_a_file_carries_its_own_sound(tmp_path):
         sound = c.streams.audio[0].codec_context
         assert (sound.sample_rate, sound.layout.name) == (48000, "stereo")
     assert len(media.read_video(tmp_path / "s.mp4")) == 50
+
+
+def test_ctrl_c_ends_a_live_take_and_keeps_it(tmp_path):
+    import os
+    import signal
+    import time
+
+    speech = media.read_audio(GRID / "s1/video/bbaf2n.mp4")
+    handler = signal.getsignal(signal.SIGINT)
+
+    def live():  # a microphone: real-time chunks until the user presses Ctrl-C after 1 s
+        for i, chunk in enumerate(file_chunks(speech)):
+            if i == 50:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(3)  # a microphone goes on listening; the take must end without it
+            yield chunk
+
+    r = stream(live(), SAMPLE_FACE, tmp_path / "take.mp4", progress=False, finish_on_interrupt=True)
+    assert 20 <= r["frames"] <= 30 == 50 * 320 // media.SAMPLES_PER_FRAME + 5  # 1 s heard: 25 frames
+    assert len(media.read_video(r["out"])) == r["frames"] and signal.getsignal(signal.SIGINT) is handler
+
+
+def test_stream_refuses_what_it_cannot_use(tmp_path, capsys):
+    speech = media.read_audio(GRID / "s1/video/bbaf2n.mp4")[: media.SAMPLE_RATE]
+    wav = media.write_wav(tmp_path / "s.wav", speech)
+    floats = speech.astype("<f4").tobytes()
+    for data, error in [(wav.read_bytes(), "stdin holds a WAV file"), (floats, "32-bit float")]:
+        with pytest.raises(media.MediaError, match=error):
+            list(pcm_chunks(io.BufferedReader(io.BytesIO(data))))
+    for args, error in [(["--audio", str(wav), "-o", str(wav.with_suffix(".mp4")), "--seconds", "3"], "--seconds is for --mic"),
+                        (["--audio", "-", "--fast"], "--fast is for --audio FILE")]:
+        assert cli.main(["stream", *args]) == 2 and error in capsys.readouterr().err
+    video = tmp_path / "talk.mp4"
+    video.write_bytes((GRID / "s1/video/bbaf2n.mp4").read_bytes())
+    assert cli.main(["stream", "--audio", str(video), "-o", str(video), "--fast"]) == 2
+    assert "the output is the --audio input file" in capsys.readouterr().err
+    assert video.read_bytes() == (GRID / "s1/video/bbaf2n.mp4").read_bytes()

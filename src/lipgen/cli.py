@@ -107,16 +107,23 @@ def _stream(args) -> None:
     if args.mic == (args.audio is not None):
         raise ValueError("give one speech source: --audio FILE (played at real-time pace), --audio - (raw 16 kHz "
                          "mono s16le PCM on stdin) or --mic")
+    live, from_file = args.mic or args.audio == "-", args.audio not in (None, "-")
+    if args.seconds is not None and not args.mic:
+        raise ValueError("--seconds is for --mic: a file or stdin ends where its speech ends")
+    if args.fast and not from_file:
+        raise ValueError("--fast is for --audio FILE: a microphone or stdin arrives at its own pace")
     chunks = (mic_chunks(args.seconds) if args.mic else pcm_chunks() if args.audio == "-" else
-              file_chunks(args.audio, realtime=not args.fast))
+              file_chunks(args.audio, realtime=not args.fast, max_seconds=args.max_seconds))
     result = stream(chunks, args.face or SAMPLE_FACE, args.out, model=args.model, checkpoint=args.checkpoint,
                     face_index=args.face_index, face_box=args.face_box, loop=args.loop, pad=args.pad,
                     expressiveness=args.expressiveness, lookahead=args.lookahead, progress=not args.quiet,
-                    sound=args.audio if args.audio not in (None, "-") else None)
+                    sound=args.audio if from_file else None, finish_on_interrupt=live)
     latency = result["latency_s"] * 1000
+    what = ("wait behind the speech handed over at once (--fast: not a latency)" if args.fast else
+            "latency from a frame's last audio sample to the frame out")
     print(f"{result['out']}: {result['frames']} frames; look-ahead {result['lookahead_frames']} frames "
-          f"({result['lookahead_frames'] * 1000 // 25} ms); latency from a frame's last audio sample to the frame "
-          f"out: median {np.median(latency):.0f} ms, 95th percentile {np.percentile(latency, 95):.0f} ms")
+          f"({result['lookahead_frames'] * 1000 // 25} ms); {what}: median {np.median(latency):.0f} ms, "
+          f"95th percentile {np.percentile(latency, 95):.0f} ms")
 
 
 def _demo(args) -> None:
@@ -334,14 +341,19 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generate while speech arrives (motion model): from a file played at "
                                    "real-time pace, raw 16 kHz mono 16-bit PCM on stdin (--audio -), or a "
                                    "microphone (--mic, needs the sounddevice package). Each frame is written to the "
-                                   "mp4 when made; the sound is muxed when the speech ends. Every audio step is "
-                                   "causal; the model waits for --lookahead frames of audio after a frame (default "
-                                   "its whole future context: 23 frames, 920 ms).")
+                                   "mp4 when made (at 25 fps, whatever the face video's rate); the sound is muxed "
+                                   "when the speech ends; Ctrl-C on a microphone or stdin ends the speech there and "
+                                   "finishes the video. Every audio step is causal; the model waits for --lookahead "
+                                   "frames of audio after a frame (default its whole future context: 23 frames, "
+                                   "920 ms).")
     p.add_argument("--audio", help="speech file played at real-time pace, or - for raw PCM on stdin")
-    p.add_argument("--mic", action="store_true", help="listen to the microphone (until Ctrl-C or --seconds)")
+    p.add_argument("--mic", action="store_true", help="listen to the microphone until Ctrl-C (the video is then "
+                                                      "finished with what was heard) or --seconds")
     p.add_argument("--seconds", type=float, help="with --mic: stop after this many seconds")
     p.add_argument("--fast", action="store_true", help="with a file: hand it over as fast as it is used, not at "
                                                        "real-time pace")
+    p.add_argument("--max-seconds", type=float, default=600,
+                   help="with a file: longest speech accepted, in seconds (default 600)")
     p.add_argument("--face", help="photo or video of the face; default: bundled sample photo")
     p.add_argument("-o", "--out", default="live.mp4", help="output mp4 (default live.mp4)")
     p.add_argument("--lookahead", type=int, help="frames of audio waited for after a frame (default: the model's "

@@ -23,11 +23,13 @@ Whisper's encoder, which takes 30 s windows, so streaming runs the shipped log-m
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import logging
 import math
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -45,6 +47,7 @@ CHUNK_SAMPLES = 320  # 20 ms: the size of the chunks a file or stdin is delivere
 PRIOR_SECONDS = 1.0  # the CMVN prior weighs as much as this much speech
 PAST_FRAMES = 50  # frames before the new ones that the model's window includes (2 s: its GroupNorm statistics)
 ENCODE_QUEUE = 8  # frames drawn but not yet encoded, at most
+ARRIVAL_QUEUE = 250  # chunks (5 s) arrived but not yet used, at most: a faster source waits, memory stays flat
 STREAM_PRESET = "ultrafast"  # x264 preset of the streamed mp4
 LEVEL_SECONDS = 60.0  # the speech level is taken over this much of the latest audio
 LEVEL_HOPS = int(LEVEL_SECONDS * media.SAMPLE_RATE / media.HOP_LENGTH)
@@ -198,45 +201,70 @@ def pcm_chunks(stream=None, chunk: int = CHUNK_SAMPLES):
         if fd is not None:
             return os.read(fd, n)
         return stream.read1(n) if hasattr(stream, "read1") else stream.read(n)
-    carry = b""
+    carry, checked = b"", False
     while True:
         data = read(2 * chunk)
         if not data:
             break
         data = carry + data
+        if not checked and len(data) >= 4:
+            _check_pcm(data)
+            checked = True
         cut = len(data) // 2 * 2
         carry = data[cut:]
         if cut:
             yield np.frombuffer(data[:cut], "<i2").astype(np.float32) / 32768.0
 
 
+def _check_pcm(head: bytes) -> None:
+    """Refuse the start of a stdin stream that is not raw 16-bit PCM: a WAV file's header, or 32-bit floats (whose
+    upper halves, read as 16-bit samples, hold the exponent: 12288-16320 for any |x| up to 1, where speech does not stay)."""
+    if head[:4] in (b"RIFF", b"RIFX", b"RF64"):
+        raise media.MediaError("stdin holds a WAV file, not raw PCM: give it with --audio FILE, or pipe raw 16 kHz "
+                               "mono s16le (e.g. ffmpeg -i in.wav -f s16le -ar 16000 -ac 1 -)")
+    upper = np.frombuffer(head[: len(head) // 4 * 4], "<u2")[1::2] & 0x7FFF  # a float's upper half, sign dropped
+    upper = upper[upper != 0]
+    if len(upper) >= 50 and np.mean((upper >= 12288) & (upper <= 16320)) > 0.9:  # |x| from 2^-31 to 1
+        raise media.MediaError("stdin looks like 32-bit float samples: pipe 16-bit integers (s16le, e.g. ffmpeg "
+                               "-f s16le -ar 16000 -ac 1 -)")
+
+
 def mic_chunks(seconds: float | None = None, chunk: int = CHUNK_SAMPLES):
     """A microphone's sound (16 kHz mono) in chunks, through the `sounddevice` package; for `seconds`, or until
-    Ctrl-C."""
+    Ctrl-C. A missing package or PortAudio library is said at once, before any chunk is asked for."""
     try:
         import sounddevice
-    except (ImportError, OSError) as e:
+    except ImportError as e:
         raise LipgenError(f"no microphone support ({e}): pip install sounddevice, or pipe PCM in with --audio -") from e
-    heard: queue.Queue = queue.Queue()
-    with sounddevice.InputStream(samplerate=media.SAMPLE_RATE, channels=1, blocksize=chunk, dtype="float32",
-                                 callback=lambda data, *_: heard.put(data[:, 0].copy())):
-        total = 0
-        while seconds is None or total < seconds * media.SAMPLE_RATE:
-            block = heard.get()
-            total += block.size
-            yield block
+    except OSError as e:  # the package is there, the PortAudio system library it wraps is not
+        raise LipgenError(f"no microphone support ({e}): install the PortAudio library (e.g. apt install "
+                          "libportaudio2), or pipe PCM in with --audio -") from e
+
+    def listen():
+        heard: queue.Queue = queue.Queue()
+        with sounddevice.InputStream(samplerate=media.SAMPLE_RATE, channels=1, blocksize=chunk, dtype="float32",
+                                     callback=lambda data, *_: heard.put(data[:, 0].copy())):
+            total = 0
+            while seconds is None or total < seconds * media.SAMPLE_RATE:
+                block = heard.get()
+                total += block.size
+                yield block
+
+    return listen()
 
 
 def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4", model: str | None = None,
            checkpoint: str | os.PathLike | None = None, face_index: int | None = None, face_box=None,
            loop: str = "pingpong", pad: float = 0.0, expressiveness: float | None = None,
            lookahead: int | None = None, on_frame=None, progress: bool = True, generator=None,
-           sound: str | os.PathLike | None = None) -> dict:
+           sound: str | os.PathLike | None = None, finish_on_interrupt: bool = False) -> dict:
     """Make `out` from speech that arrives in chunks ((n,) float32 arrays at SAMPLE_RATE, from any iterable:
     file_chunks, pcm_chunks, mic_chunks), each frame written as soon as it is made; the sound (the chunks, or
     `sound`'s own: the file the chunks are read from, at its own rate and channels) is muxed when the speech
     ends. on_frame(t, frame): called with every frame as it leaves (a live view). generator: a loaded
     lipgen.Generator whose model and prepared faces are used (instead of loading `model` or `checkpoint`).
+    finish_on_interrupt (a live source: microphone, stdin): Ctrl-C ends the speech there and the video is finished
+    with what was heard (a second Ctrl-C abandons it); otherwise Ctrl-C abandons the video.
 
     Returns {"out", "frames", "expected_frames", "audio_s", "lookahead_frames", "latency_s": (frames,) seconds
     from the arrival of the last audio sample of a frame to that frame leaving, "arrival_end_s", "end_s" (the
@@ -247,7 +275,7 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
     from .errors import EXPRESSIVENESS_RANGE, check_number
     from .generate import FaceSource, load_generator
 
-    media.check_output(out, {"--face": face})
+    media.check_output(out, {"--face": face, "--audio": sound})
     if expressiveness is not None:
         check_number("expressiveness", expressiveness, *EXPRESSIVENESS_RANGE)
     if generator is not None:  # its model, and its face sources tracked once
@@ -260,7 +288,8 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
         source = FaceSource(face, face_index, fps=media.VIDEO_FPS, loop=loop, face_box=face_box, pad=pad)
     motion = StreamingMotion(system, lookahead, expressiveness)
     rest = render.rest_of(source.landmarks, source.face_matrix)
-    arrived = queue.Queue(maxsize=0)
+    arrived = queue.Queue(maxsize=ARRIVAL_QUEUE)  # speech handed over faster than it is used waits at its source
+    stop = threading.Event()  # set by Ctrl-C when finish_on_interrupt: the speech ends there
 
     def listen():  # the source's pace is kept by a thread of its own, so a slow frame does not slow the listening
         try:
@@ -277,7 +306,10 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
     def rows():  # motion rows as the audio allows, blocking on the listener
         total = 0
         while True:
-            item = arrived.get()
+            try:
+                item = None if stop.is_set() else arrived.get(timeout=0.1)
+            except queue.Empty:
+                continue
             if isinstance(item, BaseException):
                 raise item
             final = item is None
@@ -286,9 +318,11 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
                 total += piece.size
                 ends.append(total)
                 times.append(arrival)
-                samples.append(piece)
-            elif total == 0:
-                raise media.MediaError("no speech arrived: the audio stream was empty.")
+                if sound is None:  # muxed at the end; a file's own sound is read from the file
+                    samples.append((piece * 32767).round().clip(-32768, 32767).astype(np.int16))
+            elif total < media.SAMPLES_PER_FRAME:
+                raise media.MediaError("no speech arrived: the audio stream was empty or shorter than one video "
+                                       "frame (40 ms).")
             yield from motion.push(np.zeros(0, np.float32) if final else piece, final)
             if final:
                 return
@@ -318,7 +352,7 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
 
     # x264 at its quickest, every frame out at once (no look-ahead buffer): 4x cheaper than generate's settings
     with media.Mp4Writer(out, audio=np.zeros(0, np.float32), preset=STREAM_PRESET, tune="zerolatency",
-                         sound=sound) as writer:
+                         sound=sound) as writer, _interrupt_ends(stop, finish_on_interrupt):
         encoder = threading.Thread(target=encode, args=(writer,), daemon=True)
         encoder.start()
         try:
@@ -332,7 +366,10 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
             encoder.join()
         if failed:
             raise failed[0]
-        writer.audio = np.concatenate(samples)
+        if sound is None:
+            writer.audio = np.concatenate(samples).astype(np.float32) / 32767
+            if np.sqrt(np.mean(writer.audio.astype(np.float64) ** 2)) < media.MIN_SPEECH_RMS:
+                log.warning("the speech that arrived is silent: the video's mouth stays closed")
     bar.close()
     n = len(leave)
     total = ends[-1]
@@ -343,3 +380,24 @@ def stream(chunks, face: str | os.PathLike, out: str | os.PathLike = "live.mp4",
             "latency_s": np.array(leave) - arrival, "arrival_end_s": times[-1] - t0, "end_s": leave[-1] - t0,
             "span_s": leave[-1] - leave[0],
             "audio_s": total / media.SAMPLE_RATE, "expected_frames": math.ceil(total / media.SAMPLES_PER_FRAME)}
+
+
+@contextlib.contextmanager
+def _interrupt_ends(stop: threading.Event, enabled: bool):
+    """With `enabled` (and on the main thread, where signals arrive), the first Ctrl-C sets `stop` instead of
+    raising: a live take ends there and is finished. A second Ctrl-C raises KeyboardInterrupt as usual."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupted(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        log.warning("interrupted: finishing the video with the speech heard so far (Ctrl-C again to abandon it)")
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
