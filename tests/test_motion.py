@@ -226,8 +226,9 @@ def test_a_photo_draws_every_opening_beyond_its_closed_rest(photo):
     image, points, matrix = photo
     dst = _open(photo, 4.0)
     assert 1.5 < opening(dst) < 0.8 * opening(points)
-    as_video, as_photo = render.render(image, points, dst), render.render(image, points, dst, source_gap=0.0)
     rest, motion = _rest_and_motion(photo, 4.0)
+    video_dst = render.target_points(points, matrix, rest, motion, own_jaw=True)  # a video keeps its jaw's sides
+    as_video, as_photo = render.render(image, points, video_dst), render.render(image, points, dst, source_gap=0.0)
     for still, expected in ((True, as_photo), (False, as_video)):  # what animate draws for a photo, a video
         drawn = list(render.animate([(image, points, matrix)] * 2, rest, [motion] * 2, photo=still))
         assert len(drawn) == 2 and all(np.array_equal(d, expected) for d in drawn)
@@ -238,7 +239,8 @@ def test_a_photo_draws_every_opening_beyond_its_closed_rest(photo):
     x1, y1 = np.ceil(dst[60:68].max(0)).astype(int) + 3
     elsewhere = np.ones(image.shape[:2], bool)
     elsewhere[y0:y1, x0:x1] = False
-    assert np.array_equal(as_photo[elsewhere], as_video[elsewhere])  # only the interior differs
+    as_video_at_dst = render.render(image, points, dst)
+    assert np.array_equal(as_photo[elsewhere], as_video_at_dst[elsewhere])  # only the interior differs
 
 
 def points_of(image):
@@ -300,3 +302,53 @@ def test_a_tilted_photo_moves_as_the_upright_one_turned(photo):
     box = (slice(y0, y1), slice(x0, x1))
     opened = np.abs(drawn[box].astype(int) - tilted[box]).mean()
     assert opened > 10 and np.abs(drawn[box].astype(int) - upright_turned[box]).mean() < 0.35 * opened
+
+
+def test_a_video_frame_keeps_its_own_jaw_outline(photo):
+    """A turned head's cheeks are where its pose puts them: the sides of the jaw (3, 13) stay where the frame has
+    them and move only by the motion, while the chin and lips go where speech says (forcing the cheeks onto the
+    rest shape tore them on a head turning in a real clip)."""
+    _, points, matrix = photo
+    rest, motion = _rest_and_motion(photo, 4.0)
+    turned = np.asarray(points, np.float64).copy()
+    turned[3:14] += [12.0, 0.0]  # the jaw line seen from the side
+    as_photo = render.target_points(turned, matrix, rest, motion)
+    as_video = render.target_points(turned, matrix, rest, motion, own_jaw=True)
+    sides = motion_index([3, 13])
+    expected = face.transform_points(face.transform_points(turned[[3, 13]], matrix) + motion[sides], face.invert(matrix))
+    assert np.allclose(as_video[[3, 13]], expected, atol=1e-6)  # the frame's own, moved by the motion
+    assert np.allclose(as_video[6:11], as_photo[6:11]) and np.allclose(as_video[48:68], as_photo[48:68])
+    assert np.abs(as_photo[[3, 13]] - turned[[3, 13]]).max() > 5  # the photo's rule would have pulled them in
+
+
+def test_the_painted_interior_follows_curved_lips():
+    """Inner lips on an ellipse: the painted mouth fills the ellipse (lips are curves), not the octagon through
+    dlib's eight points (which leaves a tenth of it unpainted)."""
+    a, b, centre = 40.0, 16.0, np.array([100.0, 60.0])
+    angles = np.radians([180, 135, 90, 45, 0, -45, -90, -135])  # 60-67: corner, upper lip, corner, lower lip
+    dst = np.zeros((68, 2))
+    dst[60:68] = centre + np.c_[a * np.cos(angles), -b * np.sin(angles)]
+    dst[48], dst[54] = centre - [1.1 * a, 0], centre + [1.1 * a, 0]
+    frame = np.full((120, 200, 3), 128, np.uint8)
+    painted = render.fill_mouth(frame, dst, 0.0, np.array([200.0, 80.0, 80.0]), np.array([240.0, 240.0, 230.0]))
+    changed = (np.abs(painted.astype(int) - frame).max(-1) > 20).sum()
+    octagon = 0.5 * 8 * np.sin(np.pi / 4) * a * b  # area of the polygon through the points
+    assert changed > 0.97 * np.pi * a * b > 1.04 * octagon
+    assert changed < 1.15 * np.pi * a * b  # its soft edge spreads half a pixel or so
+
+
+def test_the_warp_leaves_the_eyes_alone(photo):
+    """Whatever the jaw does, nothing moves from the eyes down to a quarter of the way to the nose base: a bowed
+    head's jaw ends reach eye level, and the spline from them shook a pair of glasses' rims."""
+    image, points, _ = photo
+    points = np.asarray(points, np.float64)
+    lid, nose = points[[40, 41, 46, 47], 1].mean(), points[33, 1]
+    src = points.copy()
+    src[[3, 4, 12, 13], 1] = lid + 0.15 * (nose - lid)  # the jaw's ends at eye level
+    dst = src.copy()
+    dst[3:14, 1] += 10
+    dst[48:68, 1] += 6
+    moved = np.abs(render.warp(image, src, dst).astype(int) - image).max(-1)
+    band = slice(int(points[36, 0]), int(points[45, 0]) + 1)
+    assert moved[: int(lid + 0.25 * (nose - lid)), band].max() <= 2  # 58 grey levels without the guard
+    assert moved[int(nose):].max() > 50  # while the mouth and jaw move

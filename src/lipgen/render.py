@@ -24,8 +24,9 @@ from .face import MOUTH_CORNERS, invert, transform_points
 from .models.motion import MOTION_POINTS, closed, opening, rest_shape
 from .pixels import grey_as
 
-REVISION = 3  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
-# 3: the painted interior's edge 3x sharper)
+REVISION = 6  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
+# 3: the painted interior's edge 3x sharper; 4: a video's jaw sides keep their own outline; 5: the interior between
+# smooth curves through the inner lips, not straight lines; 6: the warp kept off the eyes)
 PINNED = np.r_[0:3, 14:17, 17:48]  # brows, nose, eyes, upper jaw: do not move with speech
 UPPER_LIP = [49, 50, 51, 52, 53, 61, 62, 63]
 LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
@@ -34,6 +35,7 @@ LOWER_PART = [p for p in MOTION_POINTS if p not in UPPER_LIP]  # ... and below i
 PARTING_BLEND = 0.5  # beyond the mouth corners the parting softens by this many pixels per pixel
 BOX_MARGIN = 0.3  # lower-face box margin, in face widths (jaw point 0 to 16)
 MASK_SOFTNESS = 0.04  # the warp fades out over this share of the box beyond the jaw line
+EYES_CLEAR = 0.25  # share of the way from the lower eyelids to the nose base that the warp leaves untouched
 JAW_HALO = 1.3  # pinned points this many times further from the nose tip than the jaw line
 RING_POINTS = 6  # pinned points per side of the box border
 JAW_LINE = np.arange(2, 15)  # the jaw points pinned JAW_HALO times further out
@@ -45,6 +47,16 @@ UPPER_TEETH = 0.3  # share of the opening the upper teeth may take ...
 TEETH_MAX = 0.12  # ... but at most this many mouth widths
 CAVITY = np.array([0.30, 0.13, 0.12])  # cavity colour at the lip edge, as a share of the lip colour
 DEEP = 0.35  # the deepest cavity is this much darker than its edge
+ENAMEL = np.array([0.95, 0.93, 0.88])  # teeth a photo does not show, under white light
+
+
+# Video frames: the share of each MOTION_POINT's own position kept (the rest, the rest shape's). A turned, tilted or
+# nodding head's jaw outline is its pose's, not speech's; forcing the cheeks' points onto the rest shape (taken from
+# other frames, and mapped by a similarity fitted to the eyes and nose) pulled them up to 0.3 eye distances and tore
+# the cheek (latentsync_demo1's head turning, frames 66-80). The chin (6-10) and the lips still go where speech says.
+OWN_JAW = np.zeros(len(MOTION_POINTS))
+for _point, _share in {3: 1.0, 13: 1.0, 4: 0.6, 12: 0.6, 5: 0.3, 11: 0.3}.items():
+    OWN_JAW[list(MOTION_POINTS).index(_point)] = _share
 
 
 def _part(points, n_still: int = len(PINNED) + len(JAW_LINE) + 4 * RING_POINTS) -> np.ndarray:
@@ -59,12 +71,18 @@ _t = np.linspace(0, 1, RING_POINTS, endpoint=False)
 _RING = np.concatenate([np.c_[_t, 0 * _t], np.c_[1 + 0 * _t, _t], np.c_[1 - _t, 1 + 0 * _t], np.c_[0 * _t, 1 - _t]])
 
 
-def target_points(points: np.ndarray, face_matrix: np.ndarray, rest: np.ndarray, motion: np.ndarray) -> np.ndarray:
+def target_points(points: np.ndarray, face_matrix: np.ndarray, rest: np.ndarray, motion: np.ndarray,
+                  own_jaw: bool = False) -> np.ndarray:
     """Where the 68 points should be: MOTION_POINTS at rest + motion (aligned face), mapped back into
-    the frame by this frame's alignment; every other point stays. points (68, 2) frame pixels,
-    face_matrix (2, 3) frame -> aligned face, rest and motion (31, 2) aligned pixels -> (68, 2)."""
-    out = np.asarray(points, np.float64).copy()
-    out[MOTION_POINTS] = transform_points(rest + motion, invert(face_matrix))
+    the frame by this frame's alignment; every other point stays. own_jaw (a video): the jaw's sides keep the
+    frame's own outline (OWN_JAW) and only move by the motion. points (68, 2) frame pixels, face_matrix (2, 3)
+    frame -> aligned face, rest and motion (31, 2) aligned pixels -> (68, 2)."""
+    points = np.asarray(points, np.float64)
+    moved = rest + motion
+    if own_jaw:
+        moved = moved + OWN_JAW[:, None] * (transform_points(points[MOTION_POINTS], face_matrix) - rest)
+    out = points.copy()
+    out[MOTION_POINTS] = transform_points(moved, invert(face_matrix))
     return out
 
 
@@ -124,12 +142,27 @@ def warp(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, pad: float = 0.0) 
     fields = _fields(centres, shift, _PARTS, scale, size)
     below = _below_mouth_line(dst, origin, size)[..., None]  # 0 above the lips' parting, 1 below
     d = (1 - below) * fields[0] + below * fields[1]
-    d *= _lower_face_mask(both - origin, size, scale, pad)[..., None]
+    d *= (_lower_face_mask(both - origin, size, scale, pad) * _below_eyes(src, origin, size))[..., None]
     xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
     out = frame.copy()
     out[y0:y1, x0:x1] = cv2.remap(frame, xs - d[..., 0], ys - d[..., 1], cv2.INTER_CUBIC,
                                   borderMode=cv2.BORDER_REPLICATE)
     return out
+
+
+def _below_eyes(src: np.ndarray, origin: np.ndarray, size) -> np.ndarray:
+    """(H, W) weight that keeps the warp off the eyes: 0 down to EYES_CLEAR of the way from the line through the
+    lower eyelids to the nose base, rising to 1 at EYES_CLEAR + 0.5 of it. A head bowed towards the camera has its
+    jaw's ends at eye level, and the spline between the pinned eyes and the moving jaw shook a pair of glasses' rims
+    by 2-3 pixels (makeittalk_harry)."""
+    left, right = src[40:42].mean(0), src[46:48].mean(0)
+    along = (right - left) / (np.linalg.norm(right - left) + 1e-6)
+    down = np.array([-along[1], along[0]])
+    down = down if (src[33] - left) @ down >= 0 else -down  # towards the mouth
+    reach = max(float((src[33] - left) @ down), 1.0)
+    xs, ys = np.meshgrid(np.arange(size[1]) + origin[0] + 0.5 - left[0], np.arange(size[0]) + origin[1] + 0.5 - left[1])
+    share = (xs * down[0] + ys * down[1]) / reach
+    return np.clip((share - EYES_CLEAR) / 0.5, 0, 1).astype(np.float32)
 
 
 def _fields(centres: np.ndarray, shift: np.ndarray, parts, scale: float, size) -> list[np.ndarray]:
@@ -187,15 +220,34 @@ def _lip_curve(points: np.ndarray, idx, xs: np.ndarray) -> np.ndarray:
     return np.interp(xs, p[order, 0], p[order, 1])
 
 
+def _smooth_curve(u: np.ndarray, v: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """v(at) along a smooth curve through the points (u, v), sorted by u: cubic Hermite pieces with tangents from
+    the neighbours (one-sided at the ends). Lips are curves; the straight lines between dlib's points drew a
+    hexagon of a mouth. Beyond the ends, the end values."""
+    order = np.argsort(u, kind="stable")
+    u, v = u[order], v[order]
+    du = np.maximum(np.diff(u), 1e-6)
+    slope = np.diff(v) / du
+    tangent = np.r_[slope[0], (slope[:-1] * du[1:] + slope[1:] * du[:-1]) / (du[:-1] + du[1:]), slope[-1]]
+    i = np.clip(np.searchsorted(u, at) - 1, 0, len(u) - 2)
+    t = np.clip((at - u[i]) / du[i], 0, 1)
+    h00, h10, h01, h11 = 2 * t**3 - 3 * t**2 + 1, t**3 - 2 * t**2 + t, -2 * t**3 + 3 * t**2, t**3 - t**2
+    return h00 * v[i] + h10 * du[i] * tangent[i] + h01 * v[i + 1] + h11 * du[i] * tangent[i + 1]
+
+
 def fill_mouth(frame: np.ndarray, dst: np.ndarray, source_gap: float, lips: np.ndarray,
                teeth_colour: np.ndarray) -> np.ndarray:
     """Paint the inside of the lips at `dst` (68, 2) where they open wider than the source's own
     opening `source_gap` (pixels; up to that, the source's real interior, warped, is kept): a cavity
-    shaded from the lip colour `lips` (RGB) and a band of upper teeth of `teeth_colour` (RGB)."""
+    shaded from the lip colour `lips` (RGB) and a band of upper teeth of `teeth_colour` (RGB), between smooth
+    curves through the inner lips, drawn in the mouth's own frame (u along the line between its inner corners,
+    v across it), so a tilted mouth is drawn as a level one."""
     gap = float(opening(dst))
     mouth_w = np.linalg.norm(dst[MOUTH_CORNERS[1]] - dst[MOUTH_CORNERS[0]])
     strength = np.clip((gap - source_gap) / (0.3 * gap + 1e-6), 0, 1) * np.clip((gap - 0.5) / 1.5, 0, 1)
-    if strength <= 0 or mouth_w < 4:
+    corner, across_line = dst[60], dst[64] - dst[60]
+    length = float(np.linalg.norm(across_line))
+    if strength <= 0 or mouth_w < 4 or length < 2:
         return frame
     inner = dst[60:68]
     x0, y0 = np.floor(inner.min(0)).astype(int) - 2
@@ -204,17 +256,19 @@ def fill_mouth(frame: np.ndarray, dst: np.ndarray, source_gap: float, lips: np.n
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if x1 - x0 < 2 or y1 - y0 < 2:
         return frame
-    mask = np.zeros((y1 - y0, x1 - x0), np.float32)
-    cv2.fillPoly(mask, [np.round((inner - [x0, y0]) * 4).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)  # 1/4 px
-    mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, FILL_SOFTNESS * mouth_w)) * strength
-    xs = np.arange(x0, x1) + 0.5
-    upper = _lip_curve(dst, (60, 61, 62, 63, 64), xs)
-    lower = _lip_curve(dst, (64, 65, 66, 67, 60), xs)
-    yy = np.arange(y0, y1)[:, None] + 0.5
+    axis = across_line / length
+    normal = np.array([-axis[1], axis[0]])  # v grows towards the lower lip
+    uv = (inner - corner) @ np.c_[axis, normal]  # (8, 2): the inner lips in the mouth's frame
+    gx, gy = np.meshgrid(np.arange(x0, x1) + 0.5 - corner[0], np.arange(y0, y1) + 0.5 - corner[1])
+    u, v = gx * axis[0] + gy * axis[1], gx * normal[0] + gy * normal[1]
+    upper = _smooth_curve(uv[[0, 1, 2, 3, 4], 0], uv[[0, 1, 2, 3, 4], 1], u)  # 60 61 62 63 64
+    lower = _smooth_curve(uv[[4, 5, 6, 7, 0], 0], uv[[4, 5, 6, 7, 0], 1], u)  # 64 65 66 67 60
+    lower = np.maximum(lower, upper)
+    inside = np.clip(v - upper + 0.5, 0, 1) * np.clip(lower - v + 0.5, 0, 1) * ((u > 0) & (u < length))
+    mask = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), max(0.5, FILL_SOFTNESS * mouth_w)) * strength
     span = np.maximum(lower - upper, 1e-3)
-    depth = np.clip((yy - upper) / span, 0, 1)  # 0 at the upper lip, 1 at the lower
-    half = 0.5 * np.linalg.norm(dst[64] - dst[60]) + 1e-6
-    across = np.clip(np.abs(xs - (dst[60, 0] + dst[64, 0]) / 2) / half, 0, 1)[None, :, None]  # 0 centre, 1 corner
+    depth = np.clip((v - upper) / span, 0, 1)  # 0 at the upper lip, 1 at the lower
+    across = np.clip(np.abs(u - length / 2) / (length / 2), 0, 1)[..., None]  # 0 centre, 1 corner
     cavity = lips * CAVITY * (1 - DEEP * np.sin(np.pi * depth)[..., None]) * (1 - 0.3 * across ** 2)
     teeth_depth = min(UPPER_TEETH * gap, TEETH_MAX * mouth_w) / span  # per column, as a share of the opening
     teeth = np.clip((teeth_depth - depth) * max(gap, 1.0), 0, 1)[..., None]  # 1 in the band, soft lower edge
@@ -228,7 +282,7 @@ def fill_mouth(frame: np.ndarray, dst: np.ndarray, source_gap: float, lips: np.n
 
 def _teeth_colour(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Teeth as the source shows them (the brightest fifth of its open mouth), else a light enamel as
-    bright as the face's highlights allow (paintings and dim photos get dimmer teeth)."""
+    bright as the face's highlights allow (paintings and dim photos get dimmer teeth) and tinted by their colour."""
     if opening(points) > 2.0:
         mask = np.zeros(frame.shape[:2], np.uint8)
         cv2.fillPoly(mask, [np.round(points[60:68]).astype(np.int32)], 1)
@@ -238,8 +292,13 @@ def _teeth_colour(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
             return inside[luma >= np.percentile(luma, 80)].mean(0)
     x0, y0, x1, y1 = _box(points, frame.shape)
     skin = frame[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64)
-    bright = np.percentile(skin.mean(1), 95) if len(skin) else 200.0
-    return np.array([0.95, 0.93, 0.88]) * min(245.0, 1.1 * bright)
+    if not len(skin):
+        return ENAMEL * 200.0
+    luma = skin.mean(1)
+    bright = np.percentile(luma, 95)
+    highlights = skin[luma >= bright].mean(0)
+    cast = np.sqrt(highlights / max(highlights.mean(), 1.0))  # half the light's colour: teeth under orange paint are
+    return ENAMEL * cast * min(245.0, 1.1 * bright)  # cream, not the blue-grey a neutral white looks beside it
 
 
 def _lip_colour(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -305,4 +364,5 @@ def animate(tracked, rest: np.ndarray, motion, pad: float = 0.0, photo: bool = F
         points = np.asarray(points, np.float64)
         if source is None or frame is not source[0] or not np.array_equal(points, source[1]):
             paints, source = colours(frame, points), (frame, points)  # a photo's colours once; a video's per frame
-        yield render(frame, points, target_points(points, matrix, rest, step), paints, pad, 0.0 if photo else None)
+        yield render(frame, points, target_points(points, matrix, rest, step, own_jaw=not photo), paints, pad,
+                     0.0 if photo else None)
