@@ -24,9 +24,9 @@ from .face import MOUTH_CORNERS, invert, transform_points
 from .models.motion import MOTION_POINTS, closed, opening, rest_shape
 from .pixels import grey_as
 
-REVISION = 6  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
+REVISION = 7  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
 # 3: the painted interior's edge 3x sharper; 4: a video's jaw sides keep their own outline; 5: the interior between
-# smooth curves through the inner lips, not straight lines; 6: the warp kept off the eyes)
+# smooth curves through the inner lips, not straight lines; 6: the warp kept off the eyes; 7: ... of bowed heads only)
 PINNED = np.r_[0:3, 14:17, 17:48]  # brows, nose, eyes, upper jaw: do not move with speech
 UPPER_LIP = [49, 50, 51, 52, 53, 61, 62, 63]
 LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
@@ -151,18 +151,24 @@ def warp(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, pad: float = 0.0) 
 
 
 def _below_eyes(src: np.ndarray, origin: np.ndarray, size) -> np.ndarray:
-    """(H, W) weight that keeps the warp off the eyes: 0 down to EYES_CLEAR of the way from the line through the
-    lower eyelids to the nose base, rising to 1 at EYES_CLEAR + 0.5 of it. A head bowed towards the camera has its
-    jaw's ends at eye level, and the spline between the pinned eyes and the moving jaw shook a pair of glasses' rims
-    by 2-3 pixels (makeittalk_harry)."""
+    """(H, W) weight that keeps the warp off the eyes of a head bowed towards the camera, whose jaw's moving ends
+    (3, 13) reach up towards eye level: the spline between the pinned eyes and them shook a pair of glasses' rims
+    by 2-3 pixels (makeittalk_harry). There the weight is 0 down to EYES_CLEAR of the way from the line through
+    the lower eyelids to the nose base, rising to 1 at EYES_CLEAR + 0.5 of it; it fades in as the jaw's ends rise
+    from the nose base (every validation clip's and the astronaut's, 1.05-2.2 of the way) to 0.8 of the way
+    (Harry's 0.67), and an upright face is warped as before."""
     left, right = src[40:42].mean(0), src[46:48].mean(0)
     along = (right - left) / (np.linalg.norm(right - left) + 1e-6)
     down = np.array([-along[1], along[0]])
     down = down if (src[33] - left) @ down >= 0 else -down  # towards the mouth
     reach = max(float((src[33] - left) @ down), 1.0)
+    jaw_ends = min(float((src[j] - left) @ down) for j in (3, 13)) / reach
+    guard = np.clip((1.0 - jaw_ends) / 0.2, 0, 1)
+    if guard == 0:
+        return np.ones(size, np.float32)
     xs, ys = np.meshgrid(np.arange(size[1]) + origin[0] + 0.5 - left[0], np.arange(size[0]) + origin[1] + 0.5 - left[1])
     share = (xs * down[0] + ys * down[1]) / reach
-    return np.clip((share - EYES_CLEAR) / 0.5, 0, 1).astype(np.float32)
+    return (1 - guard * (1 - np.clip((share - EYES_CLEAR) / 0.5, 0, 1))).astype(np.float32)
 
 
 def _fields(centres: np.ndarray, shift: np.ndarray, parts, scale: float, size) -> list[np.ndarray]:
