@@ -24,9 +24,10 @@ from .face import MOUTH_CORNERS, invert, transform_points
 from .models.motion import MOTION_POINTS, closed, opening, rest_shape
 from .pixels import grey_as
 
-REVISION = 7  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
+REVISION = 8  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
 # 3: the painted interior's edge 3x sharper; 4: a video's jaw sides keep their own outline; 5: the interior between
-# smooth curves through the inner lips, not straight lines; 6: the warp kept off the eyes; 7: ... of bowed heads only)
+# smooth curves through the inner lips, not straight lines; 6: the warp kept off the eyes; 7: ... of bowed heads only;
+# 8: the interior the union of the curves and the straight lines)
 PINNED = np.r_[0:3, 14:17, 17:48]  # brows, nose, eyes, upper jaw: do not move with speech
 UPPER_LIP = [49, 50, 51, 52, 53, 61, 62, 63]
 LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
@@ -271,6 +272,9 @@ def fill_mouth(frame: np.ndarray, dst: np.ndarray, source_gap: float, lips: np.n
     lower = _smooth_curve(uv[[4, 5, 6, 7, 0], 0], uv[[4, 5, 6, 7, 0], 1], u)  # 64 65 66 67 60
     lower = np.maximum(lower, upper)
     inside = np.clip(v - upper + 0.5, 0, 1) * np.clip(lower - v + 0.5, 0, 1) * ((u > 0) & (u < length))
+    polygon = np.zeros((y1 - y0, x1 - x0), np.float32)  # where dlib's points bend inwards, the curves may pass
+    cv2.fillPoly(polygon, [np.round((inner - [x0, y0]) * 4).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)  # inside
+    inside = np.maximum(inside, polygon)  # the straight lines: the union never paints less than they did
     mask = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), max(0.5, FILL_SOFTNESS * mouth_w)) * strength
     span = np.maximum(lower - upper, 1e-3)
     depth = np.clip((v - upper) / span, 0, 1)  # 0 at the upper lip, 1 at the lower
