@@ -331,10 +331,8 @@ def test_the_painted_interior_follows_curved_lips():
     dst[48], dst[54] = centre - [1.1 * a, 0], centre + [1.1 * a, 0]
     frame = np.full((120, 200, 3), 128, np.uint8)
     painted = render.fill_mouth(frame, dst, 0.0, np.array([200.0, 80.0, 80.0]), np.array([240.0, 240.0, 230.0]))
-    changed = (np.abs(painted.astype(int) - frame).max(-1) > 20).sum()
-    octagon = 0.5 * 8 * np.sin(np.pi / 4) * a * b  # area of the polygon through the points
-    assert changed > 0.97 * np.pi * a * b > 1.04 * octagon
-    assert changed < 1.15 * np.pi * a * b  # its soft edge spreads half a pixel or so
+    changed = (np.abs(painted.astype(int) - frame).max(-1) > 20).sum()  # soft edge included: the octagon alone
+    assert 1.03 * np.pi * a * b < changed < 1.15 * np.pi * a * b  # paints 0.98 of the ellipse's area, this 1.09
 
 
 def test_the_warp_leaves_the_eyes_alone(photo):

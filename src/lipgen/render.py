@@ -229,8 +229,8 @@ def _lip_curve(points: np.ndarray, idx, xs: np.ndarray) -> np.ndarray:
 
 def _smooth_curve(u: np.ndarray, v: np.ndarray, at: np.ndarray) -> np.ndarray:
     """v(at) along a smooth curve through the points (u, v), sorted by u: cubic Hermite pieces with tangents from
-    the neighbours (one-sided at the ends). Lips are curves; the straight lines between dlib's points drew a
-    hexagon of a mouth. Beyond the ends, the end values."""
+    the neighbours (one-sided at the ends). Lips are curves; the straight lines between dlib's points alone drew
+    an octagon of a mouth. Beyond the ends, the end values."""
     order = np.argsort(u, kind="stable")
     u, v = u[order], v[order]
     du = np.maximum(np.diff(u), 1e-6)
@@ -246,9 +246,10 @@ def fill_mouth(frame: np.ndarray, dst: np.ndarray, source_gap: float, lips: np.n
                teeth_colour: np.ndarray) -> np.ndarray:
     """Paint the inside of the lips at `dst` (68, 2) where they open wider than the source's own
     opening `source_gap` (pixels; up to that, the source's real interior, warped, is kept): a cavity
-    shaded from the lip colour `lips` (RGB) and a band of upper teeth of `teeth_colour` (RGB), between smooth
-    curves through the inner lips, drawn in the mouth's own frame (u along the line between its inner corners,
-    v across it), so a tilted mouth is drawn as a level one."""
+    shaded from the lip colour `lips` (RGB) and a band of upper teeth of `teeth_colour` (RGB), inside smooth
+    curves through the inner lips (drawn in the mouth's own frame: u along the line between its inner corners, v
+    across it, so a tilted mouth is drawn as a level one) and the straight lines between them (where dlib's points
+    bend inwards the curves pass inside the lines, and dlib read such drawn mouths 10-15% less open)."""
     gap = float(opening(dst))
     mouth_w = np.linalg.norm(dst[MOUTH_CORNERS[1]] - dst[MOUTH_CORNERS[0]])
     strength = np.clip((gap - source_gap) / (0.3 * gap + 1e-6), 0, 1) * np.clip((gap - 0.5) / 1.5, 0, 1)
@@ -272,9 +273,9 @@ def fill_mouth(frame: np.ndarray, dst: np.ndarray, source_gap: float, lips: np.n
     lower = _smooth_curve(uv[[4, 5, 6, 7, 0], 0], uv[[4, 5, 6, 7, 0], 1], u)  # 64 65 66 67 60
     lower = np.maximum(lower, upper)
     inside = np.clip(v - upper + 0.5, 0, 1) * np.clip(lower - v + 0.5, 0, 1) * ((u > 0) & (u < length))
-    polygon = np.zeros((y1 - y0, x1 - x0), np.float32)  # where dlib's points bend inwards, the curves may pass
-    cv2.fillPoly(polygon, [np.round((inner - [x0, y0]) * 4).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)  # inside
-    inside = np.maximum(inside, polygon)  # the straight lines: the union never paints less than they did
+    polygon = np.zeros((y1 - y0, x1 - x0), np.float32)  # the straight lines, at 1/4 px: the union with them never
+    cv2.fillPoly(polygon, [np.round((inner - [x0, y0]) * 4).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)
+    inside = np.maximum(inside, polygon)  # paints less than they did where the curves pass inside them
     mask = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), max(0.5, FILL_SOFTNESS * mouth_w)) * strength
     span = np.maximum(lower - upper, 1e-3)
     depth = np.clip((v - upper) / span, 0, 1)  # 0 at the upper lip, 1 at the lower
@@ -307,8 +308,8 @@ def _teeth_colour(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
     luma = skin.mean(1)
     bright = np.percentile(luma, 95)
     highlights = skin[luma >= bright].mean(0)
-    cast = np.sqrt(highlights / max(highlights.mean(), 1.0))  # half the light's colour: teeth under orange paint are
-    return ENAMEL * cast * min(245.0, 1.1 * bright)  # cream, not the blue-grey a neutral white looks beside it
+    cast = np.sqrt(highlights / max(highlights.mean(), 1.0))  # half the light's colour: cream teeth under orange
+    return ENAMEL * cast * min(245.0, 1.1 * bright)  # paint, not the blue-grey a neutral white looks beside it
 
 
 def _lip_colour(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
