@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import write_atomic
 from .corpora import SILENCE
 
 # the arrays of a clip folder (shapes in lipgen.data.preprocess)
@@ -89,7 +90,4 @@ def read_vocabulary(cache: str | os.PathLike) -> list[str]:
 
 
 def write_vocabulary(cache: str | os.PathLike, words: list[str]) -> None:
-    path = Path(cache) / VOCABULARY_FILE
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(list(words)))
-    os.replace(tmp, path)
+    write_atomic(Path(cache) / VOCABULARY_FILE, json.dumps(list(words)))

@@ -16,6 +16,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..files import write_atomic
 from ..media import VIDEO_FPS, VIDEO_SUFFIXES
 
 ALIGN_UNITS_PER_FRAME = 1000  # GRID .align times are 1/25000 s: 1000 units per 25 fps frame
@@ -168,12 +169,7 @@ def write_manifest(utterances: list[Utterance], path: str | os.PathLike) -> None
     """JSON lines, one utterance each; written atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text("".join(json.dumps(asdict(u)) + "\n" for u in utterances))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, "".join(json.dumps(asdict(u)) + "\n" for u in utterances))
 
 
 def read_manifest(path: str | os.PathLike) -> list[Utterance]:

@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from .. import face, media
 from ..errors import FaceNotFoundError, LipgenError
+from ..files import write_atomic
 from ..models.base import WINDOW
 from .align import align_words
 from .cache import FAILED, clip_dir_name, missing_clips, write_vocabulary
@@ -131,12 +132,6 @@ def timed(utt: Utterance, audio: np.ndarray) -> tuple[Utterance, str]:
         return utt, f"none: {e}"
 
 
-def _write_atomic_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
 def _work(args: tuple[Utterance, str, float]) -> tuple[str, str | None, float]:
     """Process one clip into the cache. Returns (id, failure reason or None, seconds).
 
@@ -160,7 +155,7 @@ def _work(args: tuple[Utterance, str, float]) -> tuple[str, str | None, float]:
             shutil.rmtree(tmp, ignore_errors=True)
             reason = str(e) if isinstance(e, LipgenError) else f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
             (cache / FAILED).mkdir(exist_ok=True)
-            _write_atomic_json(cache / FAILED / f"{final.name}.json", {"id": utt.id, "path": utt.path, "reason": reason})
+            write_atomic(cache / FAILED / f"{final.name}.json", json.dumps({"id": utt.id, "path": utt.path, "reason": reason}, indent=1))
             return utt.id, reason, time.perf_counter() - start
         meta = arrays.pop("meta")
         for name, value in arrays.items():
@@ -314,5 +309,5 @@ def write_report(cache: str | os.PathLike) -> dict:
     failed = [f for f in failed if clip_dir_name(f["id"]) not in set(ok)]
     report = {"cache": str(cache), "clips_ok": len(ok), "clips_failed": len(failed),
               "failed": {f["id"]: f["reason"] for f in failed}, "missing": missing_clips(cache)}
-    _write_atomic_json(cache / "report.json", report)
+    write_atomic(cache / "report.json", json.dumps(report, indent=1))
     return report
