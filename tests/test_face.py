@@ -56,6 +56,21 @@ def test_paste_back_of_unmodified_crop_reproduces_frame(tracked):
         assert np.abs(pasted.astype(int) - frames[t])[:, :x0 - 30].max() == 0  # far from the mouth: untouched
 
 
+def test_a_tinted_crop_is_pasted_in_the_frames_colour(tracked):
+    """A model's crop a few levels redder than the face (GRID's light) would show as a pink box: the paste takes
+    the crop's mean colour at its fading edge to the frame's there, and keeps what differs inside it."""
+    frames, track = tracked
+    matrix = track.mouth_matrix[0]
+    patch = face.crop(frames[:1], matrix[None], face.MOUTH_SIZE)[0].astype(np.int16)
+    patch[24:40, 24:40] = 20  # a dark mouth the model drew ...
+    tinted = np.clip(patch + [12, -6, -6], 0, 255).astype(np.uint8)  # ... in a redder light
+    matched = face.match_colour(tinted, frames[0], matrix)
+    edge = face.feather_mask(face.MOUTH_SIZE) < 0.5
+    shift = (matched.astype(int) - patch)[edge].mean(0)
+    assert np.abs(shift).max() < 1.5  # the tint is gone at the edge (12 levels before)
+    assert matched[24:40, 24:40].mean() < 30  # the drawn mouth is kept
+
+
 def test_similarity_recovers_a_known_transform():
     rng = np.random.default_rng(0)
     src = rng.uniform(0, 100, (30, 2))

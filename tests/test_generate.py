@@ -68,6 +68,16 @@ def test_davs_generates_from_audio_and_from_video(tiny_davs, tiny_glance, tmp_pa
     assert media.read_audio(from_video).size > 2.9 * media.SAMPLE_RATE  # the driving video's sound
     with pytest.raises(ValueError, match="--model davs"):
         generate(None, SAMPLE_FACE, tmp_path / "g.mp4", checkpoint=tiny_glance, drive_video=speech, progress=False)
+    frames = media.read_video(speech)
+    late = media.write_mp4(tmp_path / "late.mp4", np.concatenate([np.full_like(frames[:10], 128), frames[:40]]))
+    with pytest.raises(MediaError, match=r"2.0 s of lips for 3.0 s of speech; .* or cut the speech"):
+        generate(speech, SAMPLE_FACE, tmp_path / "s.mp4", model="davs", checkpoint=tiny_davs, drive_video=late,
+                 progress=False)  # the speech would be cut short without a word
+    from lipgen.inference import video_mouths
+
+    mouths = video_mouths(late)  # the face comes in at frame 10: the frames before hold its first mouth
+    assert len(mouths) == 50 and all(np.array_equal(mouths[t], mouths[10]) for t in range(10))
+    assert not np.array_equal(mouths[10], mouths[30])
 
 
 def test_crgan_streams_any_length(tiny_crgan, tmp_path):

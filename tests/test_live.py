@@ -1,5 +1,6 @@
-"""The demo page's live mode without a browser (lipgen.demo.LiveRun needs no Gradio): lipgen stream's run of a
-speech file at real-time pace, its frames handed out as they are made, the finished mp4, and an early stop."""
+"""The demo page's jobs without a browser (lipgen.demo.LiveRun and Job need no Gradio): lipgen stream's run of a
+speech file at real-time pace, its frames handed out as they are made, the finished mp4, and an early stop; a
+Generate job watched, and stopped when the page cancels it."""
 
 import time
 
@@ -8,7 +9,7 @@ import pytest
 from PIL import Image
 
 from lipgen import media
-from lipgen.demo import LiveRun, check_live, live_summary
+from lipgen.demo import WORKING, Job, LiveRun, check_live, live_summary
 from lipgen.errors import FaceNotFoundError, LipgenError
 from lipgen.generate import SAMPLE_AUDIO, SAMPLE_FACE
 from lipgen.generate import Generator
@@ -67,3 +68,24 @@ def test_live_errors(generator, tmp_path):
     with pytest.raises(FaceNotFoundError, match="no face"):
         next(run.frames())
     assert time.perf_counter() - start < 5  # refused while preparing the face, not after the speech played
+
+
+def test_a_cancelled_job_stops_and_writes_nothing(generator, tmp_path):
+    """Gradio frees a cancelled job's place in the queue at once; the work must stop too, or the next job runs
+    beside it (a 50 s job went on writing its mp4 for nobody while the next one ran)."""
+    out = tmp_path / "job.mp4"
+    steps = Job(generator, SAMPLE_AUDIO, SAMPLE_FACE, out, every=0.1).steps()  # 11 s of speech
+    for done, total in steps:
+        if done >= 5:
+            break
+    assert total == 275
+    steps.close()  # the page cancelled it
+    start = time.perf_counter()
+    with WORKING:  # the next job gets the machine once the work has stopped, at its next frame
+        waited = time.perf_counter() - start
+    assert waited < 3
+    assert not out.exists() and not list(tmp_path.iterdir())  # no mp4, no temporary file left
+    finished = tmp_path / "done.mp4"
+    progress = list(Job(generator, GRID / "s1/video/bbaf2n.mp4", SAMPLE_FACE, finished, every=0.05).steps())
+    assert finished.exists() and len(media.read_video(finished)) == 75
+    assert progress[-1] == (75, 75) and all(a <= b for (a, _), (b, _) in zip(progress, progress[1:]))

@@ -28,6 +28,9 @@ def test_splits_are_deterministic_and_by_speaker():
     assert [u.split for u in a] == [u.split for u in b]
     assert {u.speaker_split for u in a if u.speaker == "s4"} == {"test"}
     assert {u.speaker_split for u in a if u.speaker != "s4"} == {"train"}
+    assert {u.split for u in a if u.speaker == "s4"} == {"test"}  # never trained on; evaluated in a row of its own
+    plain = {u.id: u.split for u in corpora.load_corpus("grid", GRID)}
+    assert all(u.split == plain[u.id] for u in a if u.speaker != "s4")
 
 
 def test_lrw_and_folder_layouts(tmp_path):
@@ -40,10 +43,54 @@ def test_lrw_and_folder_layouts(tmp_path):
     lrw = {u.id: u for u in corpora.load_corpus("lrw", tmp_path / "lrw")}
     assert lrw["ABOUT/test/ABOUT_00001"].split == "test"
     assert lrw["ABOUT/test/ABOUT_00001"].words[0].start == pytest.approx(14.5 - 5)
-    (tmp_path / "talks/alice").mkdir(parents=True)
+    (tmp_path / "talks/alice/day1").mkdir(parents=True)
     shutil.copy(GRID / "s1/video/bbaf2n.mp4", tmp_path / "talks/alice/intro.mp4")
-    (u,) = corpora.load_corpus("folder", tmp_path / "talks")
-    assert u.speaker == "alice" and u.id == "alice/intro"
+    shutil.copy(GRID / "s1/video/bbaf3s.mp4", tmp_path / "talks/alice/day1/take 2.mp4")
+    (tmp_path / "talks/alice/day1/take 2.txt").write_text("Bin blue, at F three -- soon!\n")
+    talks = {u.id: u for u in corpora.load_corpus("folder", tmp_path / "talks")}
+    assert {u.speaker for u in talks.values()} == {"alice"}  # the folder under the root, however deep the clip
+    assert talks["alice/intro"].words == []
+    assert talks["alice/day1/take 2"].transcript == "bin blue at f three soon"  # its .txt, untimed
+
+
+def test_a_folder_corpus_with_transcripts_trains_word_models(tmp_path):
+    """A folder corpus's <clip>.txt is forced-aligned: the cache gets timed words and a vocabulary."""
+    import shutil
+
+    from lipgen.data.cache import read_vocabulary
+
+    (tmp_path / "mine/ann").mkdir(parents=True)
+    for name, text in (("bbaf2n", "bin blue at f two now"), ("bbaf3s", "bin blue at f three soon")):
+        shutil.copy(GRID / "s1/video" / f"{name}.mp4", tmp_path / "mine/ann" / f"{name}_mine.mp4")
+        (tmp_path / "mine/ann" / f"{name}_mine.txt").write_text(text.upper() + "\n")
+    shutil.copy(GRID / "s1/video/bbaf4p.mp4", tmp_path / "mine/ann/bbaf4p_mine.mp4")  # no transcript
+    report = preprocess(tmp_path / "mine", tmp_path / "cache", corpus="folder", workers=1, progress=False)
+    assert report["clips_ok"] == 3  # all three in the train split (by their ids' hashes)
+    meta = json.loads((tmp_path / "cache/ann__bbaf3s_mine/meta.json").read_text())
+    assert meta["timing"] == "forced alignment"
+    assert [w["word"] for w in meta["words"] if w["word"] != "sil"] == "bin blue at f three soon".split()
+    assert read_vocabulary(tmp_path / "cache") == sorted(set("bin blue at f two now three soon".split()))
+    from lipgen.data.select import select
+
+    assert select(tmp_path / "cache", tmp_path / "two.jsonl", size=2)["of"] == 2  # matching reads words
+    assert select(tmp_path / "cache", tmp_path / "any.jsonl", size=3, method="random")["of"] == 3  # random: any clip
+    with pytest.raises(ValueError, match="a cache of a folder corpus; --corpus grid would mix"):
+        preprocess(GRID, tmp_path / "cache", workers=1, progress=False)
+
+
+def test_a_moved_corpus_and_held_out_speakers_reach_the_done_clips(grid_cache, tmp_path):
+    """Preprocessing again where a corpus now is (or with --test-speakers) updates the done clips' records."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(grid_cache, cache)
+    moved = tmp_path / "moved"
+    shutil.copytree(GRID, moved)
+    again = preprocess(moved, cache, workers=1, progress=False, test_speakers=("s4",))
+    assert again["this_run"]["clips"] == 0
+    metas = [json.loads(p.read_text()) for p in cache.glob("*/meta.json")]
+    assert metas and all(m["path"].startswith(str(moved)) for m in metas)
+    assert {m["split"] for m in metas if m["speaker"] == "s4"} == {"test"}
 
 
 def test_preprocess_caches_clips_and_reports_the_damaged_one(grid_cache):
@@ -68,7 +115,8 @@ def test_preprocess_caches_clips_and_reports_the_damaged_one(grid_cache):
 
 def test_rerun_skips_done_clips_and_shards_split_work(grid_cache, tmp_path):
     again = preprocess(GRID, grid_cache, workers=1, progress=False)
-    assert again["this_run"]["clips"] == 0 and again["this_run"]["skipped_done"] == 6
+    assert again["this_run"]["clips"] == 0  # 5 done, 1 failed before (not tried again without --retry-failed)
+    assert again["this_run"]["skipped_done"] == 5 and again["this_run"]["skipped_failed"] == 1
     assert parse_shard("1/3") == (1, 3)
     with pytest.raises(ValueError, match="i/N"):
         parse_shard("3")

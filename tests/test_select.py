@@ -81,5 +81,5 @@ def test_a_selection_of_another_split_is_named_when_training_refuses_it(heldout_
 
     test_ids = [m["id"] for m in clip_metas(heldout_cache, "test")]
     assert test_ids
-    with pytest.raises(ValueError, match="is in split 'train': they are in test"):
+    with pytest.raises(ValueError, match="no listed clips in split 'train': they are in test"):
         LipDataset(heldout_cache, "train", clips=test_ids)

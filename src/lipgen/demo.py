@@ -25,6 +25,8 @@ import socket
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no usage reports
 
 import functools  # noqa: E402
+import logging  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -37,6 +39,8 @@ from . import media  # noqa: E402
 from .errors import check_number, one_line  # noqa: E402
 from .generate import ASSETS, SAMPLE_AUDIO, SAMPLE_FACE  # noqa: E402
 from .models import DEFAULT_MODEL, model_classes, shipped_models  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 PORT = 7860
@@ -102,12 +106,12 @@ def check_inputs(speech: str | None, face: str | None, max_seconds: float = MAX_
         raise LipgenError("No face: upload a photo or a video, or pick a sample.")
     seconds = media.read_audio(speech).size / media.SAMPLE_RATE
     if seconds > max_seconds:
-        raise LipgenError(f"The speech is {seconds:.0f} s long; this page takes up to {max_seconds:.0f} s. "
+        raise LipgenError(f"The speech is {seconds:.1f} s long; this page takes up to {max_seconds:g} s. "
                           "Cut it, or run `lipgen generate` for longer speech.")
     if not media.is_still(face):
         length = sum(1 for _ in media.iter_video(face, max_seconds=max_seconds)) / media.VIDEO_FPS
         if length > max_seconds:
-            raise LipgenError(f"The face video is {length:.0f} s long; this page takes up to {max_seconds:.0f} s.")
+            raise LipgenError(f"The face video is {length:.1f} s long; this page takes up to {max_seconds:g} s.")
 
 
 def check_live(model: str) -> None:
@@ -116,6 +120,71 @@ def check_live(model: str) -> None:
 
     if model_classes(model)[0].crop != "motion":
         raise LipgenError(f"Live needs the motion model, not {model}: pick motion, or press Generate.")
+
+
+WORKING = threading.Lock()  # held while a job computes: one at a time, even after Gradio lets a cancelled one go
+
+
+class Job:
+    """Generator.generate in a thread of its own, watched:
+
+        job = Job(generator, "speech.wav", "photo.jpg", "out.mp4", face_index=0)
+        for done, total in job.steps():   # frames written, about every `every` seconds
+            show(done, total)
+        job.out                           # the mp4
+
+    Closing steps() early (the job cancelled on the page) stops the work at its next frame, and nothing is
+    written. The work waits for WORKING, so a cancelled job that has not stopped yet delays the next one."""
+
+    def __init__(self, generator, speech, face, out, face_index: int = 0, max_seconds: float = MAX_SECONDS,
+                 every: float = 0.5):
+        self.generator, self.speech, self.face, self.out = generator, speech, face, Path(out)
+        self.face_index, self.max_seconds, self.every = face_index, max_seconds, every
+
+    def steps(self):
+        stop, state, ended = threading.Event(), {"done": 0, "total": 0}, []
+
+        def step(done, total):
+            if stop.is_set():
+                raise InterruptedError("cancelled")
+            state.update(done=done, total=total)
+
+        def work():
+            with WORKING:
+                try:
+                    if stop.is_set():
+                        raise InterruptedError("cancelled before it started")
+                    ended.append(self.generator.generate(self.speech, self.face, self.out, face_index=self.face_index,
+                                                         max_seconds=self.max_seconds, progress=step))
+                except BaseException as e:  # noqa: BLE001 - raised again by steps()
+                    ended.append(e)
+
+        worker = threading.Thread(target=work, name="lipgen-demo-job", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(self.every)
+                yield state["done"], state["total"]
+        finally:
+            stop.set()  # a no-op once the work has ended
+        if isinstance(ended[0], BaseException):
+            raise ended[0]
+
+
+class Outputs:
+    """The page's results: a folder of its own for each job, under one folder for the server's life (removed when
+    it stops). Gradio copies a result into its cache to serve it, so a new job removes the folders of jobs before."""
+
+    def __init__(self):
+        import atexit
+
+        self.root = Path(tempfile.mkdtemp(prefix="lipgen-demo-"))
+        atexit.register(shutil.rmtree, self.root, True)
+
+    def new(self) -> Path:
+        for old in self.root.iterdir():
+            shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(dir=self.root))
 
 
 class LiveRun:
@@ -174,11 +243,12 @@ class LiveRun:
                 ready.notify()
 
         def work():
-            try:
-                ended.append(stream(chunks(), self.face, self.out, face_index=self.face_index, on_frame=on_frame,
-                                    progress=False, generator=self.generator))
-            except BaseException as e:  # noqa: BLE001 - raised again by frames()
-                ended.append(e)
+            with WORKING:
+                try:
+                    ended.append(stream(chunks(), self.face, self.out, face_index=self.face_index,
+                                        on_frame=on_frame, progress=False, generator=self.generator))
+                except BaseException as e:  # noqa: BLE001 - raised again by frames()
+                    ended.append(e)
             with ready:
                 ready.notify()
 
@@ -229,8 +299,17 @@ def build(max_seconds: float = MAX_SECONDS):
 
     from .errors import LipgenError
 
-    def fail(e: BaseException):
-        return gr.Error(one_line(e))
+    outputs = Outputs()
+
+    def fail(e: BaseException, *uploads):
+        """A refused job's message, naming uploads by their own file names (not Gradio's copies' paths), as one
+        line in the server's log and on the page."""
+        message = one_line(e)
+        for path in uploads:
+            if path:
+                message = message.replace(str(path), Path(path).name)
+        log.warning("refused: %s", message)
+        return gr.Error(message, print_exception=False)
 
     def preview(face, face_index):
         face = _path(face)
@@ -239,27 +318,31 @@ def build(max_seconds: float = MAX_SECONDS):
         try:
             image, n = faces_preview(face)
         except (LipgenError, OSError, ValueError) as e:
-            raise fail(e) from e
+            raise fail(e, face) from e
         note = {0: "No face found: use a frontal, well-lit photo.", 1: "One face found."}.get(
             n, f"{n} faces found: pick one by its number.")
         return image, gr.update(value=min(int(face_index or 0), max(n - 1, 0)), maximum=max(n - 1, 0)), note
 
-    def run(speech, face, model, face_index, progress=gr.Progress(track_tqdm=True)):
+    def run(speech, face, model, face_index, progress=gr.Progress()):
         speech, face = _path(speech), _path(face)
         try:
             check_inputs(speech, face, max_seconds)
-            out = Path(tempfile.mkdtemp(prefix="lipgen-demo-")) / f"{Path(face).stem}_{model}.mp4"
-            return str(_generator(model).generate(speech, face, out, face_index=int(face_index or 0),
-                                                  max_seconds=max_seconds))
+            out = outputs.new() / f"{Path(face).stem}_{model}.mp4"
+            job = Job(_generator(model), speech, face, out, int(face_index or 0), max_seconds)
+            for done, total in job.steps():
+                if total:
+                    progress((done, total), desc="generate", unit="frames")
+                yield gr.skip()
+            yield str(out)
         except (LipgenError, OSError, ValueError) as e:
-            raise fail(e) from e
+            raise fail(e, speech, face) from e
 
     def live(speech, face, model, face_index):
         speech, face = _path(speech), _path(face)
         try:
             check_inputs(speech, face, max_seconds)
             check_live(model)
-            out = Path(tempfile.mkdtemp(prefix="lipgen-live-")) / f"{Path(face).stem}_{model}_live.mp4"
+            out = outputs.new() / f"{Path(face).stem}_{model}_live.mp4"
             run = LiveRun(_generator(model), speech, face, out, int(face_index or 0), max_seconds)
             yield (gr.update(value=None, visible=True),
                    f"Preparing the face; the speech plays from now ({run.audio_s:.1f} s).", None)
@@ -267,7 +350,7 @@ def build(max_seconds: float = MAX_SECONDS):
                 yield frame, f"Live: {t / media.VIDEO_FPS:.1f} s of {run.audio_s:.1f} s", None
             yield gr.skip(), live_summary(run.result), str(out)
         except (LipgenError, OSError, ValueError) as e:
-            raise fail(e) from e
+            raise fail(e, speech, face) from e
 
     # delete_cache: the live view's frames and the results go into Gradio's cache; a day's are kept
     with gr.Blocks(title="lipgen", analytics_enabled=False, delete_cache=(3600, 86400)) as page:
@@ -330,6 +413,9 @@ def demo(host: str = HOST, port: int = PORT, max_seconds: float = MAX_SECONDS, m
     import gradio as gr
 
     check_settings(host, port, max_seconds, max_upload_mb)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving on %s: anyone who can reach this machine on port %d can use the page (there is no "
+                    "login); --host 127.0.0.1 keeps it to this machine", host, port)
     page = build(max_seconds)
     page.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])  # no web fonts fetched

@@ -404,6 +404,20 @@ def crop_matrices(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return face, mouth
 
 
+def crop_matrices_in_runs(landmarks: np.ndarray, cuts=()) -> tuple[np.ndarray, np.ndarray]:
+    """crop_matrices for a track with gaps: (T, 68, 2) landmarks, NaN where a frame has no face; smoothed within
+    each run of frames that show the face in one scene, never across a gap or a cut (frame indices that start
+    a scene). Returns face and mouth matrices (T, 2, 3), NaN where there is no face."""
+    face = np.full((len(landmarks), 2, 3), np.nan)
+    mouth = face.copy()
+    seen = ~np.isnan(landmarks[:, 0, 0])
+    starts = np.union1d(np.flatnonzero(np.diff(seen)) + 1, list(cuts)).astype(int)
+    for run in np.split(np.arange(len(seen)), starts):
+        if len(run) and seen[run[0]]:
+            face[run], mouth[run] = crop_matrices(landmarks[run])
+    return face, mouth
+
+
 def track_face(frames: np.ndarray, face_index: int | None = None, where: str = "the clip") -> FaceTrack:
     """Landmarks and stable crop matrices for a clip (T, H, W, 3) or a single photo (1, H, W, 3)."""
     landmarks, n = track_landmarks(frames, face_index, where=where)
@@ -432,6 +446,17 @@ def feather_mask(size: int, feather: float = FEATHER) -> np.ndarray:
     ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp_len) + 0.5) / ramp_len)
     x[:ramp_len], x[-ramp_len:] = ramp, ramp[::-1]
     return np.outer(x, x)
+
+
+def match_colour(patch: np.ndarray, frame: np.ndarray, matrix: np.ndarray, feather: float = FEATHER) -> np.ndarray:
+    """A generated (S, S, 3) crop shifted, channel by channel, so that its mean colour where paste_back fades it
+    into the frame (weighted towards the edge) is the frame's there: a model's tint (GRID's light and skin) does
+    not show as a coloured box around the mouth. matrix: the frame -> crop matrix."""
+    size = patch.shape[0]
+    source = cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    ring = (1 - feather_mask(size, feather))[..., None]
+    offset = ((patch.astype(np.float32) - source) * ring).sum((0, 1)) / ring.sum()
+    return np.clip(patch - offset, 0, 255).round().astype(np.uint8)
 
 
 def paste_back(frame: np.ndarray, patch: np.ndarray, matrix: np.ndarray, feather: float = FEATHER) -> np.ndarray:

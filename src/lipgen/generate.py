@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 LOOPS = ("pingpong", "forward")  # how a video shorter than the speech goes on: back and forth, or from its start
 PINGPONG_MAX_BYTES = 4 << 30  # a ping-pong loop keeps the video's decoded frames in memory: at most this much
 MIN_FPS, MAX_FPS = 1, 240  # output frame rates one may ask for (--fps)
+CROP_PAD = 0.1  # most --pad the crop models take without a warning: more shows them a crop unlike their training
 FACE_CACHE = 16  # prepared face sources kept by a Generator (landmarks and matrices: ~1 MB per minute of video)
 
 
@@ -126,13 +127,8 @@ class FaceSource:
             log.warning("the mouth in %s is open wide (lips %.2f of the eye distance apart): lipgen closes it by "
                         "warping, and teeth or tongue can show between the closed lips; a photo with closed or "
                         "slightly parted lips works better", path, gap)
-        self.face_matrix = np.full((len(landmarks), 2, 3), np.nan)  # (T, 2, 3) each, NaN where no face
-        self.mouth_matrix = self.face_matrix.copy()
+        self.face_matrix, self.mouth_matrix = geometry.crop_matrices_in_runs(landmarks, cuts)  # NaN where no face
         seen = ~np.isnan(landmarks[:, 0, 0])
-        starts = np.union1d(np.flatnonzero(np.diff(seen)) + 1, cuts).astype(int)  # a face appears or goes; a cut
-        for run in np.split(np.arange(len(seen)), starts):  # runs of frames with one face, in one scene
-            if seen[run[0]]:  # smoothed within a run, never across a cut
-                self.face_matrix[run], self.mouth_matrix[run] = geometry.crop_matrices(landmarks[run])
         self.cuts = [t for t in cuts if seen[t]]  # frames that start a scene with a face in it
         t = int(np.argmax(seen))  # the first frame with the face gives the identity crops
         video = None if self.still else media.iter_video(path, fps=self.fps, max_seconds=max_seconds)
@@ -193,7 +189,7 @@ class FaceSource:
 def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLike, out: str | os.PathLike = "out.mp4",
              model: str | None = None, checkpoint: str | os.PathLike | None = None, face_index: int | None = None,
              drive_video: str | os.PathLike | None = None, sample_rate: int = media.SAMPLE_RATE,
-             max_seconds: float = media.MAX_SECONDS, progress: bool = True,
+             max_seconds: float = media.MAX_SECONDS, progress=True,
              expressiveness: float | None = None, fps=None, loop: str = "pingpong", pad: float = 0.0,
              face_box=None, batch_size: int = 8) -> Path:
     """Make `out` (mp4 with the speech file's own sound): the face in `face` saying `audio`. One call of
@@ -211,7 +207,8 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
     fps: output frame rate (default: a video face's own rate; 25 for a photo); loop: a video shorter than the
     speech plays "pingpong" (back and forth, default) or "forward" (from its start again); pad: share of the
     changed region's size added around it (crop models: their crops; motion: the warp's fade beyond the jaw);
-    batch_size: windows per forward pass (glance, davs).
+    batch_size: windows per forward pass (glance, davs); progress: True (a bar), False, or a function called with
+    (frames written, frames in all) after each frame, whose exception stops the job (no output is left).
     Raises MediaError (unreadable/empty/too-long audio or video), FaceNotFoundError, MultipleFacesError.
     """
     return Generator(model, checkpoint, batch_size=batch_size).generate(
@@ -219,16 +216,21 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
         max_seconds=max_seconds, progress=progress, expressiveness=expressiveness, fps=fps, loop=loop, pad=pad)
 
 
-def _write(out, frames, samples: np.ndarray, n_frames: int, progress: bool, fps=media.VIDEO_FPS,
+def _write(out, frames, samples: np.ndarray, n_frames: int, progress, fps=media.VIDEO_FPS,
            sound=None) -> Path:
-    bar = tqdm(total=n_frames, desc="generate", unit="frame", disable=not progress)
+    """Write the frames and the sound to `out`. progress: True (a bar), False, or a function called with (frames
+    written, n_frames) after each frame, whose errors stop the job (nothing is written)."""
+    report = progress if callable(progress) else None
+    bar = tqdm(total=n_frames, desc="generate", unit="frame", disable=not progress or report is not None)
     # the writer fits the sound (sound's own, else the samples) to the frames written; one core makes the frames,
     # the others encode them
     with media.Mp4Writer(out, audio=samples, fps=fps, threads=max(1, _cores() - 1), sound=sound) as writer, \
             render.one_blas_thread():
-        for frame in prefetched(frames):
+        for done, frame in enumerate(prefetched(frames), 1):
             writer.write(frame)
             bar.update()
+            if report is not None:
+                report(done, n_frames)
     bar.close()
     return Path(out)
 
@@ -347,7 +349,7 @@ class Generator:
 
     def generate(self, audio, face: str | os.PathLike, out: str | os.PathLike = "out.mp4",
                  face_index: int | None = None, face_box=None, drive_video: str | os.PathLike | None = None,
-                 sample_rate: int = media.SAMPLE_RATE, max_seconds: float = media.MAX_SECONDS, progress: bool = True,
+                 sample_rate: int = media.SAMPLE_RATE, max_seconds: float = media.MAX_SECONDS, progress=True,
                  expressiveness: float | None = None, fps=None, loop: str = "pingpong", pad: float = 0.0) -> Path:
         """Make `out`: the face in `face` saying `audio`; the arguments as lipgen.generate.generate's."""
         if audio is not None and not isinstance(audio, (str, os.PathLike, np.ndarray)):
@@ -359,6 +361,11 @@ class Generator:
         if drive_video is not None and media.is_still(drive_video):
             raise media.MediaError(f"{drive_video}: a still image; --drive-video takes a video of someone speaking.")
         system = self.system
+        if system.crop != "motion" and expressiveness is not None:
+            log.warning("expressiveness moves the motion model's mouths; the %s model ignores it", self.model)
+        if system.crop != "motion" and pad > CROP_PAD:
+            log.warning("pad %.2f: the %s model is shown its crop widened so, unlike any it was trained on, and its "
+                        "output degrades", pad, self.model)
         # the motion path holds its speech as float16, each piece made float32 as it is used: half the memory
         samples = speech(audio, drive_video, sample_rate, max_seconds,
                          np.float16 if system.crop == "motion" and drive_video is None else np.float32)
@@ -371,6 +378,11 @@ class Generator:
                 raise ValueError(f"the {type(system).__name__} model generates from audio only; --drive-video needs "
                                  "--model davs")
             mouths = video_mouths(drive_video, max_seconds)
+            if audio is not None and len(mouths) * media.SAMPLES_PER_FRAME < samples.size - media.SAMPLES_PER_FRAME:
+                raise media.MediaError(
+                    f"{drive_video}: {len(mouths) / media.VIDEO_FPS:.1f} s of lips for {samples.size / media.SAMPLE_RATE:.1f}"
+                    " s of speech; the video would end with the lips and lose the rest of the speech. Give a drive "
+                    "video as long as the speech, or cut the speech.")
             kind, crops = "face", driven_crops(system, mouths, source.identity_face, self.batch_size)
             n_frames = -(-len(mouths) * source.fps.numerator // (media.VIDEO_FPS * source.fps.denominator))
         elif system.crop == "motion":  # any-face path: predicted motion warps the source itself
@@ -388,8 +400,9 @@ class Generator:
                         "(the motion model, the default, follows each scene's own face)", face, source.cuts[0] /
                         float(source.fps), self.model)
         crops = held_at(crops, n_frames, source.fps) if source.fps != media.VIDEO_FPS else crops
-        frames = (frame if matrix is None else grey_as(geometry.paste_back(frame, crop, matrix), frame)  # no face:
-                  for crop, (frame, matrix) in zip(crops, source.frames(kind, n_frames)))  # untouched
+        frames = (frame if matrix is None else  # no face: untouched
+                  grey_as(geometry.paste_back(frame, geometry.match_colour(crop, frame, matrix), matrix), frame)
+                  for crop, (frame, matrix) in zip(crops, source.frames(kind, n_frames)))
         return _write(out, frames, samples, n_frames, progress, source.fps, sound)
 
     __call__ = generate

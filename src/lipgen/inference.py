@@ -44,6 +44,8 @@ def load_spec(spec: str | os.PathLike):
     """A model from a command line word: a checkpoint path, or the name of a shipped model."""
     if os.path.isfile(spec):
         return load_model(checkpoint=spec)
+    if os.path.isdir(spec):
+        raise FileNotFoundError(f"{spec}: a folder; give its model file, e.g. {Path(spec) / 'model.safetensors'}.")
     if Path(spec).suffix or os.sep in str(spec):  # meant as a file
         raise FileNotFoundError(f"{spec}: no such checkpoint file. Give the model file from `lipgen train` "
                                 "(<run>/model.safetensors) or a shipped model's name.")
@@ -137,14 +139,21 @@ def silence_gain(samples: np.ndarray, n_frames: int) -> np.ndarray:
 
 
 def video_mouths(video: str | os.PathLike, max_seconds: float = media.MAX_SECONDS) -> np.ndarray:
-    """Mouth crops of the first face of a video, frame by frame: (T, 64, 64, 3) uint8. Two passes over the
-    video (its landmarks, then its crops), one frame in memory at a time."""
+    """Mouth crops of the first face of a video, frame by frame: (T, 64, 64, 3) uint8; a frame without the face
+    (before it appears, or after it has left) holds the nearest frame's mouth. Two passes over the video (its
+    landmarks, then its crops), one frame in memory at a time."""
     from . import face
 
+    cuts = []
     landmarks, _ = face.track_landmarks(media.iter_video(video, max_seconds=max_seconds), face_index=0,
-                                        where=str(video))
-    _, mouth = face.crop_matrices(landmarks)
+                                        where=str(video), allow_missing=True, cuts=cuts)
+    _, mouth = face.crop_matrices_in_runs(landmarks, cuts)
+    has = ~np.isnan(mouth[:, 0, 0])
     crops = np.empty((len(mouth), face.MOUTH_SIZE, face.MOUTH_SIZE, 3), np.uint8)
     for t, frame in enumerate(media.iter_video(video, max_seconds=max_seconds)):
-        crops[t] = face.crop(frame[None], mouth[t:t + 1], face.MOUTH_SIZE)[0]
-    return crops
+        if has[t]:
+            crops[t] = face.crop(frame[None], mouth[t:t + 1], face.MOUTH_SIZE)[0]
+    seen, t = np.flatnonzero(has), np.arange(len(mouth))
+    after = seen[np.minimum(np.searchsorted(seen, t), len(seen) - 1)]
+    before = seen[np.maximum(np.searchsorted(seen, t, side="right") - 1, 0)]
+    return crops[np.where(t - before <= after - t, before, after)]

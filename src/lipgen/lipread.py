@@ -78,6 +78,8 @@ def lipread(video: str | os.PathLike | None = None, audio: str | os.PathLike | N
         raise ValueError("lipread needs --video, --audio, or both")
     system = _reader(model, checkpoint)
     vocabulary = system.vocabulary
+    log.info("reading in the %d words the model learnt (%s, ...): any other word is read as one of them",
+             len(vocabulary), ", ".join(vocabulary[:6]))
     windows, length, speech = _windows(system, video, audio, speaking=True)
     half = WORD_HOP / media.VIDEO_FPS / 2
     words: list[ReadWord] = []

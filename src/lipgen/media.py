@@ -61,7 +61,7 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
 
 def _check_file(path: Path) -> None:
     if path.is_dir():
-        raise MediaError(f"{path}: is a folder. Give a file in it (or `lipgen batch` for a folder of inputs).")
+        raise MediaError(f"{path}: is a folder. Give a file in it.")
     if not path.is_file():
         raise MediaError(f"{path}: no such file. Check the path.")
 

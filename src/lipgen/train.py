@@ -32,7 +32,7 @@ from tqdm import tqdm
 from .checkpoint import load_weights, save_model
 from .data.cache import missing_clips, read_vocabulary
 from .data.dataset import LipDataset, WordDataset, clip_ids
-from .errors import LipgenError, check_number
+from .errors import LipgenError, check_number, one_line
 from .models import data_presets, model_classes
 from .models.base import OLD_CONFIG_DATA_FIELDS, DataSpec
 from .pixels import to_uint8
@@ -411,7 +411,8 @@ def _validation_set(cfg: TrainConfig, spec: DataSpec, vocabulary: list[str]) -> 
     """A fixed list of validation batches (same windows every time), or None if the cache has no val split."""
     try:
         data = make_dataset(spec, cfg.cache, "val", seed=1, stride=spec.window, vocabulary=vocabulary)
-    except ValueError:
+    except ValueError as e:
+        log.warning("no validation (nor validation samples): %s", one_line(e))
         return None
     n = min(len(data), cfg.val_items)
     loader = DataLoader(torch.utils.data.Subset(data, range(n)), batch_size=cfg.batch_size,

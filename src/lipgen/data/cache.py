@@ -75,6 +75,31 @@ def clip_metas(cache: str | os.PathLike, split: str | None = None, key: str = "s
     return out
 
 
+def no_clips(cache: str | os.PathLike, split: str | None, clips: list[str] | None = None, key: str = "split",
+             min_frames: int = 0) -> ValueError:
+    """Why clip_metas(cache, split, key, clips, min_frames) found nothing, as the error to raise."""
+    cache = Path(cache)
+    if not cache.is_dir():
+        return ValueError(f"{cache}: no such cache folder. Make one with `lipgen preprocess`, or check the path.")
+    every = clip_metas(cache)
+    if not every:
+        return ValueError(f"{cache}: no usable clips (`lipgen preprocess` made none; its report.json says why).")
+    if clips is not None:
+        listed = [m for m in every if m["id"] in set(clips)]
+        if not listed:
+            return ValueError(f"{cache}: none of the {len(clips)} listed clip ids (--clips) is in the cache; list ids "
+                              "from its manifest.jsonl.")
+        every = listed
+    where = sorted({str(m.get(key)) for m in every})
+    if split is not None and split not in where:
+        return ValueError(f"{cache}: no {'listed ' if clips is not None else ''}clips in split {split!r}: they are in "
+                          f"{', '.join(where)}." + (f" List {split} clips (e.g. `lipgen select --split {split}`)."
+                                                    if clips is not None else ""))
+    longest = max(m["n_frames"] for m in every if split is None or m.get(key) == split)
+    return ValueError(f"{cache}: no clip of split {split!r} is {min_frames} frames long or more (the longest: "
+                      f"{longest}).")
+
+
 def load_array(cache: str | os.PathLike, clip_id: str, name: str, mmap: bool = True) -> np.ndarray:
     return np.load(clip_folder(cache, clip_id) / f"{name}.npy", mmap_mode="r" if mmap else None)
 

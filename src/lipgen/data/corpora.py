@@ -5,7 +5,9 @@ Supported layouts:
   (times in 1/25000 s); without an .align, the words come from the file name's grammar, untimed
   (preprocessing then times them by forced alignment, lipgen.data.align).
 - LRW: <root>/<WORD>/{train,val,test}/<WORD>_00001.mp4 (+ optional .txt with "Duration: 0.53 seconds").
-- folder: any videos with sound under <root>; the speaker is the parent folder's name.
+- folder: any videos with sound under <root>; the speaker is the name of the folder under <root> that holds the
+  clip ("unknown" for clips directly in <root>); an optional <clip>.txt beside a clip holds its transcript, untimed
+  (preprocessing times it by forced alignment).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -70,6 +73,14 @@ def utterance_split(key: str, shares: dict[str, float] = SPLIT_SHARES) -> str:
     return "train"
 
 
+def _utterance(uid: str, speaker: str, path: Path, words: list[Word], test_speakers: tuple[str, ...]) -> Utterance:
+    """A clip split by a hash of its id, or, for a held-out speaker (--test-speakers), test whatever its hash: its
+    speaker is never trained on, and `lipgen evaluate` reports it in a row of its own."""
+    held_out = speaker in test_speakers
+    return Utterance(uid, speaker, str(path), words, "test" if held_out else utterance_split(uid),
+                     "test" if held_out else "train")
+
+
 def grid_words_from_name(stem: str) -> list[Word] | None:
     """'bbaf2n' -> bin blue at f two now (untimed); None if the name does not follow GRID's grammar."""
     if len(stem) != 6:
@@ -108,8 +119,7 @@ def grid(root: str | os.PathLike, test_speakers: tuple[str, ...] = ()) -> list[U
         align = root / speaker / "align" / f"{path.stem}.align"
         words = read_align(align) if align.is_file() else (grid_words_from_name(path.stem) or [])
         uid = f"{speaker}/{path.stem}"
-        out.append(Utterance(uid, speaker, str(path), words, utterance_split(uid),
-                             "test" if speaker in test_speakers else "train"))
+        out.append(_utterance(uid, speaker, path, words, test_speakers))
     return out
 
 
@@ -137,8 +147,10 @@ def folder(root: str | os.PathLike, test_speakers: tuple[str, ...] = ()) -> list
         rel = path.relative_to(root)
         speaker = rel.parts[0] if len(rel.parts) > 1 else "unknown"
         uid = str(rel.with_suffix(""))
-        out.append(Utterance(uid, speaker, str(path), [], utterance_split(uid),
-                             "test" if speaker in test_speakers else "train"))
+        text = path.with_suffix(".txt")
+        words = [Word(w) for w in re.findall(r"[a-z0-9']+", text.read_text(errors="replace").lower())] \
+            if text.is_file() else []
+        out.append(_utterance(uid, speaker, path, words, test_speakers))
     return out
 
 

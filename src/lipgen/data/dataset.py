@@ -52,20 +52,7 @@ class LipDataset(Dataset):
         self.word_index = {w: i for i, w in enumerate(self.vocabulary)}
         self.clips = cached.clip_metas(cache, split, "speaker_split" if by_speaker else "split", clips, window)
         if not self.clips:
-            if not self.cache.is_dir():
-                raise ValueError(f"{self.cache}: no such cache folder. Make one with `lipgen preprocess`, or check "
-                                 "the path.")
-            if clips is not None:
-                listed = cached.clip_metas(cache, None, clips=clips)
-                if not listed:
-                    raise ValueError(f"{self.cache}: none of the {len(clips)} listed clip ids (--clips) is in the "
-                                     "cache; list ids from its manifest.jsonl.")
-                key = "speaker_split" if by_speaker else "split"
-                raise ValueError(f"{self.cache}: none of the {len(clips)} listed clips (--clips) is in split "
-                                 f"{split!r}: they are in {', '.join(sorted({str(m[key]) for m in listed}))}. List "
-                                 f"{split} clips (e.g. `lipgen select --split {split}`).")
-            raise ValueError(f"{self.cache}: no cached clips for split={split!r}. Run `lipgen preprocess` first, "
-                             "or check the split name.")
+            raise cached.no_clips(cache, split, clips, "speaker_split" if by_speaker else "split", window)
         self.items = [(c, s) for c, meta in enumerate(self.clips)
                       for s in range(0, meta["n_frames"] - window + 1, stride)]
 
@@ -158,7 +145,9 @@ class WordDataset(LipDataset):
                 self.items.append((c, min(max(start, 0), meta["n_frames"] - window)))
                 self.labels.append(label)
         if not self.items:
-            raise ValueError(f"{self.cache}: no timed words for split={split!r} (word items need .align timings).")
+            raise ValueError(f"{self.cache}: no timed words for split={split!r}: word items need word timings (GRID's "
+                             ".align files, or transcripts that preprocessing aligned: GRID file names, LRW word "
+                             "folders, a folder corpus's <clip>.txt).")
 
     def __getitem__(self, index: int) -> dict:
         item = super().__getitem__(index)

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from .. import media, speech, voice
 from ..models.base import DataSpec
 from ..models.motion import MOTION_POINTS, rest_shape
-from .cache import LANDMARKS_FACE, clip_folder, clip_metas, load_array, source_path
+from .cache import LANDMARKS_FACE, clip_folder, clip_metas, load_array, no_clips, source_path
 from .corpora import SILENCE
 
 TEMPO_RANGE = (0.85, 1.2)  # speech played this much slower .. faster
@@ -53,8 +53,7 @@ class MotionDataset(Dataset):
         self.speech = speech
         metas = clip_metas(cache, split, clips=clips, min_frames=window)
         if not metas:
-            raise ValueError(f"{cache}: no clips of at least {window} frames in split {split!r}. "
-                             "Run `lipgen preprocess` first, or pick another split.")
+            raise no_clips(cache, split, clips, min_frames=window)
         self.clips = []
         for meta in tqdm(metas, desc="motion data", disable=not progress, unit="clip"):
             aligned = load_array(cache, meta["id"], LANDMARKS_FACE, mmap=False).astype(np.float64)  # (T, 68, 2)

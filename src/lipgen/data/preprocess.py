@@ -23,6 +23,7 @@ import contextlib
 import errno
 import itertools
 import json
+import logging
 import os
 import shutil
 import socket
@@ -42,6 +43,9 @@ from ..models.base import WINDOW
 from .align import align_words
 from .cache import FAILED, clip_dir_name, missing_clips, write_vocabulary
 from .corpora import SILENCE, Utterance, load_corpus, vocabulary, write_manifest
+
+log = logging.getLogger(__name__)
+CORPUS_FILE = "corpus.json"  # the layout (--corpus) a cache was made from
 
 MIN_FRAMES = WINDOW  # a clip shorter than one training window is of no use for training
 MAX_LEAD_TRIM = 0.6  # share of a clip that may be dropped at its start for having no face (corrupt opening frames)
@@ -234,10 +238,17 @@ def preprocess(root: str | os.PathLike, cache: str | os.PathLike, corpus: str = 
     i, n = parse_shard(shard)
     if limit is not None and limit < 1:
         raise ValueError(f"--limit {limit}: give a number of clips, at least 1")
+    if workers < 1:
+        raise ValueError(f"--workers {workers}: give a number of processes, at least 1")
     utterances = load_corpus(corpus, Path(root).absolute(), test_speakers)  # the cache works from any folder
     _refuse_duplicate_ids(utterances, root)
+    if corpus == "grid" and not any(u.words for u in utterances):
+        log.warning("%s: no file name of its %d clips is a GRID sentence and there are no .align files: for clips "
+                    "of your own, give --corpus folder (a <clip>.txt beside a clip gives its words)", root,
+                    len(utterances))
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
+    _check_corpus(cache, corpus)
     _remove_leftovers(cache)
     if i == 0:
         write_manifest(utterances, cache / "manifest.jsonl")
@@ -245,11 +256,14 @@ def preprocess(root: str | os.PathLike, cache: str | os.PathLike, corpus: str = 
     mine = utterances[i::n][:limit]
     failed_dir = cache / FAILED
     todo = []
+    failed_before = 0
     for utt in mine:
         name = clip_dir_name(utt.id)
         if (cache / name / "meta.json").is_file():
+            _follow(cache / name / "meta.json", utt)
             continue
         if (failed_dir / f"{name}.json").is_file() and not retry_failed:
+            failed_before += 1
             continue
         todo.append(utt)
     start = time.perf_counter()
@@ -285,10 +299,32 @@ def preprocess(root: str | os.PathLike, cache: str | os.PathLike, corpus: str = 
     run = {"clips": len(jobs), "ok": len(jobs) - len(failures), "failed": len(failures), "seconds": round(seconds, 2),
            "clips_per_s": round(len(jobs) / seconds, 3) if seconds else None,
            "realtime_factor": round(done_frames / media.VIDEO_FPS / seconds, 2) if seconds and done_frames else None,
-           "skipped_done": len(mine) - len(todo)}
+           "skipped_done": len(mine) - len(todo) - failed_before, "skipped_failed": failed_before}
     report = write_report(cache)
     report["this_run"] = run
     return report
+
+
+def _check_corpus(cache: Path, corpus: str) -> None:
+    """One cache, one corpus layout: training reads every clip in a cache, so another corpus preprocessed into it
+    would be mixed in (and its manifest and word list would replace the first's)."""
+    record = cache / CORPUS_FILE
+    if record.is_file():
+        made = json.loads(record.read_text()).get("corpus")
+        if made != corpus:
+            raise ValueError(f"{cache}: a cache of a {made} corpus; --corpus {corpus} would mix other clips into it. "
+                             "Give another --cache.")
+    else:
+        write_atomic(record, json.dumps({"corpus": corpus}))
+
+
+def _follow(meta_path: Path, utt: Utterance) -> None:
+    """A done clip's record brought up to the corpus as it is now: its source path (a corpus moved, and
+    preprocessed again where it is) and its splits (--test-speakers given again)."""
+    meta = json.loads(meta_path.read_text())
+    now = {"path": utt.path, "split": utt.split, "speaker_split": utt.speaker_split}
+    if any(meta.get(k) != v for k, v in now.items()):
+        write_atomic(meta_path, json.dumps({**meta, **now}, indent=1))
 
 
 def _refuse_duplicate_ids(utterances, root) -> None:

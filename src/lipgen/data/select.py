@@ -21,7 +21,7 @@ from .cache import VOCABULARY_FILE, clip_metas
 from .corpora import SILENCE, Utterance, write_manifest
 
 log = logging.getLogger(__name__)
-CACHE_FILES = ("manifest.jsonl", "report.json", VOCABULARY_FILE)  # a cache's own files at its top
+CACHE_FILES = ("manifest.jsonl", "report.json", "corpus.json", VOCABULARY_FILE)  # a cache's own files at its top
 
 
 @functools.cache
@@ -143,12 +143,14 @@ def select(cache: str | os.PathLike, out: str | os.PathLike, size: int | None = 
     from .corpora import Word
 
     utterances = []
-    for m in metas:
-        if m["split"] == split and any(w["word"] not in SILENCE for w in m["words"]):
+    for m in metas:  # matching reads the clips' words; a random choice needs none
+        if m["split"] == split and (method == "random" or any(w["word"] not in SILENCE for w in m["words"])):
             fields = {k: m[k] for k in ("id", "speaker", "path", "split", "speaker_split")}
             utterances.append(Utterance(words=[Word(**w) for w in m["words"]], **fields))
     if not utterances:
-        raise ValueError(f"{cache}: no cached {split} clips with transcripts to select from")
+        raise ValueError(f"{cache}: no cached {split} clips with transcripts to select from (phoneme matching reads "
+                         "their words; --method random needs none)" if method != "random" else
+                         f"{cache}: no cached {split} clips to select from")
     size = size if size is not None else max(1, round(fraction * len(utterances)))
     chosen = select_clips(utterances, size, method, seed)
     counts = phoneme_counts(utterances)
@@ -156,5 +158,7 @@ def select(cache: str | os.PathLike, out: str | os.PathLike, size: int | None = 
     mask = np.array([u.id in ids for u in utterances])
     covered = (counts[mask].sum(0) > 0).sum() / max((counts.sum(0) > 0).sum(), 1)
     write_manifest(chosen, out)  # last: a failed run leaves no manifest
+    said = counts.sum() > 0 and counts[mask].sum() > 0  # phones to compare (none without transcripts)
     return {"size": len(chosen), "of": len(utterances), "method": method,
-            "distance": round(histogram_distance(counts, mask), 4), "coverage": round(float(covered), 4)}
+            "distance": round(histogram_distance(counts, mask), 4) if said else None,
+            "coverage": round(float(covered), 4) if said else None}

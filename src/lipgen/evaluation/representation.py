@@ -3,7 +3,9 @@
 DAVS (a disentangled audio-visual representation): lip reading, audio-video retrieval, and how well
 person-ID and word-ID are kept apart, on the split's timed words (WordDataset):
 
-- lip reading: top-1 word accuracy over GRID's 51 words, from video, from audio, from both (chance 1/51);
+- lip reading: top-1 word accuracy over the model's words (GRID's 51 for the shipped model), from video, from
+  audio, from both (chance 1 / their number); the cache's words are matched to the model's by name, and words
+  the model never learnt are left out;
 - retrieval: each audio word-ID ranks every video word-ID of the split by cosine similarity (and the
   reverse); R@k = share of queries whose own clip is in the top k; median rank (1 = best);
 - disentanglement probe: a fresh linear classifier is trained to read the word from frozen person-ID
@@ -67,7 +69,7 @@ def retrieval(queries: torch.Tensor, targets: torch.Tensor, words: torch.Tensor)
 
 
 def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                 classes: int = 51, steps: int = 300, seed: int = 0) -> float:
+                 classes: int, steps: int = 300, seed: int = 0) -> float:
     """Test accuracy of a linear classifier (standardised inputs, Adam, weight decay) trained from scratch."""
     torch.manual_seed(seed)
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
@@ -87,17 +89,18 @@ def evaluate_representation(system, cache: str, split: str | None = "test", prob
     """Lip reading, retrieval (both directions) and the disentanglement probe of a DAVS model, on the split's
     timed words (of `clips` only, when given; the probe still learns from probe_split)."""
     system.eval()
-    test = _features(system, WordDataset(cache, split, window=system.config.n_frames, faces=True, clips=clips))
-    train_data = WordDataset(cache, probe_split, window=system.config.n_frames, faces=True)
+    words = system.vocabulary
+    test = _features(system, WordDataset(cache, split, window=system.config.n_frames, faces=True, clips=clips,
+                                         vocabulary=words))
+    train_data = WordDataset(cache, probe_split, window=system.config.n_frames, faces=True, vocabulary=words)
     picks = np.random.default_rng(0).permutation(len(train_data))[:probe_items]
     train = _features(system, torch.utils.data.Subset(train_data, picks.tolist()))
-    result = {"words": len(test["word"]), "chance": 1 / 51, **lipreading(test)}
+    result = {"words": len(test["word"]), "chance": 1 / len(words), **lipreading(test)}
     result.update({f"audio_to_video_{k}": v for k, v in retrieval(test["audio"], test["video"], test["word"]).items()})
     result.update({f"video_to_audio_{k}": v for k, v in retrieval(test["video"], test["audio"], test["word"]).items()})
-    result["probe_word_from_person_id"] = linear_probe(train["pid"], train["word"], test["pid"], test["word"])
-    result["probe_word_from_person_id_other_frame"] = linear_probe(train["pid_other_frame"], train["word"],
-                                                                   test["pid_other_frame"], test["word"])
-    result["probe_word_from_word_id"] = linear_probe(train["video"], train["word"], test["video"], test["word"])
+    for name, features in (("person_id", "pid"), ("person_id_other_frame", "pid_other_frame"), ("word_id", "video")):
+        result[f"probe_word_from_{name}"] = linear_probe(train[features], train["word"], test[features], test["word"],
+                                                         len(words))
     return result
 
 
@@ -108,7 +111,7 @@ def lip_reader_accuracy(system, cache: str, split: str | None = "test", batch_si
     `clips` only, when given)."""
     system.eval()
     window = system.config.n_frames
-    data = LipDataset(cache, split, window=window, stride=window, faces=True, clips=clips)
+    data = LipDataset(cache, split, window=window, stride=window, faces=True, clips=clips, vocabulary=system.vocabulary)
     predicted, truth = [], []
     for batch in DataLoader(data, batch_size=batch_size):
         labelled = batch["words"] >= 0  # (B, T)
@@ -117,6 +120,6 @@ def lip_reader_accuracy(system, cache: str, split: str | None = "test", batch_si
     predicted, truth = torch.cat(predicted), torch.cat(truth)
     if not len(truth):
         raise ValueError(f"{cache}: no frames inside timed words in split {split!r}: lip reading needs .align timings.")
-    return {"frames": len(truth), "chance": 1 / 51,
+    return {"frames": len(truth), "chance": 1 / len(system.vocabulary),
             "majority_word": float(torch.bincount(truth).max()) / len(truth),
             "lip_reader_accuracy": float((predicted == truth).float().mean())}

@@ -7,6 +7,7 @@ line in MODELS (see lipgen.models.base for what the file must hold). The shipped
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 from .. import ASSETS
@@ -26,7 +27,8 @@ DEFAULT_MODEL = "motion"  # what `lipgen generate` uses: the any-face path (READ
 def model_classes(name: str):
     """(system class, config class, presets dict) of a model name."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}: choose one of {sorted(MODELS)}")
+        hint = " (a trained model file goes to --checkpoint)" if Path(name).suffix or os.sep in name else ""
+        raise ValueError(f"unknown model {name!r}: choose one of {sorted(MODELS)}{hint}")
     module, system, config = MODELS[name]
     mod = importlib.import_module(module)
     return check_model(getattr(mod, system)), getattr(mod, config), getattr(mod, "PRESETS")
