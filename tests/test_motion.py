@@ -228,7 +228,7 @@ def test_a_photo_draws_every_opening_beyond_its_closed_rest(photo):
     assert 1.5 < opening(dst) < 0.8 * opening(points)
     rest, motion = _rest_and_motion(photo, 4.0)
     video_dst = render.target_points(points, matrix, rest, motion, own_jaw=True)  # a video keeps its jaw's sides
-    as_video, as_photo = render.render(image, points, video_dst), render.render(image, points, dst, source_gap=0.0)
+    as_video, as_photo = render.render(image, points, video_dst), render.render(image, points, dst, photo=True)
     for still, expected in ((True, as_photo), (False, as_video)):  # what animate draws for a photo, a video
         drawn = list(render.animate([(image, points, matrix)] * 2, rest, [motion] * 2, photo=still))
         assert len(drawn) == 2 and all(np.array_equal(d, expected) for d in drawn)
@@ -241,6 +241,27 @@ def test_a_photo_draws_every_opening_beyond_its_closed_rest(photo):
     elsewhere[y0:y1, x0:x1] = False
     as_video_at_dst = render.render(image, points, dst)
     assert np.array_equal(as_photo[elsewhere], as_video_at_dst[elsewhere])  # only the interior differs
+
+
+def test_a_photos_closed_lips_meet_at_a_seam(photo, monkeypatch):
+    """Closed by the warp, a photo's lips would meet without the dark line real lips show, and dlib then read
+    them as parted (its inner-lip points spread over the lower lip): a seam is drawn along where they meet, and
+    fades as the mouth opens. A video frame keeps its own."""
+    image, points, _ = photo
+    closed_lips = _open(photo, 0.0)
+    assert opening(closed_lips) < 1.0
+    as_photo = render.render(image, points, closed_lips, photo=True)
+    as_video = render.render(image, points, closed_lips, source_gap=0.0)
+    middle = np.round((closed_lips[[61, 62, 63]] + closed_lips[[67, 66, 65]]) / 2).astype(int)  # where they meet
+    darker = as_video[middle[:, 1], middle[:, 0]].astype(int).sum(-1) - as_photo[middle[:, 1], middle[:, 0]].sum(-1)
+    assert (darker > 60).all()
+    changed = np.abs(as_photo.astype(int) - as_video).max(-1) > 10
+    assert changed.sum() < 2 * np.linalg.norm(closed_lips[64] - closed_lips[60])  # a thin line, nothing else
+    wide = _open(photo, 14.0)
+    opened = render.render(image, points, wide, photo=True)
+    monkeypatch.setattr(render, "SEAM", 0.0)
+    assert np.array_equal(opened, render.render(image, points, wide, photo=True))  # open: no seam left
+    assert not np.array_equal(as_photo, render.render(image, points, closed_lips, photo=True))
 
 
 def points_of(image):

@@ -471,7 +471,7 @@ def test_full_disk_ends_the_preprocessing_run_without_blaming_the_clip(tmp_path,
     with pytest.raises(OSError, match="No space left"):
         pre.preprocess(tmp_path / "grid", tmp_path / "cache", workers=1, progress=False)
     assert not (tmp_path / "cache" / pre.FAILED).exists()  # not marked failed
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["manifest.jsonl", "vocabulary.json"]  # no clip
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["corpus.json", "manifest.jsonl", "vocabulary.json"]  # no clip
     monkeypatch.setattr(pre.np, "save", real_save)  # space again: the next run does the clip
     assert pre.preprocess(tmp_path / "grid", tmp_path / "cache", workers=1, progress=False)["clips_ok"] == 1
 

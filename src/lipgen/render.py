@@ -24,10 +24,11 @@ from .face import MOUTH_CORNERS, invert, transform_points
 from .models.motion import MOTION_POINTS, closed, opening, rest_shape
 from .pixels import grey_as
 
-REVISION = 8  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
+REVISION = 10  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
 # 3: the painted interior's edge 3x sharper; 4: a video's jaw sides keep their own outline; 5: the interior between
 # smooth curves through the inner lips, not straight lines; 6: the warp kept off the eyes; 7: ... of bowed heads only;
-# 8: the interior the union of the curves and the straight lines)
+# 8: the interior the union of the curves and the straight lines; 9: ... a video frame's between the curves alone;
+# 10: a photo's closed lips meet at a dark seam)
 PINNED = np.r_[0:3, 14:17, 17:48]  # brows, nose, eyes, upper jaw: do not move with speech
 UPPER_LIP = [49, 50, 51, 52, 53, 61, 62, 63]
 LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
@@ -49,6 +50,9 @@ TEETH_MAX = 0.12  # ... but at most this many mouth widths
 CAVITY = np.array([0.30, 0.13, 0.12])  # cavity colour at the lip edge, as a share of the lip colour
 DEEP = 0.35  # the deepest cavity is this much darker than its edge
 ENAMEL = np.array([0.95, 0.93, 0.88])  # teeth a photo does not show, under white light
+SEAM = 0.7  # opacity of the dark line where a photo's closed lips meet ...
+SEAM_WIDTH = 0.012  # ... its width (Gaussian sigma) in mouth widths ...
+SEAM_DARK = 0.45  # ... and its colour, as a share of the lip colour
 
 
 # Video frames: the share of each MOTION_POINT's own position kept (the rest, the rest shape's). A turned, tilted or
@@ -243,19 +247,24 @@ def _smooth_curve(u: np.ndarray, v: np.ndarray, at: np.ndarray) -> np.ndarray:
 
 
 def fill_mouth(frame: np.ndarray, dst: np.ndarray, source_gap: float, lips: np.ndarray,
-               teeth_colour: np.ndarray) -> np.ndarray:
+               teeth_colour: np.ndarray, photo: bool = True) -> np.ndarray:
     """Paint the inside of the lips at `dst` (68, 2) where they open wider than the source's own
     opening `source_gap` (pixels; up to that, the source's real interior, warped, is kept): a cavity
     shaded from the lip colour `lips` (RGB) and a band of upper teeth of `teeth_colour` (RGB), inside smooth
     curves through the inner lips (drawn in the mouth's own frame: u along the line between its inner corners, v
-    across it, so a tilted mouth is drawn as a level one) and the straight lines between them (where dlib's points
-    bend inwards the curves pass inside the lines, and dlib read such drawn mouths 10-15% less open)."""
+    across it, so a tilted mouth is drawn as a level one).
+    photo: also inside the straight lines between the points (where dlib's points bend inwards the curves pass
+    inside the lines, and dlib read such drawn photos' mouths 10-15% less open), and lips closed or barely parted
+    meet at a dark seam, as real lips do (a photo's own seam is squeezed away when its lips are closed by the warp).
+    A video frame's interior is kept up to its own opening and only the rest is painted: there the curves alone
+    follow the real opening more closely, and its own seam is kept (docs/eval/unseen/README.md, "Session 19")."""
     gap = float(opening(dst))
     mouth_w = np.linalg.norm(dst[MOUTH_CORNERS[1]] - dst[MOUTH_CORNERS[0]])
     strength = np.clip((gap - source_gap) / (0.3 * gap + 1e-6), 0, 1) * np.clip((gap - 0.5) / 1.5, 0, 1)
+    seam = SEAM * (1 - strength) if photo else 0.0  # fades as the cavity opens
     corner, across_line = dst[60], dst[64] - dst[60]
     length = float(np.linalg.norm(across_line))
-    if strength <= 0 or mouth_w < 4 or length < 2:
+    if max(strength, seam) <= 0 or mouth_w < 4 or length < 2:
         return frame
     inner = dst[60:68]
     x0, y0 = np.floor(inner.min(0)).astype(int) - 2
@@ -273,9 +282,10 @@ def fill_mouth(frame: np.ndarray, dst: np.ndarray, source_gap: float, lips: np.n
     lower = _smooth_curve(uv[[4, 5, 6, 7, 0], 0], uv[[4, 5, 6, 7, 0], 1], u)  # 64 65 66 67 60
     lower = np.maximum(lower, upper)
     inside = np.clip(v - upper + 0.5, 0, 1) * np.clip(lower - v + 0.5, 0, 1) * ((u > 0) & (u < length))
-    polygon = np.zeros((y1 - y0, x1 - x0), np.float32)  # the straight lines, at 1/4 px: the union with them never
-    cv2.fillPoly(polygon, [np.round((inner - [x0, y0]) * 4).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)
-    inside = np.maximum(inside, polygon)  # paints less than they did where the curves pass inside them
+    if photo:  # the straight lines, at 1/4 px
+        polygon = np.zeros((y1 - y0, x1 - x0), np.float32)
+        cv2.fillPoly(polygon, [np.round((inner - [x0, y0]) * 4).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)
+        inside = np.maximum(inside, polygon)
     mask = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), max(0.5, FILL_SOFTNESS * mouth_w)) * strength
     span = np.maximum(lower - upper, 1e-3)
     depth = np.clip((v - upper) / span, 0, 1)  # 0 at the upper lip, 1 at the lower
@@ -287,7 +297,13 @@ def fill_mouth(frame: np.ndarray, dst: np.ndarray, source_gap: float, lips: np.n
     interior = teeth * teeth_shaded + (1 - teeth) * cavity
     out = frame.copy()
     region = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(mask[..., None] * interior + (1 - mask[..., None]) * region, 0, 255).round().astype(np.uint8)
+    region = mask[..., None] * interior + (1 - mask[..., None]) * region
+    if seam > 0:
+        middle, width = (upper + lower) / 2, max(0.5, SEAM_WIDTH * mouth_w)
+        taper = np.sqrt(np.sin(np.pi * np.clip(u / length, 0, 1)))  # thinning out to the corners
+        line = (seam * taper * np.exp(-0.5 * ((v - middle) / width) ** 2))[..., None]
+        region = line * lips * SEAM_DARK + (1 - line) * region
+    out[y0:y1, x0:x1] = np.clip(region, 0, 255).round().astype(np.uint8)
     return out
 
 
@@ -330,13 +346,14 @@ def colours(frame: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple | None = None,
-           pad: float = 0.0, source_gap: float | None = None) -> np.ndarray:
+           pad: float = 0.0, source_gap: float | None = None, photo: bool = False) -> np.ndarray:
     """The frame with its lower face moved from `src` to `dst` (68, 2) and the opened lips filled.
     paints: colours(frame, src) when already known (a photo's, for every frame); pad: see warp; source_gap: the
-    opening (pixels) up to which the frame's own interior is kept (default: the landmarks', opening(src))."""
+    opening (pixels) up to which the frame's own interior is kept (default: 0 for a photo, else the landmarks',
+    opening(src)); photo: the frame is a still image (see animate and fill_mouth)."""
     lips, teeth = paints if paints is not None else colours(frame, src)
-    gap = float(opening(src)) if source_gap is None else source_gap
-    return grey_as(fill_mouth(warp(frame, src, dst, pad), dst, gap, lips, teeth), frame)
+    gap = (0.0 if photo else float(opening(src))) if source_gap is None else source_gap
+    return grey_as(fill_mouth(warp(frame, src, dst, pad), dst, gap, lips, teeth, photo), frame)
 
 
 def one_blas_thread():
@@ -376,4 +393,4 @@ def animate(tracked, rest: np.ndarray, motion, pad: float = 0.0, photo: bool = F
         if source is None or frame is not source[0] or not np.array_equal(points, source[1]):
             paints, source = colours(frame, points), (frame, points)  # a photo's colours once; a video's per frame
         yield render(frame, points, target_points(points, matrix, rest, step, own_jaw=not photo), paints, pad,
-                     0.0 if photo else None)
+                     photo=photo)

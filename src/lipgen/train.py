@@ -272,6 +272,9 @@ def _check_same_run(out: Path, cfg: TrainConfig, world: int = 1) -> None:
     if changed:
         raise ValueError(f"--resume {out} with other settings than the run's ({'; '.join(changed)}): it would not "
                          "continue the same run. Give the run's own settings, or another --out")
+    if "cache" in was and Path(was["cache"]).resolve() != Path(cfg.cache).resolve():
+        log.warning("--resume %s: the run trained on %s and goes on with %s (a moved copy is fine; another corpus "
+                    "makes it a fine-tuning, not the same run)", out, was["cache"], cfg.cache)
 
 
 SIZES = ("channels", "size", "dim", "frames", "hidden", "members", "versions", "layers", "blocks")  # fields of >= 1

@@ -99,6 +99,9 @@ def process_clip(utt: Utterance, folder: str | os.PathLike,
     if done != n_frames:
         raise LipgenError(f"the video gave {lead + done} frames on a second reading, {len(landmarks)} on the first")
     utt, timing = timed(utt, audio)
+    # times within the video (sound often runs a little past the last frame: AAC padding)
+    utt = replace(utt, words=[replace(w, end=min(w.end, n_frames)) if w.start is not None else w
+                              for w in utt.words if w.start is None or w.start < n_frames])
     meta = dict(asdict(utt), n_frames=n_frames, fps=media.VIDEO_FPS, frame_size=list(frame.shape[:2]),
                 audio_frames=round(audio.size / media.SAMPLES_PER_FRAME, 2), detections=track.detections,
                 trimmed_start_frames=lead, timing=timing)
