@@ -44,6 +44,29 @@ def test_mp4_round_trip_keeps_frames_and_audio(clip, tmp_path):
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
 
 
+def test_what_a_killed_writer_left_is_removed_by_the_next(clip, tmp_path):
+    """kill -9 mid-write leaves the temporary file (a rename never came): the next writer of that output removes
+    it, and leaves alone what a living process is writing and other outputs' files."""
+    import subprocess
+    import sys
+
+    from lipgen.files import temporary_suffix, write_atomic
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = tmp_path / f".x.mp4{temporary_suffix(gone.pid)}.abc123.mp4"
+    busy = tmp_path / f".x.mp4{temporary_suffix()}.def456.mp4"  # this process: alive
+    other = tmp_path / f".y.mp4{temporary_suffix(gone.pid)}.abc123.mp4"
+    for f in (stale, busy, other):
+        f.write_bytes(b"")
+    media.write_mp4(tmp_path / "x.mp4", media.read_video(clip)[:3])
+    assert not stale.exists() and busy.exists() and other.exists()
+    report = tmp_path / f".r.json{temporary_suffix(gone.pid)}.zz"
+    report.write_bytes(b"{")
+    write_atomic(tmp_path / "r.json", "{}")
+    assert not report.exists()
+
+
 def test_other_frame_rates_become_25fps(clip, tmp_path):
     frames = media.read_video(clip)[:30]
     media.write_mp4(tmp_path / "x30.mp4", frames, fps=30)  # 1 s at 30 fps

@@ -186,14 +186,14 @@ def test_leftovers_of_killed_workers_are_removed_and_sources_stored_whole(tmp_pa
     import sys
     from pathlib import Path
 
-    from lipgen.data.preprocess import _temporary_suffix
+    from lipgen.files import temporary_suffix
 
     cache = tmp_path / "cache"
     cache.mkdir()
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    stale = cache / f".s1__bbaf9x{_temporary_suffix()}{gone.pid}"  # a worker killed while writing this clip
-    alive = cache / f".s1__bbaf8x{_temporary_suffix()}{os.getpid()}"  # a clip another process is writing now
+    stale = cache / f".s1__bbaf9x{temporary_suffix(gone.pid)}"  # a worker killed while writing this clip
+    alive = cache / f".s1__bbaf8x{temporary_suffix()}"  # a clip another process is writing now
     stale.mkdir(), alive.mkdir()
     preprocess(GRID, cache, workers=1, limit=1, progress=False)
     assert not stale.exists() and alive.exists()

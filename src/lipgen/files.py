@@ -5,8 +5,35 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import shutil
+import socket
 import tempfile
 from pathlib import Path
+
+TEMPORARY = ".tmp-"  # what a file or folder being written carries after its name, then its machine and process
+
+
+def temporary_suffix(pid: int | None = None) -> str:
+    """What goes after the name of a file or folder being written: this machine's name and the writing process's
+    id, so that a later run tells the leftovers of a killed process (remove_leftovers) from work in progress, and
+    its own machine's from those of machines sharing the disk."""
+    return f"{TEMPORARY}{socket.gethostname()}-{os.getpid() if pid is None else pid}"
+
+
+def remove_leftovers(folder: str | os.PathLike, name: str = "*") -> None:
+    """Remove what processes of this machine left half-written in `folder` (of the finished file or folder `name`,
+    a glob) when they were killed (kill -9, a crash, a power cut): their process is gone."""
+    mine = f"{TEMPORARY}{socket.gethostname()}-"
+    for tmp in Path(folder).glob(f".{name}{mine}*"):
+        pid = re.match(r"\d+", tmp.name.split(mine, 1)[1])
+        try:
+            if pid:
+                os.kill(int(pid.group()), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive under another user
 
 
 def umask() -> int:
@@ -18,7 +45,8 @@ def umask() -> int:
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     """Write `data` to a temporary file beside `path`, then rename it over `path` (with the usual permissions)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    remove_leftovers(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{temporary_suffix()}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from .errors import MediaError
-from .files import umask
+from .files import remove_leftovers, temporary_suffix, umask
 
 log = logging.getLogger(__name__)
 
@@ -613,7 +613,7 @@ class Mp4Writer:
     to the thread that draws the frames meanwhile.
 
     The file is written under a temporary name and renamed on a clean close: a reader never sees
-    half a file, and an error leaves nothing behind. Odd frame sizes are padded by one pixel
+    half a file, and an error leaves nothing behind (what a killed writer left is removed by the next one). Odd frame sizes are padded by one pixel
     (H.264 needs even sizes).
 
         with Mp4Writer("out.mp4", audio=samples) as w:
@@ -630,7 +630,9 @@ class Mp4Writer:
         self.rate, self.layout = _sound_format(sound) if sound is not None else (SAMPLE_RATE, "mono")
         self.frames = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(suffix=".mp4", dir=self.path.parent, prefix=f".{self.path.stem}.")
+        remove_leftovers(self.path.parent, self.path.name)  # of a writer killed before its rename
+        fd, self.tmp = tempfile.mkstemp(suffix=".mp4", dir=self.path.parent,
+                                        prefix=f".{self.path.name}{temporary_suffix()}.")
         os.close(fd)
         self.out = av.open(self.tmp, mode="w", format="mp4")
         self.video = None

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import time
 import traceback
 from dataclasses import asdict, replace
@@ -38,7 +37,7 @@ from tqdm import tqdm
 
 from .. import face, media
 from ..errors import FaceNotFoundError, LipgenError
-from ..files import write_atomic
+from ..files import remove_leftovers, temporary_suffix, write_atomic
 from ..models.base import WINDOW
 from .align import align_words
 from .cache import FAILED, clip_dir_name, missing_clips, write_vocabulary
@@ -150,7 +149,7 @@ def _work(args: tuple[Utterance, str, float]) -> tuple[str, str | None, float]:
     cache = Path(cache)
     start = time.perf_counter()
     final = cache / clip_dir_name(utt.id)
-    tmp = cache / f".{final.name}{_temporary_suffix()}{os.getpid()}"
+    tmp = cache / f".{final.name}{temporary_suffix()}"
     try:
         try:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -184,24 +183,6 @@ def _work(args: tuple[Utterance, str, float]) -> tuple[str, str | None, float]:
         raise
     (cache / FAILED / f"{final.name}.json").unlink(missing_ok=True)  # a retried clip that now worked
     return utt.id, None, time.perf_counter() - start
-
-
-def _temporary_suffix() -> str:
-    """What a clip folder being written is named with, before its process id: this machine's name, so that a run
-    can tell its own machine's leftovers from those of shards running elsewhere on a shared disk."""
-    return f".tmp-{socket.gethostname()}-"
-
-
-def _remove_leftovers(cache: Path) -> None:
-    """Remove clip folders that processes of this machine left half-written when they were killed (Ctrl-C with
-    workers, kill -9, a crash): their process is gone."""
-    for tmp in cache.glob(f".*{_temporary_suffix()}*"):
-        try:
-            os.kill(int(tmp.name.rsplit("-", 1)[1]), 0)
-        except ProcessLookupError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        except (ValueError, PermissionError):
-            pass  # not ours, or alive under another user
 
 
 def _init_worker():
@@ -252,7 +233,7 @@ def preprocess(root: str | os.PathLike, cache: str | os.PathLike, corpus: str = 
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     _check_corpus(cache, corpus)
-    _remove_leftovers(cache)
+    remove_leftovers(cache)
     if i == 0:
         write_manifest(utterances, cache / "manifest.jsonl")
         write_vocabulary(cache, vocabulary(corpus, utterances))
@@ -297,7 +278,7 @@ def preprocess(root: str | os.PathLike, cache: str | os.PathLike, corpus: str = 
         if pool is not None:
             pool.terminate()
             pool.join()
-            _remove_leftovers(cache)  # what the stopped workers were writing
+            remove_leftovers(cache)  # what the stopped workers were writing
     seconds = time.perf_counter() - start
     run = {"clips": len(jobs), "ok": len(jobs) - len(failures), "failed": len(failures), "seconds": round(seconds, 2),
            "clips_per_s": round(len(jobs) / seconds, 3) if seconds else None,
