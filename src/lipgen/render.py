@@ -24,11 +24,12 @@ from .face import MOUTH_CORNERS, invert, transform_points
 from .models.motion import MOTION_POINTS, closed, opening, rest_shape
 from .pixels import grey_as
 
-REVISION = 10  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
+REVISION = 12  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
 # 3: the painted interior's edge 3x sharper; 4: a video's jaw sides keep their own outline; 5: the interior between
 # smooth curves through the inner lips, not straight lines; 6: the warp kept off the eyes; 7: ... of bowed heads only;
 # 8: the interior the union of the curves and the straight lines; 9: ... a video frame's between the curves alone;
-# 10: a photo's closed lips meet at a dark seam)
+# 10: a photo's closed lips meet at a dark seam; 11: ... and its own interior is shut before the warp; 12: neither
+# lightens a pixel)
 PINNED = np.r_[0:3, 14:17, 17:48]  # brows, nose, eyes, upper jaw: do not move with speech
 UPPER_LIP = [49, 50, 51, 52, 53, 61, 62, 63]
 LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
@@ -302,7 +303,7 @@ def fill_mouth(frame: np.ndarray, dst: np.ndarray, source_gap: float, lips: np.n
         middle, width = (upper + lower) / 2, max(0.5, SEAM_WIDTH * mouth_w)
         taper = np.sqrt(np.sin(np.pi * np.clip(u / length, 0, 1)))  # thinning out to the corners
         line = (seam * taper * np.exp(-0.5 * ((v - middle) / width) ** 2))[..., None]
-        region = line * lips * SEAM_DARK + (1 - line) * region
+        region = np.minimum(region, line * lips * SEAM_DARK + (1 - line) * region)  # never lighter than it was
     out[y0:y1, x0:x1] = np.clip(region, 0, 255).round().astype(np.uint8)
     return out
 
@@ -353,7 +354,26 @@ def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple | 
     opening(src)); photo: the frame is a still image (see animate and fill_mouth)."""
     lips, teeth = paints if paints is not None else colours(frame, src)
     gap = (0.0 if photo else float(opening(src))) if source_gap is None else source_gap
-    return grey_as(fill_mouth(warp(frame, src, dst, pad), dst, gap, lips, teeth, photo), frame)
+    moved = warp(_interior_shut(frame, src, lips) if photo else frame, src, dst, pad)
+    return grey_as(fill_mouth(moved, dst, gap, lips, teeth, photo), frame)
+
+
+def _interior_shut(frame: np.ndarray, src: np.ndarray, lips: np.ndarray) -> np.ndarray:
+    """A photo with whatever shows between its lips (teeth, tongue) darkened to the seam's lip colour. Every opening
+    of a photo is painted (fill_mouth), so its own interior shows only where the warp has squeezed it between
+    closed lips: as a bright line of teeth there, which dlib read as parted lips."""
+    if opening(src) < 1.0:
+        return frame
+    mask = np.zeros(frame.shape[:2], np.float32)
+    cv2.fillPoly(mask, [np.round(src[60:68] * 4).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)
+    h, w = frame.shape[:2]
+    (x0, y0), (x1, y1) = np.maximum(np.floor(src[60:68].min(0)).astype(int) - 4, 0), \
+        np.minimum(np.ceil(src[60:68].max(0)).astype(int) + 5, [w, h])
+    mask = cv2.GaussianBlur(mask[y0:y1, x0:x1], (0, 0), 1.0)[..., None]
+    out = frame.copy()
+    region = frame[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.minimum(region, mask * lips * SEAM_DARK + (1 - mask) * region).round().astype(np.uint8)
+    return out
 
 
 def one_blas_thread():
