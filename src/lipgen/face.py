@@ -453,7 +453,7 @@ def match_colour(patch: np.ndarray, frame: np.ndarray, matrix: np.ndarray, feath
     into the frame (weighted towards the edge) is the frame's there: a model's tint (GRID's light and skin) does
     not show as a coloured box around the mouth. matrix: the frame -> crop matrix."""
     size = patch.shape[0]
-    source = cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    source = crop(frame[None], matrix[None], size)[0]
     ring = (1 - feather_mask(size, feather))[..., None]
     offset = ((patch.astype(np.float32) - source) * ring).sum((0, 1)) / ring.sum()
     return np.clip(patch - offset, 0, 255).round().astype(np.uint8)

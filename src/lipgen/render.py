@@ -354,8 +354,13 @@ def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple | 
     opening(src)); photo: the frame is a still image (see animate and fill_mouth)."""
     lips, teeth = paints if paints is not None else colours(frame, src)
     gap = (0.0 if photo else float(opening(src))) if source_gap is None else source_gap
-    moved = warp(_interior_shut(frame, src, lips) if photo else frame, src, dst, pad)
-    return grey_as(fill_mouth(moved, dst, gap, lips, teeth, photo), frame)
+    return _draw(_interior_shut(frame, src, lips) if photo else frame, frame, src, dst, (lips, teeth), pad, gap, photo)
+
+
+def _draw(base: np.ndarray, frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple, pad: float,
+          gap: float, photo: bool) -> np.ndarray:
+    """render's drawing: `base` (the frame, a photo's with its interior shut) moved and filled, in frame's colours."""
+    return grey_as(fill_mouth(warp(base, src, dst, pad), dst, gap, *paints, photo), frame)
 
 
 def _interior_shut(frame: np.ndarray, src: np.ndarray, lips: np.ndarray) -> np.ndarray:
@@ -412,5 +417,6 @@ def animate(tracked, rest: np.ndarray, motion, pad: float = 0.0, photo: bool = F
         points = np.asarray(points, np.float64)
         if source is None or frame is not source[0] or not np.array_equal(points, source[1]):
             paints, source = colours(frame, points), (frame, points)  # a photo's colours once; a video's per frame
-        yield render(frame, points, target_points(points, matrix, rest, step, own_jaw=not photo), paints, pad,
-                     photo=photo)
+            base = _interior_shut(frame, points, paints[0]) if photo else frame  # a photo's shut once
+        dst = target_points(points, matrix, rest, step, own_jaw=not photo)
+        yield _draw(base, frame, points, dst, paints, pad, 0.0 if photo else float(opening(points)), photo)
