@@ -518,6 +518,25 @@ def test_small_and_turned_faces_are_found():
     assert box[0] < 180 < box[2] and box[1] < 144 < box[3]
 
 
+def test_a_large_image_is_searched_small_first(monkeypatch):
+    """The CNN detector looks at a large image scaled down first, and its box comes back in the image's pixels."""
+    import cv2
+
+    from lipgen import face
+
+    frame = media.read_video(CLIP)[0]
+    turned = cv2.warpAffine(frame, cv2.getRotationMatrix2D((180, 144), 50, 1.0), (360, 288),
+                            borderMode=cv2.BORDER_REFLECT)
+    large = cv2.resize(turned, (720, 576), interpolation=cv2.INTER_CUBIC)
+    sizes = []
+    real = face._cnn_detector()
+    monkeypatch.setattr(face, "_cnn_detector", lambda: lambda image, up: sizes.append(image.shape[:2]) or real(image, up))
+    monkeypatch.setattr(face, "CNN_FIRST_SIDE", 360)
+    (box,) = face.detect_faces(large)
+    assert sizes == [(288, 360)]  # found at the first, smaller size
+    assert box[0] < 360 < box[2] and box[1] < 288 < box[3] and box[2] - box[0] > 150  # in the large image's pixels
+
+
 def test_a_small_face_is_warned_about(tmp_path, caplog):
     """Eyes under SMALL_FACE_IOD px apart: generation says the lip landmarks may be off; at full size it does not."""
     import cv2
