@@ -41,3 +41,21 @@ def test_silence_gate():
     assert (gate[8:16] == 1).all()  # the word and 2 frames either side
     assert gate[7] == gate[16] == 0.5 and (gate[:7] == 0).all() and (gate[17:] == 0).all()
     assert (vad.silence_gate(np.zeros(5), 2) == 1).all()  # nobody speaks at all: leave the motion alone
+
+
+def test_quiet_speech_is_heard_and_noise_is_not(caplog):
+    """The mouth's gate (inference.silence_gain) hears speech at any level (Silero's network alone missed a whole
+    first word at -70 dBFS), and where it hears none at all, room tone or noise, the mouth rests closed, with a
+    warning (it used to talk through the noise)."""
+    from lipgen.inference import silence_gain
+
+    audio = media.read_audio(SAMPLE_AUDIO)[: 6 * media.SAMPLE_RATE]
+    n = 150
+    loud = silence_gain(audio, n)
+    quiet = audio / np.sqrt(np.mean(audio ** 2)) * 10 ** (-70 / 20)  # -70 dBFS
+    assert (vad.speech_probability(quiet, n) > vad.THRESHOLD).sum() < 0.8 * (loud > 0.5).sum()  # the network alone
+    assert np.array_equal(silence_gain(quiet, n) > 0.5, loud > 0.5)
+    noise = np.random.default_rng(0).normal(0, 10 ** (-70 / 20), audio.size).astype(np.float32)
+    with caplog.at_level("WARNING"):
+        assert (silence_gain(noise, n) == 0).all()
+    assert "no speech heard" in caplog.text

@@ -6,6 +6,7 @@ declares: its crop, its seams, its capabilities.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from .checkpoint import load_system
 from .models import DEFAULT_MODEL, shipped_checkpoint
 from .models.base import STREAMS, can, window_hop
 from .pixels import to_pixels, to_unit
+
+log = logging.getLogger(__name__)
 
 
 def inference_autocast(device: str = "cpu"):
@@ -131,11 +134,19 @@ def predicted_motion(system, samples: np.ndarray, n_frames: int, expressiveness:
 
 def silence_gain(samples: np.ndarray, n_frames: int) -> np.ndarray:
     """(n_frames,) in [0, 1]: what predicted_motion's rest_in_silence multiplies the motion by (lipgen.vad's
-    gate, SILENCE_MARGIN frames around speech)."""
+    gate, SILENCE_MARGIN frames around speech). Quiet speech is raised to the common level first (media.speech_gain;
+    loud speech is left as it is, which Silero's network hears best): the network hears quiet speech less (at
+    -70 dBFS it missed a whole first word). Where it hears no speech at all (room tone, noise, music) the mouth rests
+    closed throughout, and a warning says so."""
     from . import vad
     from .models.motion import SILENCE_MARGIN
 
-    return vad.silence_gate(vad.speech_probability(samples, n_frames), SILENCE_MARGIN)
+    levelled = np.clip(np.asarray(samples, np.float32) * max(media.speech_gain(samples), 1.0), -1, 1)
+    probability = vad.speech_probability(levelled, n_frames)
+    if n_frames and not (probability > vad.THRESHOLD).any():
+        log.warning("no speech heard in the audio (room tone, noise or music?): the mouth stays closed")
+        return np.zeros(n_frames, np.float32)
+    return vad.silence_gate(probability, SILENCE_MARGIN)
 
 
 def video_mouths(video: str | os.PathLike, max_seconds: float = media.MAX_SECONDS) -> np.ndarray:

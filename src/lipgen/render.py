@@ -10,7 +10,9 @@ a hint of upper teeth), blended in with a soft mask.
 The warp: a thin-plate spline through the moved points, pinned by the eyes, brows, nose, the upper jaw
 and a ring around the lower face (all of which stay put), gives every output pixel of the lower-face
 box the source pixel it shows (backward mapping: out(x) = src(x - d(x)), d interpolated at the target
-positions). Outside that box the frame is untouched.
+positions). Outside that box the frame is untouched. A frame whose motion would fold the face (a chin dropped
+past the neck, a turned head's far lip torn: high expressiveness) is moved only as far as it can be without
+(unfolded).
 
 Coordinates are (x, y) frame pixels; points are dlib's 68 (lipgen.face).
 """
@@ -24,12 +26,13 @@ from .face import MOUTH_CORNERS, invert, transform_points
 from .models.motion import MOTION_POINTS, closed, opening, rest_shape
 from .pixels import grey_as
 
-REVISION = 12  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
+REVISION = 13  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
 # 3: the painted interior's edge 3x sharper; 4: a video's jaw sides keep their own outline; 5: the interior between
 # smooth curves through the inner lips, not straight lines; 6: the warp kept off the eyes; 7: ... of bowed heads only;
 # 8: the interior the union of the curves and the straight lines; 9: ... a video frame's between the curves alone;
 # 10: a photo's closed lips meet at a dark seam; 11: ... and its own interior is shut before the warp; 12: neither
-# lightens a pixel)
+# lightens a pixel; 13: no fold (the jaw's halo where the jaw goes, motion scaled down), teeth fade at the corners
+# and are taken from a photo only where they look like teeth)
 PINNED = np.r_[0:3, 14:17, 17:48]  # brows, nose, eyes, upper jaw: do not move with speech
 UPPER_LIP = [49, 50, 51, 52, 53, 61, 62, 63]
 LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
@@ -47,13 +50,19 @@ GRID_STEP = 4  # pixels between thin-plate spline evaluations (bilinear in betwe
 # drawn mouth about 1.3x as open as asked (GRID, the real motion drawn; docs/eval/unseen/README.md, "Ceilings")
 FILL_SOFTNESS = 0.02
 UPPER_TEETH = 0.3  # share of the opening the upper teeth may take ...
-TEETH_MAX = 0.12  # ... but at most this many mouth widths
+TEETH_MAX = 0.12  # ... but at most this many mouth widths, ...
+TEETH_SHARE = 0.5  # ... and at most this share of any column's opening (towards the corners the opening narrows)
+TEETH_SIDES = (0.55, 0.85)  # the teeth fade out between these shares of the way from the centre to a corner, into
+# the dark at the mouth's sides (a band drawn corner to corner looked like a denture's rim)
+TEETH_NEUTRAL = 0.25  # a source's own teeth are its open mouth's brightest fifth when that is this near grey ...
+TEETH_BRIGHTER = 1.3  # ... and this many times as bright as its lips (else it is lip, tongue or moustache)
 CAVITY = np.array([0.30, 0.13, 0.12])  # cavity colour at the lip edge, as a share of the lip colour
 DEEP = 0.35  # the deepest cavity is this much darker than its edge
 ENAMEL = np.array([0.95, 0.93, 0.88])  # teeth a photo does not show, under white light
 SEAM = 0.7  # opacity of the dark line where a photo's closed lips meet ...
 SEAM_WIDTH = 0.012  # ... its width (Gaussian sigma) in mouth widths ...
 SEAM_DARK = 0.45  # ... and its colour, as a share of the lip colour
+FOLD_LIMIT = 0.05  # the warp's least area ratio outside the lips: below it a frame's motion is scaled down (unfolded)
 
 
 # Video frames: the share of each MOTION_POINT's own position kept (the rest, the rest shape's). A turned, tilted or
@@ -132,28 +141,75 @@ def warp(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, pad: float = 0.0) 
     blend smoothly into one. pad: how much further beyond the jaw line the warp may fade out, in shares of
     the lower-face box (on top of MASK_SOFTNESS), the box growing with it by pad face widths.
     """
-    both = np.concatenate([src, dst])
-    x0, y0, x1, y1 = _box(both, frame.shape, pad)
-    if x1 - x0 < 4 or y1 - y0 < 4:
+    return _remap(frame, *_displacement(frame.shape, src, dst, pad))
+
+
+def _remap(frame: np.ndarray, d: np.ndarray | None, box) -> np.ndarray:
+    """frame with out(x) = frame(x - d(x)) inside box (x0, y0, x1, y1); d None: the frame unchanged."""
+    if d is None:
         return frame.copy()
-    size = (y1 - y0, x1 - x0)
-    origin = np.array([x0, y0], np.float64)
-    scale = max(size)
-    ring = origin + _RING * (x1 - x0, y1 - y0)
-    nose = src[30]
-    beyond_jaw = nose + JAW_HALO * (src[JAW_LINE] - nose)  # pinned just outside the jaw line: cheeks, neck and
-    still = np.concatenate([src[PINNED], beyond_jaw, ring])  # background beside them stay put
-    centres = np.concatenate([dst[MOTION_POINTS], still]) - origin
-    shift = np.concatenate([dst[MOTION_POINTS] - src[MOTION_POINTS], np.zeros((len(still), 2))])
-    fields = _fields(centres, shift, _PARTS, scale, size)
-    below = _below_mouth_line(dst, origin, size)[..., None]  # 0 above the lips' parting, 1 below
-    d = (1 - below) * fields[0] + below * fields[1]
-    d *= (_lower_face_mask(both - origin, size, scale, pad) * _below_eyes(src, origin, size))[..., None]
+    x0, y0, x1, y1 = box
     xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
     out = frame.copy()
     out[y0:y1, x0:x1] = cv2.remap(frame, xs - d[..., 0], ys - d[..., 1], cv2.INTER_CUBIC,
                                   borderMode=cv2.BORDER_REPLICATE)
     return out
+
+
+def _displacement(shape, src: np.ndarray, dst: np.ndarray, pad: float = 0.0):
+    """warp's displacement d (H, W, 2) float32 over its lower-face box (x0, y0, x1, y1): (d, box); d None where the
+    box is too small to warp."""
+    both = np.concatenate([src, dst])
+    x0, y0, x1, y1 = box = _box(both, shape, pad)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None, box
+    size = (y1 - y0, x1 - x0)
+    origin = np.array([x0, y0], np.float64)
+    scale = max(size)
+    ring = origin + _RING * (x1 - x0, y1 - y0)
+    nose = src[30]
+    jaw_src, jaw_dst = src[JAW_LINE] - nose, dst[JAW_LINE] - nose
+    further = (np.linalg.norm(jaw_dst, axis=1) > np.linalg.norm(jaw_src, axis=1))[:, None]
+    beyond_jaw = nose + JAW_HALO * np.where(further, jaw_dst, jaw_src)  # pinned just outside the jaw line, where it
+    still = np.concatenate([src[PINNED], beyond_jaw, ring])  # is or goes (a chin dropped past a point held still folds
+    centres = np.concatenate([dst[MOTION_POINTS], still]) - origin  # the neck over it): cheeks, neck and background
+    shift = np.concatenate([dst[MOTION_POINTS] - src[MOTION_POINTS], np.zeros((len(still), 2))])  # beside stay put
+    fields = _fields(centres, shift, _PARTS, scale, size)
+    below = _below_mouth_line(dst, origin, size)[..., None]  # 0 above the lips' parting, 1 below
+    d = (1 - below) * fields[0] + below * fields[1]
+    d *= (_lower_face_mask(both - origin, size, scale, pad) * _below_eyes(src, origin, size))[..., None]
+    return d, box
+
+
+def _folded(d: np.ndarray, box, dst: np.ndarray) -> bool:
+    """Whether the backward map x - d(x) folds (its Jacobian determinant under FOLD_LIMIT: the source's pixels shown
+    twice, flipped) anywhere but inside the lips, where the parting is meant to tear and the interior is painted."""
+    jx, jy = np.gradient(-d[..., 0]), np.gradient(-d[..., 1])  # each (d/dy, d/dx)
+    det = (1 + jx[1]) * (1 + jy[0]) - jx[0] * jy[1]
+    inside = np.zeros(det.shape, np.uint8)
+    cv2.fillPoly(inside, [np.round(dst[60:68] - box[:2]).astype(np.int32)], 1)
+    grow = int(max(3, 0.08 * np.linalg.norm(dst[MOUTH_CORNERS[1]] - dst[MOUTH_CORNERS[0]]))) | 1
+    inside = cv2.dilate(inside, np.ones((grow, grow), np.uint8))
+    return bool((det[inside == 0] < FOLD_LIMIT).any())
+
+
+def unfolded(shape, src: np.ndarray, dst: np.ndarray, pad: float = 0.0):
+    """dst, or where warping to it would fold the face (a chin dropped past the neck, a turned head's far lip
+    torn: high expressiveness) the furthest of src + k (dst - src) that does not, k found to 1/16 by bisection;
+    with warp's displacement to it: (dst, d, box)."""
+    d, box = _displacement(shape, src, dst, pad)
+    if d is None or not _folded(d, box, dst):
+        return dst, d, box
+    low, high, best = 0.0, 1.0, (src, None, box)
+    for _ in range(4):
+        k = (low + high) / 2
+        moved = src + k * (dst - src)
+        d, box = _displacement(shape, src, moved, pad)
+        if _folded(d, box, moved):
+            high = k
+        else:
+            low, best = k, (moved, d, box)
+    return best
 
 
 def _below_eyes(src: np.ndarray, origin: np.ndarray, size) -> np.ndarray:
@@ -209,7 +265,7 @@ def _below_mouth_line(dst: np.ndarray, origin: np.ndarray, size) -> np.ndarray:
     outside = np.maximum(left - xs, 0) + np.maximum(xs - right, 0)
     soft = 0.5 + PARTING_BLEND * outside  # pixels
     yy = np.arange(size[0])[:, None] + origin[1] + 0.5
-    return (1 / (1 + np.exp(-(yy - mid) / soft))).astype(np.float32)
+    return (1 / (1 + np.exp(-np.clip((yy - mid) / soft, -50, 50)))).astype(np.float32)
 
 
 _HULL = np.r_[2:15, 31:36, 68 + 2:68 + 15]  # of source and target points: both jaw lines, the nose base
@@ -292,8 +348,9 @@ def fill_mouth(frame: np.ndarray, dst: np.ndarray, source_gap: float, lips: np.n
     depth = np.clip((v - upper) / span, 0, 1)  # 0 at the upper lip, 1 at the lower
     across = np.clip(np.abs(u - length / 2) / (length / 2), 0, 1)[..., None]  # 0 centre, 1 corner
     cavity = lips * CAVITY * (1 - DEEP * np.sin(np.pi * depth)[..., None]) * (1 - 0.3 * across ** 2)
-    teeth_depth = min(UPPER_TEETH * gap, TEETH_MAX * mouth_w) / span  # per column, as a share of the opening
-    teeth = np.clip((teeth_depth - depth) * max(gap, 1.0), 0, 1)[..., None]  # 1 in the band, soft lower edge
+    teeth_depth = np.minimum(min(UPPER_TEETH * gap, TEETH_MAX * mouth_w) / span, TEETH_SHARE)  # share of each column
+    teeth = np.clip((teeth_depth - depth) * max(gap, 1.0), 0, 1)  # 1 in the band, soft lower edge ...
+    teeth = (teeth * np.clip((TEETH_SIDES[1] - across[..., 0]) / (TEETH_SIDES[1] - TEETH_SIDES[0]), 0, 1))[..., None]
     teeth_shaded = teeth_colour * (1 - 0.5 * across ** 2) * (0.8 + 0.2 * (1 - depth[..., None]))
     interior = teeth * teeth_shaded + (1 - teeth) * cavity
     out = frame.copy()
@@ -308,16 +365,19 @@ def fill_mouth(frame: np.ndarray, dst: np.ndarray, source_gap: float, lips: np.n
     return out
 
 
-def _teeth_colour(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Teeth as the source shows them (the brightest fifth of its open mouth), else a light enamel as
-    bright as the face's highlights allow (paintings and dim photos get dimmer teeth) and tinted by their colour."""
+def _teeth_colour(frame: np.ndarray, points: np.ndarray, lips: np.ndarray) -> np.ndarray:
+    """Teeth as the source shows them (the brightest fifth of its open mouth, if that looks like teeth: near grey
+    and brighter than the lips `lips`), else a light enamel as bright as the face's highlights allow (paintings
+    and dim photos get dimmer teeth) and tinted by their colour."""
     if opening(points) > 2.0:
         mask = np.zeros(frame.shape[:2], np.uint8)
         cv2.fillPoly(mask, [np.round(points[60:68]).astype(np.int32)], 1)
         inside = frame[mask > 0].astype(np.float64)
         if len(inside) >= 10:
             luma = inside.mean(1)
-            return inside[luma >= np.percentile(luma, 80)].mean(0)
+            shown = inside[luma >= np.percentile(luma, 80)].mean(0)
+            if np.ptp(shown) <= TEETH_NEUTRAL * shown.mean() and shown.mean() >= TEETH_BRIGHTER * lips.mean():
+                return shown
     x0, y0, x1, y1 = _box(points, frame.shape)
     skin = frame[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64)
     if not len(skin):
@@ -343,7 +403,8 @@ def _lip_colour(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 def colours(frame: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The source's lip and teeth colours (RGB): what render() paints an opened mouth with."""
-    return _lip_colour(frame, src), _teeth_colour(frame, src)
+    lips = _lip_colour(frame, src)
+    return lips, _teeth_colour(frame, src, lips)
 
 
 def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple | None = None,
@@ -360,7 +421,8 @@ def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple | 
 def _draw(base: np.ndarray, frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple, pad: float,
           gap: float, photo: bool) -> np.ndarray:
     """render's drawing: `base` (the frame, a photo's with its interior shut) moved and filled, in frame's colours."""
-    return grey_as(fill_mouth(warp(base, src, dst, pad), dst, gap, *paints, photo), frame)
+    dst, d, box = unfolded(frame.shape, src, dst, pad)
+    return grey_as(fill_mouth(_remap(base, d, box), dst, gap, *paints, photo), frame)
 
 
 def _interior_shut(frame: np.ndarray, src: np.ndarray, lips: np.ndarray) -> np.ndarray:
