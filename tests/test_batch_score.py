@@ -106,17 +106,19 @@ def test_job_lists_as_spreadsheets_save_them(tmp_path):
         read_jobs(tmp_path / "comma.csv")
 
 
-def test_no_two_jobs_write_one_file(tmp_path):
+def test_no_two_jobs_write_one_file(tmp_path, caplog):
     jobs = [{"audio": "a.wav", "face": "f.png", "out": tmp_path / "o.mp4"},
             {"audio": "b.wav", "face": "f.png", "out": tmp_path / "o.mp4"}]
     with pytest.raises(LipgenError, match="jobs 1 and 2 would both write"):
         batch(jobs, progress=False)
     (tmp_path / "speech").mkdir(), (tmp_path / "faces").mkdir()
-    for name in ("speech/x.wav", "speech/x.mp3", "faces/p.png", "faces/p.jpg", "faces/q.png"):
+    for name in ("speech/x.wav", "speech/x.mp3", "speech/notes.txt", "faces/p.png", "faces/p.jpg", "faces/q.png"):
         (tmp_path / name).touch()
-    outs = sorted(job["out"].name for job in folder_jobs(tmp_path / "speech", tmp_path / "faces", tmp_path))
+    with caplog.at_level("WARNING"):
+        outs = sorted(job["out"].name for job in folder_jobs(tmp_path / "speech", tmp_path / "faces", tmp_path))
     assert outs == ["p-jpg_x-mp3.mp4", "p-jpg_x-wav.mp4", "p-png_x-mp3.mp4", "p-png_x-wav.mp4", "q_x-mp3.mp4",
                     "q_x-wav.mp4"]
+    assert "1 file not taken for speech files (by their names): notes.txt" in caplog.text  # said, not dropped
 
 
 def test_no_job_writes_over_an_input_and_a_rerun_resumes(tmp_path, capsys):

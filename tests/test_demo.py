@@ -10,6 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lipgen import media
@@ -180,3 +181,15 @@ def test_settings_are_checked_before_the_page_is_served():
         busy.listen()
         with pytest.raises(ValueError, match="give another --port"):
             check_settings("127.0.0.1", busy.getsockname()[1], 60, 10)
+
+
+def test_inputs_over_the_pages_limit_are_refused_in_its_words(tmp_path):
+    from lipgen.demo import check_inputs
+    from lipgen.errors import LipgenError
+
+    with pytest.raises(LipgenError, match=r"longer than this page takes \(5 s\)"):  # not the CLI's --max-seconds
+        check_inputs(str(SAMPLE_AUDIO), str(SAMPLE_FACE), max_seconds=5)
+    check_inputs(str(SAMPLE_AUDIO), str(SAMPLE_FACE), max_seconds=60)
+    media.write_wav(tmp_path / "silent.wav", np.zeros(16000))
+    with pytest.raises(media.MediaError, match="silent"):
+        check_inputs(str(tmp_path / "silent.wav"), str(SAMPLE_FACE), max_seconds=60)

@@ -248,3 +248,18 @@ def test_pixels_wider_than_tall_are_made_square(tmp_path):
         for p in s.encode():
             c.mux(p)
     assert media.read_video(path).shape[1:] == (64, 64, 3)
+
+
+def test_speech_whose_channels_cancel_or_whose_floats_are_integers_is_refused(clip, tmp_path):
+    """Two mistakes that gave a still or garbled face without a word: a stereo recording whose channels cancel when
+    mixed (one inverted) read as silent, and int16 values held in a float array played as clipped noise."""
+    speech = media.read_audio(clip)
+    with pytest.raises(MediaError, match="channels cancel out"):
+        media.samples_of(np.c_[speech, -speech])
+    inverted = media.write_wav(tmp_path / "inverted.wav", np.stack([speech, -speech]))
+    with pytest.raises(MediaError, match="channels cancel out"):
+        media.read_audio(inverted)
+    with pytest.raises(MediaError, match="look like int16 values"):
+        media.samples_of((speech * 32767).astype(np.float32))
+    assert np.allclose(media.samples_of(np.c_[speech, speech]), speech)  # a plain stereo pair is mixed as before
+    assert np.allclose(media.samples_of(1.5 * speech), 1.5 * speech)  # a loud float mix is still speech

@@ -45,7 +45,7 @@ def test_streamed_motion_follows_the_whole_file_motion(speech):
         streaming_model(Motion(PRESETS["tiny"]))
     assert lookahead_frames(system) == system.config.context_frames + 4  # + smoothing radius 3 + log-mel's frame
     n = -(-speech.size // media.SAMPLES_PER_FRAME)
-    whole = predicted_motion(system, speech, n, rest_in_silence=False)  # streaming does not wait for the gate
+    whole = predicted_motion(system, speech, n)  # with the silence gate, which streaming applies too
 
     def streamed(lookahead):
         motion = StreamingMotion(system, lookahead)
@@ -56,6 +56,26 @@ def test_streamed_motion_follows_the_whole_file_motion(speech):
     assert full.shape == whole.shape == short.shape
     corr = lambda m: np.corrcoef(m.ravel(), whole.ravel())[0, 1]  # noqa: E731
     assert corr(full) > 0.9 and corr(full) > corr(short)
+
+
+def test_a_rooms_noise_before_the_speech_neither_talks_nor_mutes_it(speech):
+    """A microphone hears the room before anyone speaks. The mouth stays closed in that noise and moves with the
+    speech after it (the running normalisation used to learn the noise as speech: the face talked through 5 s of
+    room tone and then kept its mouth shut while the person spoke)."""
+    import torch
+
+    system = streaming_model(load_generator())
+    noise = np.random.default_rng(0).normal(0, 10 ** (-70 / 20), 5 * media.SAMPLE_RATE).astype(np.float32)
+    audio = np.concatenate([noise, speech[: 6 * media.SAMPLE_RATE]])
+    motion = StreamingMotion(system)
+    parts = [motion.push(audio[i:i + 320]) for i in range(0, audio.size, 320)]
+    streamed = np.concatenate([*parts, motion.push(np.zeros(0, np.float32), final=True)])
+    gap = system.gap(torch.from_numpy(streamed[None]))[0].numpy()
+    alone = StreamingMotion(system)
+    parts = [alone.push(speech[i:i + 320]) for i in range(0, 6 * media.SAMPLE_RATE, 320)]
+    alone = system.gap(torch.from_numpy(np.concatenate([*parts, alone.push(np.zeros(0, np.float32), True)])[None]))
+    assert np.abs(gap[:120]).max() == 0  # closed in the noise (its last 5 frames: within the gate's margin)
+    assert gap[125:].mean() > 0.7 * alone[0].numpy().mean()  # as open in speech as without the noise before it
 
 
 def test_stream_writes_frames_while_speech_arrives(tmp_path):
@@ -120,11 +140,31 @@ def test_ctrl_c_ends_a_live_take_and_keeps_it(tmp_path):
     assert len(media.read_video(r["out"])) == r["frames"] and signal.getsignal(signal.SIGINT) is handler
 
 
+def _encoded(path, speech, codec) -> bytes:
+    """speech (16 kHz mono) written by PyAV with `codec`: the file's bytes."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        out = container.add_stream(codec, rate=48000 if codec == "libopus" else media.SAMPLE_RATE, layout="mono")
+        frame = av.AudioFrame.from_ndarray((np.clip(speech, -1, 1) * 32767).astype(np.int16)[None], format="s16",
+                                           layout="mono")
+        frame.sample_rate = media.SAMPLE_RATE
+        resampler = av.AudioResampler(format=out.codec_context.format, layout="mono", rate=out.codec_context.sample_rate,
+                                      frame_size=out.codec_context.frame_size or None)
+        for piece in [*resampler.resample(frame), *resampler.resample(None)]:
+            container.mux(out.encode(piece))
+        container.mux(out.encode(None))
+    return path.read_bytes()
+
+
 def test_stream_refuses_what_it_cannot_use(tmp_path, capsys):
     speech = media.read_audio(GRID / "s1/video/bbaf2n.mp4")[: media.SAMPLE_RATE]
     wav = media.write_wav(tmp_path / "s.wav", speech)
     floats = speech.astype("<f4").tobytes()
-    for data, error in [(wav.read_bytes(), "stdin holds a WAV file"), (floats, "32-bit float")]:
+    encoded = [(_encoded(tmp_path / f"s.{suffix}", speech, codec), f"stdin holds {kind}")
+               for suffix, codec, kind in [("flac", "flac", "a FLAC"), ("mp3", "libmp3lame", "an MP3"),
+                                           ("ogg", "libopus", "an Ogg"), ("m4a", "aac", "an MP4 or M4A")]]
+    for data, error in [(wav.read_bytes(), "stdin holds a WAV file"), (floats, "32-bit float"), *encoded]:
         with pytest.raises(media.MediaError, match=error):
             list(pcm_chunks(io.BufferedReader(io.BytesIO(data))))
     for args, error in [(["--audio", str(wav), "-o", str(wav.with_suffix(".mp4")), "--seconds", "3"], "--seconds is for --mic"),

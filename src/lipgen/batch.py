@@ -91,9 +91,14 @@ def folder_jobs(audio_dir: str | os.PathLike, face_dir: str | os.PathLike, out_d
         folder = Path(folder)
         if not folder.is_dir():
             raise LipgenError(f"{folder}: not a folder. Give the folder of {what}.")
-        found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+        every = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        found = [p for p in every if p.suffix.lower() in suffixes]
         if not found:
             raise LipgenError(f"{folder}: no {what} in it (looked for {', '.join(sorted(suffixes))}).")
+        if len(found) < len(every):
+            skipped = [p.name for p in every if p not in found]
+            log.warning("%s: %d file%s not taken for %s (by their names): %s%s", folder, len(skipped),
+                        "s" * (len(skipped) > 1), what, ", ".join(skipped[:5]), ", ..." * (len(skipped) > 5))
         return found
 
     def names(paths):  # a file's stem, or stem-suffix where two share a stem (x.wav, x.mp3)

@@ -104,10 +104,13 @@ def check_inputs(speech: str | None, face: str | None, max_seconds: float = MAX_
         raise LipgenError("No speech: upload or record some, or pick a sample.")
     if not face:
         raise LipgenError("No face: upload a photo or a video, or pick a sample.")
-    seconds = media.read_audio(speech).size / media.SAMPLE_RATE
-    if seconds > max_seconds:
-        raise LipgenError(f"The speech is {seconds:.1f} s long; this page takes up to {max_seconds:g} s. "
-                          "Cut it, or run `lipgen generate` for longer speech.")
+    try:
+        media.read_audio(speech, max_seconds=max_seconds)
+    except media.MediaError as e:
+        if "longer than" not in str(e):
+            raise
+        raise LipgenError(f"The speech is longer than this page takes ({max_seconds:g} s). Cut it, or run "
+                          "`lipgen generate` for longer speech.") from None
     if not media.is_still(face):
         length = sum(1 for _ in media.iter_video(face, max_seconds=max_seconds)) / media.VIDEO_FPS
         if length > max_seconds:
@@ -355,7 +358,7 @@ def build(max_seconds: float = MAX_SECONDS):
     # delete_cache: the live view's frames and the results go into Gradio's cache; a day's are kept
     with gr.Blocks(title="lipgen", analytics_enabled=False, delete_cache=(3600, 86400)) as page:
         gr.Markdown("# lipgen\nSpeech and a face in, the face saying it out. Runs on this machine; "
-                    f"one job at a time, inputs up to {max_seconds:.0f} s.")
+                    f"one job at a time, inputs up to {max_seconds:g} s.")
         with gr.Row():
             with gr.Column():
                 speech = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech",

@@ -421,7 +421,7 @@ def speech(audio, drive_video=None, sample_rate: int = media.SAMPLE_RATE,
         media.check_sample_rate(sample_rate)
         samples = media.samples_of(audio)
         if samples.size > max_seconds * media.SAMPLE_RATE:
-            raise media.MediaError(f"audio longer than {max_seconds:.0f} s. Cut it, or raise max_seconds.")
+            raise media.MediaError(f"audio longer than {max_seconds:g} s. Cut it, or raise max_seconds.")
         return samples
     if audio is not None:
         return media.read_audio(audio, max_seconds=max_seconds, dtype=dtype)

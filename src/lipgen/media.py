@@ -44,9 +44,12 @@ MAX_SECONDS = 600.0  # longest input lipgen accepts by default (10 min); pass ma
 MAX_IMAGE_SIDE = 2048  # pixels: a larger photo is scaled down to this on reading (logged)
 RATE_TOLERANCE = 0.05  # a video's measured frame rate this close to its nominal one is taken as the nominal
 
-VIDEO_SUFFIXES = {".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".webm", ".mkv", ".m4v"}
+VIDEO_SUFFIXES = {".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".webm", ".mkv", ".m4v", ".3gp", ".3g2", ".ts", ".mts", ".flv",
+                  ".wmv"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".webp", ".tif", ".tiff", ".gif"}  # GIF, WebP: see is_still
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc", ".amr",
+                  ".caf", ".wma", ".weba", ".mka", ".ac3"}
+FLOAT_PEAK_LIMIT = 64.0  # a float array peaking above this holds integer samples (int16 values), not full scale 1
 
 
 def _open(path: str | os.PathLike) -> av.container.InputContainer:
@@ -140,7 +143,7 @@ def iter_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float
             first_time = t if first_time is None else first_time
             t -= first_time
             if t > max_seconds:
-                raise MediaError(f"{path}: longer than {max_seconds:.0f} s. Cut it, or raise the limit "
+                raise MediaError(f"{path}: longer than {max_seconds:g} s. Cut it, or raise the limit "
                                  "(--max-seconds, max_seconds in Python).")
             while previous is not None and tick / fps < t - 1e-6:
                 yield previous
@@ -376,9 +379,12 @@ def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS, dtype=
             for piece in pieces:
                 append(piece[0])
                 if n > max_seconds * SAMPLE_RATE:
-                    raise MediaError(f"{path}: audio longer than {max_seconds:.0f} s. Cut it, or raise the limit "
+                    raise MediaError(f"{path}: audio longer than {max_seconds:g} s. Cut it, or raise the limit "
                                      "(--max-seconds, max_seconds in Python).")
     _refuse_truncated(path, container, decoded[0] / SAMPLE_RATE, declared)
+    if n >= SAMPLES_PER_FRAME and (stream.channels or 1) > 1 and _rms(audio[:n]) < MIN_SPEECH_RMS:
+        raise MediaError(f"{path}: audio is silent mixed to mono ({stream.channels} channels): if it is not silent, "
+                         "its channels cancel out (one is another inverted); keep one of them.")
     return check_speech(audio[:n], path)
 
 
@@ -400,6 +406,10 @@ def samples_of(array, where: str = "the audio array") -> np.ndarray:
     if array.dtype.kind not in "iuf" or array.ndim > 2:
         raise MediaError(f"{where}: {array.ndim}-D {array.dtype} array; give speech as (N,) samples (float, full "
                          "scale 1, or int16), or a file path.")
+    peak = float(np.nanmax(np.abs(array), initial=0.0)) if array.dtype.kind == "f" and array.size else 0.0
+    if FLOAT_PEAK_LIMIT < peak < np.inf:  # NaN and infinities: check_speech names them
+        raise MediaError(f"{where}: float samples peaking at {peak:g} look like int16 values (full scale is 1); "
+                         "divide them by 32768, or pass the int16 array itself.")
     if array.dtype.kind in "iu":
         info = np.iinfo(array.dtype)
         middle = (int(info.max) + int(info.min) + 1) / 2  # 0 for signed, 128 for uint8
@@ -409,8 +419,19 @@ def samples_of(array, where: str = "the audio array") -> np.ndarray:
         if min(array.shape) > 1 and len(channels) != 1:
             raise MediaError(f"{where}: shape {array.shape} does not say which side holds the channels; give "
                              "(N,) mono samples.")
-        array = array.mean(axis=channels[0]) if min(array.shape) > 1 else array.reshape(-1)
+        if min(array.shape) > 1:
+            mixed = array.mean(axis=channels[0])
+            if _rms(mixed) < MIN_SPEECH_RMS <= _rms(array):
+                raise MediaError(f"{where}: its channels cancel out when mixed to mono (one is the other inverted); "
+                                 "give one channel of it.")
+            array = mixed
+        else:
+            array = array.reshape(-1)
     return check_speech(np.ascontiguousarray(array, np.float32), where)
+
+
+def _rms(array: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(array, dtype=np.float64)))) if array.size else 0.0
 
 
 EXACT_DURATION_FORMATS = {"flac", "mov,mp4,m4a,3gp,3g2,mj2"}  # headers that state the length exactly

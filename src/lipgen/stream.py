@@ -95,17 +95,34 @@ class StreamingFeatures:
     completed so far ((k * MELS_PER_FRAME, N_FEATURES) float32). A frame's rows are ready once one more frame of
     audio has arrived (the log-mel's centred 25 ms windows reach 12.5 ms past a row). The speech level (for the
     log-mel gain and the loudness row) is the 95th percentile of the hop energies of the last LEVEL_SECONDS; the
-    CMVN mean and variance run over everything heard, from the prior. Work per push does not grow with time."""
+    CMVN mean and variance run over the frames in which lipgen.vad hears speech (self.speech), from the prior.
+    Work per push does not grow with time (but for self.speech, a flag per frame)."""
 
     def __init__(self):
+        from .vad import ChunkProbability
+
         mean, std = _prior()
         w = PRIOR_SECONDS * media.SAMPLE_RATE / media.HOP_LENGTH
         self.count, self.total, self.squares = w, w * mean, w * (std ** 2 + mean ** 2)
+        self.voice = ChunkProbability()  # lipgen.vad's network, on the speech raised to the level heard so far
+        self.chunk_probs = np.zeros(0, np.float32)
+        self.speech = np.zeros(0, bool)  # per frame out: whether the network hears someone speak in it
         self.audio = np.zeros(0, np.float32)  # samples from self.base on (the last frames' worth)
         self.base = 0
         self.heard = 0  # samples pushed
         self.energy = np.zeros(0)  # mean square of the last LEVEL_SECONDS of complete hops
         self.frames = 0  # frames whose features are out
+
+    def _spoken_hops(self) -> np.ndarray:
+        """Which hops of self.energy lipgen.vad hears as speech (False where it has not heard them yet)."""
+        from .vad import CHUNK, THRESHOLD
+
+        first = self.heard // media.HOP_LENGTH - len(self.energy)  # the hop self.energy starts at
+        chunk = ((first + np.arange(len(self.energy))) * media.HOP_LENGTH + media.HOP_LENGTH // 2) // CHUNK
+        known = chunk < len(self.chunk_probs)
+        spoken = np.zeros(len(chunk), bool)
+        spoken[known] = self.chunk_probs[chunk[known]] > THRESHOLD
+        return spoken
 
     def push(self, samples: np.ndarray, final: bool = False) -> np.ndarray:
         from .voice import CMVN_EPS, SPEECH_LEVEL_PERCENTILE, relative_loudness
@@ -117,20 +134,32 @@ class StreamingFeatures:
         self.heard += samples.size
         new = self.audio[done * hop - self.base: self.heard // hop * hop - self.base].astype(np.float64)
         self.energy = np.concatenate([self.energy, np.mean(new.reshape(-1, hop) ** 2, axis=1)])[-LEVEL_HOPS:]
+        level = np.percentile(self.energy, SPEECH_LEVEL_PERCENTILE) if len(self.energy) else 0.0
+        gain = media.TARGET_SPEECH_RMS / max(np.sqrt(level), media.MIN_SPEECH_RMS)
+        self.chunk_probs = np.concatenate([self.chunk_probs, self.voice.push(
+            np.clip(samples * max(gain, 1.0), -1, 1), final)])  # quiet speech raised (inference.silence_gain)
+        spoken = self._spoken_hops()
+        if spoken.any():  # the level of the speech itself, once some is heard (not of a room's noise before it)
+            level = np.percentile(self.energy[spoken], SPEECH_LEVEL_PERCENTILE)
+            gain = media.TARGET_SPEECH_RMS / max(np.sqrt(level), media.MIN_SPEECH_RMS)
         spf = media.SAMPLES_PER_FRAME
         ready = -(-self.heard // spf) if final else self.heard // spf - 1  # frames whose rows are complete
         f0, f1 = self.frames, ready
         if f1 <= f0:
             return np.zeros((0, media.N_MELS + 1), np.float32)
-        level = np.percentile(self.energy, SPEECH_LEVEL_PERCENTILE) if len(self.energy) else 0.0
-        gain = media.TARGET_SPEECH_RMS / max(np.sqrt(level), media.MIN_SPEECH_RMS)
         start = max(f0 - 1, 0)  # one frame before: the rows of f0 see real audio, not reflect padding
         segment = self.audio[start * spf - self.base: (f1 + 1) * spf - self.base]
         mel = media.log_mel(segment, f1 + (0 if final else 1) - start, gain=gain)[(f0 - start) * media.MELS_PER_FRAME:]
         mel = mel[: (f1 - f0) * media.MELS_PER_FRAME].astype(np.float64)
-        self.count += len(mel)
-        self.total += mel.sum(0)
-        self.squares += (mel ** 2).sum(0)
+        from .vad import CHUNK, THRESHOLD, at_frames
+
+        k0 = max(f0 * spf // CHUNK - 2, 0)  # the chunks around frames f0..f1, whose centres are heard by now
+        speech = at_frames(self.chunk_probs[k0:], f1 - f0, offset=f0 - k0 * CHUNK / spf) > THRESHOLD
+        self.speech = np.concatenate([self.speech, speech])
+        heard = np.repeat(speech, media.MELS_PER_FRAME)[:, None]  # the statistics follow speech only: a room's
+        self.count += heard.sum()  # noise before the first word had become the "speech" the rest was measured by
+        self.total += (mel * heard).sum(0)
+        self.squares += (mel ** 2 * heard).sum(0)
         mean = self.total / self.count
         std = np.sqrt(np.maximum(self.squares / self.count - mean ** 2, 0))
         db = hop_db(self.audio[f0 * spf - self.base:], f1 - f0)
@@ -170,11 +199,27 @@ class StreamingMotion:
         start = max(self.made - PAST_FRAMES, self.dropped)
         window = self.rows[(start - self.dropped) * media.MELS_PER_FRAME:]
         motion = self.system.predict(window)[self.made - start: upto - start] * self.gain
+        motion *= self._gate(upto)[:, None, None]
         self.made = upto
         keep_from = max(self.made - PAST_FRAMES, 0)  # rows older than the next window are dropped
         self.rows = self.rows[(keep_from - self.dropped) * media.MELS_PER_FRAME:]
         self.dropped = keep_from
         return motion
+
+
+    def _gate(self, upto: int) -> np.ndarray:
+        """lipgen.vad's silence gate for frames made..upto, from the frames heard so far (the look-ahead covers
+        its margin): closed until speech is first heard, as generation closes it where no speech is heard."""
+        from .models.motion import SILENCE_MARGIN
+        from .vad import silence_gate
+
+        speech = self.features.speech
+        reach = SILENCE_MARGIN + 4  # the gate's margin and ramp: frames further from speech do not matter
+        lo = max(self.made - reach, 0)
+        heard = speech[lo: upto + reach].astype(np.float32)
+        if not heard.any():
+            return np.zeros(upto - self.made, np.float32)
+        return silence_gate(heard, SILENCE_MARGIN)[self.made - lo: upto - lo]  # flags 1 and 0: over and under it
 
 
 def file_chunks(path, realtime: bool = True, chunk: int = CHUNK_SAMPLES, max_seconds: float = media.MAX_SECONDS):
@@ -216,12 +261,23 @@ def pcm_chunks(stream=None, chunk: int = CHUNK_SAMPLES):
             yield np.frombuffer(data[:cut], "<i2").astype(np.float32) / 32768.0
 
 
+_ENCODED = (("a FLAC", lambda h: h[:4] == b"fLaC"), ("an Ogg (Vorbis or Opus)", lambda h: h[:4] == b"OggS"),
+            ("an MP3", lambda h: h[:3] == b"ID3" or (h[0] == 0xFF and h[1] & 0xE6 in (0xE2, 0xE4, 0xE6)
+                                                       and h[2] & 0xF0 != 0xF0 and h[2] & 0x0C != 0x0C)),
+            ("an MP4 or M4A", lambda h: h[4:8] == b"ftyp"), ("a Matroska or WebM", lambda h: h[:4] == b"\x1aE\xdf\xa3"),
+            ("an AIFF", lambda h: h[:4] == b"FORM"), ("an AAC (ADTS)", lambda h: h[0] == 0xFF and h[1] & 0xF6 == 0xF0))
+
+
 def _check_pcm(head: bytes) -> None:
     """Refuse the start of a stdin stream that is not raw 16-bit PCM: a WAV file's header, or 32-bit floats (whose
     upper halves, read as 16-bit samples, hold the exponent: 12288-16320 for any |x| up to 1, where speech does not stay)."""
     if head[:4] in (b"RIFF", b"RIFX", b"RF64"):
         raise media.MediaError("stdin holds a WAV file, not raw PCM: give it with --audio FILE, or pipe raw 16 kHz "
                                "mono s16le (e.g. ffmpeg -i in.wav -f s16le -ar 16000 -ac 1 -)")
+    kind = next((name for name, test in _ENCODED if test(head)), None)
+    if kind:
+        raise media.MediaError(f"stdin holds {kind} file, not raw PCM: give it with --audio FILE, or pipe raw 16 kHz "
+                               "mono s16le (e.g. ffmpeg -i in.mp3 -f s16le -ar 16000 -ac 1 -)")
     upper = np.frombuffer(head[: len(head) // 4 * 4], "<u2")[1::2] & 0x7FFF  # a float's upper half, sign dropped
     upper = upper[upper != 0]
     if len(upper) >= 50 and np.mean((upper >= 12288) & (upper <= 16320)) > 0.9:  # |x| from 2^-31 to 1

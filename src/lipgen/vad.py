@@ -63,26 +63,48 @@ def _chunk_features(w: dict, x: torch.Tensor) -> torch.Tensor:
     return x[:, :, 0]
 
 
-@torch.no_grad()
+class ChunkProbability:
+    """The network run over consecutive pieces of one recording: push(samples) -> the probabilities of the 32 ms
+    chunks they complete ((k,) float32). It is causal (an LSTM), so pieces give what the whole recording gives."""
+
+    def __init__(self):
+        self.state, self.context, self.pending = None, torch.zeros(CONTEXT), np.zeros(0, np.float32)
+
+    @torch.no_grad()
+    def push(self, samples: np.ndarray, final: bool = False) -> np.ndarray:
+        """final: the last piece; its incomplete chunk is completed with silence."""
+        w = _weights()
+        self.pending = np.concatenate([self.pending, np.asarray(samples, np.float32).reshape(-1)])
+        n = -(-len(self.pending) // CHUNK) if final else len(self.pending) // CHUNK
+        probs = np.empty(n, np.float32)
+        for c0 in range(0, n, BLOCK):
+            c1 = min(n, c0 + BLOCK)
+            x = torch.from_numpy(self.pending[c0 * CHUNK:c1 * CHUNK].copy())
+            x = F.pad(x, (0, (c1 - c0) * CHUNK - len(x)))
+            chunks = torch.cat([self.context, x]).unfold(0, CONTEXT + CHUNK, CHUNK)  # (c1 - c0, 576)
+            self.context = x[-CONTEXT:]
+            h, self.state = w["lstm"](_chunk_features(w, chunks)[None], self.state)  # (1, c1 - c0, 128)
+            logits = F.conv1d(F.relu(h[0])[:, :, None], w["head.weight"], w["head.bias"])
+            probs[c0:c1] = torch.sigmoid(logits).flatten().numpy()
+        self.pending = self.pending[n * CHUNK:]
+        return probs
+
+
 def speech_probability(samples: np.ndarray, n_frames: int | None = None, fps: int = 25) -> np.ndarray:
     """Speech ((N,) float at 16 kHz) -> probability that someone speaks, per video frame ((n_frames,) float32;
     default: the frames the audio covers), interpolated from the 32 ms chunks' probabilities."""
-    w = _weights()
-    n_chunks = -(-len(samples) // CHUNK)
-    probs = np.empty(n_chunks, np.float32)
-    state, context = None, torch.zeros(CONTEXT)
-    for c0 in range(0, n_chunks, BLOCK):
-        c1 = min(n_chunks, c0 + BLOCK)
-        x = torch.from_numpy(np.asarray(samples[c0 * CHUNK:c1 * CHUNK], np.float32).copy())
-        x = F.pad(x, (0, (c1 - c0) * CHUNK - len(x)))
-        chunks = torch.cat([context, x]).unfold(0, CONTEXT + CHUNK, CHUNK)  # (c1 - c0, 576)
-        context = x[-CONTEXT:]
-        h, state = w["lstm"](_chunk_features(w, chunks)[None], state)  # (1, c1 - c0, 128)
-        logits = F.conv1d(F.relu(h[0])[:, :, None], w["head.weight"], w["head.bias"])
-        probs[c0:c1] = torch.sigmoid(logits).flatten().numpy()
+    network = ChunkProbability()
+    probs = np.concatenate([network.push(samples[i:i + BLOCK * CHUNK], final=i + BLOCK * CHUNK >= len(samples))
+                            for i in range(0, max(len(samples), 1), BLOCK * CHUNK)])
     n = n_frames if n_frames is not None else int(round(len(samples) / SAMPLE_RATE * fps))
-    centres = (np.arange(n_chunks) + 0.5) * CHUNK / SAMPLE_RATE
-    return np.interp((np.arange(n) + 0.5) / fps, centres, probs).astype(np.float32)
+    return at_frames(probs, n, fps)
+
+
+def at_frames(probs: np.ndarray, n_frames: int, fps: int = 25, offset: float = 0.0) -> np.ndarray:
+    """The chunks' probabilities interpolated at n_frames video frames' centres, the first chunk starting `offset`
+    frames before the first frame."""
+    centres = (np.arange(len(probs)) + 0.5) * CHUNK / SAMPLE_RATE
+    return np.interp((np.arange(n_frames) + offset + 0.5) / fps, centres, probs).astype(np.float32)
 
 
 def silence_gate(probability: np.ndarray, margin: int, ramp: int = 3) -> np.ndarray:
