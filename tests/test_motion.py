@@ -416,7 +416,8 @@ def test_teeth_fade_out_towards_the_mouth_corners():
 
 def test_only_teeth_are_taken_for_teeth():
     """A photo's own teeth colour is its open mouth's brightest part when that is near grey and brighter than the
-    lips; a pink or red interior (lips, tongue, a lip's highlight) gives the enamel colour instead."""
+    lips; a pink or red interior (lips, tongue, a lip's highlight) gives the enamel colour instead. A video frame's
+    open mouth is its real interior, taken as it is."""
     a, b, centre = 30.0, 10.0, np.array([100.0, 60.0])
     angles = np.radians([180, 135, 90, 45, 0, -45, -90, -135])
     src = np.zeros((68, 2))
@@ -424,6 +425,7 @@ def test_only_teeth_are_taken_for_teeth():
     lips = np.array([150.0, 70.0, 70.0])
     for inside, taken in (([235, 230, 220], True), ([200, 110, 110], False), ([150, 70, 70], False)):
         frame = np.full((120, 200, 3), 128, np.uint8)
-        frame[52:69, 72:129] = inside
+        frame[48:73, 68:133] = inside  # the whole inner-lip polygon
         teeth = render._teeth_colour(frame, src, lips)
         assert np.allclose(teeth, inside, atol=1) == taken, (inside, teeth)
+        assert np.allclose(render._teeth_colour(frame, src), inside, atol=1)  # a video frame's own, whatever it is

@@ -26,13 +26,13 @@ from .face import MOUTH_CORNERS, invert, transform_points
 from .models.motion import MOTION_POINTS, closed, opening, rest_shape
 from .pixels import grey_as
 
-REVISION = 13  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
+REVISION = 14  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
 # 3: the painted interior's edge 3x sharper; 4: a video's jaw sides keep their own outline; 5: the interior between
 # smooth curves through the inner lips, not straight lines; 6: the warp kept off the eyes; 7: ... of bowed heads only;
 # 8: the interior the union of the curves and the straight lines; 9: ... a video frame's between the curves alone;
 # 10: a photo's closed lips meet at a dark seam; 11: ... and its own interior is shut before the warp; 12: neither
 # lightens a pixel; 13: no fold (the jaw's halo where the jaw goes, motion scaled down), teeth fade at the corners
-# and are taken from a photo only where they look like teeth)
+# and are taken from a photo only where they look like teeth; 14: ... a video frame's own always)
 PINNED = np.r_[0:3, 14:17, 17:48]  # brows, nose, eyes, upper jaw: do not move with speech
 UPPER_LIP = [49, 50, 51, 52, 53, 61, 62, 63]
 LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
@@ -365,10 +365,13 @@ def fill_mouth(frame: np.ndarray, dst: np.ndarray, source_gap: float, lips: np.n
     return out
 
 
-def _teeth_colour(frame: np.ndarray, points: np.ndarray, lips: np.ndarray) -> np.ndarray:
-    """Teeth as the source shows them (the brightest fifth of its open mouth, if that looks like teeth: near grey
-    and brighter than the lips `lips`), else a light enamel as bright as the face's highlights allow (paintings
-    and dim photos get dimmer teeth) and tinted by their colour."""
+def _teeth_colour(frame: np.ndarray, points: np.ndarray, lips: np.ndarray | None = None) -> np.ndarray:
+    """Teeth as the source shows them (the brightest fifth of its open mouth), else a light enamel as bright as the
+    face's highlights allow (paintings and dim photos get dimmer teeth) and tinted by their colour. lips (a photo's
+    lip colour): take the photo's own only if it looks like teeth, near grey and brighter than the lips (a photo's
+    one reading of an "open" mouth can be lip, tongue or moustache). A video frame's open mouth is its real interior
+    of the moment, and what is painted beyond it continues it (with enamel instead, dubbing followed the real
+    opening at 0.40 against 0.46: docs/eval/unseen/README.md, "Session 20")."""
     if opening(points) > 2.0:
         mask = np.zeros(frame.shape[:2], np.uint8)
         cv2.fillPoly(mask, [np.round(points[60:68]).astype(np.int32)], 1)
@@ -376,7 +379,8 @@ def _teeth_colour(frame: np.ndarray, points: np.ndarray, lips: np.ndarray) -> np
         if len(inside) >= 10:
             luma = inside.mean(1)
             shown = inside[luma >= np.percentile(luma, 80)].mean(0)
-            if np.ptp(shown) <= TEETH_NEUTRAL * shown.mean() and shown.mean() >= TEETH_BRIGHTER * lips.mean():
+            if lips is None or (np.ptp(shown) <= TEETH_NEUTRAL * shown.mean()
+                                and shown.mean() >= TEETH_BRIGHTER * lips.mean()):
                 return shown
     x0, y0, x1, y1 = _box(points, frame.shape)
     skin = frame[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64)
@@ -401,10 +405,11 @@ def _lip_colour(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.mean(samples, 0) if samples else np.array([150.0, 80.0, 80.0])
 
 
-def colours(frame: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The source's lip and teeth colours (RGB): what render() paints an opened mouth with."""
+def colours(frame: np.ndarray, src: np.ndarray, photo: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The source's lip and teeth colours (RGB): what render() paints an opened mouth with. photo: see
+    _teeth_colour."""
     lips = _lip_colour(frame, src)
-    return lips, _teeth_colour(frame, src, lips)
+    return lips, _teeth_colour(frame, src, lips if photo else None)
 
 
 def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple | None = None,
@@ -413,7 +418,7 @@ def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple | 
     paints: colours(frame, src) when already known (a photo's, for every frame); pad: see warp; source_gap: the
     opening (pixels) up to which the frame's own interior is kept (default: 0 for a photo, else the landmarks',
     opening(src)); photo: the frame is a still image (see animate and fill_mouth)."""
-    lips, teeth = paints if paints is not None else colours(frame, src)
+    lips, teeth = paints if paints is not None else colours(frame, src, photo)
     gap = (0.0 if photo else float(opening(src))) if source_gap is None else source_gap
     return _draw(_interior_shut(frame, src, lips) if photo else frame, frame, src, dst, (lips, teeth), pad, gap, photo)
 
@@ -478,7 +483,7 @@ def animate(tracked, rest: np.ndarray, motion, pad: float = 0.0, photo: bool = F
             continue
         points = np.asarray(points, np.float64)
         if source is None or frame is not source[0] or not np.array_equal(points, source[1]):
-            paints, source = colours(frame, points), (frame, points)  # a photo's colours once; a video's per frame
+            paints, source = colours(frame, points, photo), (frame, points)  # a photo's once; a video's per frame
             base = _interior_shut(frame, points, paints[0]) if photo else frame  # a photo's shut once
         dst = target_points(points, matrix, rest, step, own_jaw=not photo)
         yield _draw(base, frame, points, dst, paints, pad, 0.0 if photo else float(opening(points)), photo)
