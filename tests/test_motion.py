@@ -391,11 +391,25 @@ def test_a_motion_that_would_fold_the_face_is_scaled_down(photo):
     far = render.target_points(points, matrix, rest, motion)
     d, box = render._displacement(image.shape, points, far)
     assert render._folded(d, box, far)
-    drawn, d, box = render.unfolded(image.shape, points, far)
+    drawn, d, box, share = render.unfolded(image.shape, points, far)
     assert not render._folded(d, box, drawn)
-    share = np.abs(drawn - points).max() / np.abs(far - points).max()
     assert 0.1 < share < 1  # moved part of the way, along the asked motion
     assert np.allclose(drawn, points + share * (far - points), atol=1e-6)
+    assert render.unfolded(image.shape, points, moderate, most=0.5)[3] == 0.5
+
+
+def test_after_a_fold_the_motion_returns_gradually(photo):
+    """The frames after one drawn part of the way (unfolded) go back to the full motion by UNFOLD_RELEASE a frame:
+    frame by frame shares of 0.5, 1, 0.6, 1 made the mouth pump."""
+    image, points, matrix = photo
+    rest, far = _rest_and_motion(photo, 40.0)
+    _, moderate = _rest_and_motion(photo, 4.0)
+    frames = list(render.animate([(image, points, matrix)] * 12, rest, [far] + [moderate] * 11, photo=True))
+    full = render.render(image, points, render.target_points(points, matrix, rest, moderate), photo=True)
+    first_share = render.unfolded(image.shape, points, render.target_points(points, matrix, rest, far))[3]
+    back = int(np.ceil((1 - first_share) / render.UNFOLD_RELEASE))  # frames until the full motion again
+    assert 1 < back < 11
+    assert not np.array_equal(frames[1], full) and np.array_equal(frames[back + 1], full)
 
 
 def test_teeth_fade_out_towards_the_mouth_corners():

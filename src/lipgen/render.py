@@ -26,13 +26,14 @@ from .face import MOUTH_CORNERS, invert, transform_points
 from .models.motion import MOTION_POINTS, closed, opening, rest_shape
 from .pixels import grey_as
 
-REVISION = 14  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
+REVISION = 15  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
 # 3: the painted interior's edge 3x sharper; 4: a video's jaw sides keep their own outline; 5: the interior between
 # smooth curves through the inner lips, not straight lines; 6: the warp kept off the eyes; 7: ... of bowed heads only;
 # 8: the interior the union of the curves and the straight lines; 9: ... a video frame's between the curves alone;
 # 10: a photo's closed lips meet at a dark seam; 11: ... and its own interior is shut before the warp; 12: neither
 # lightens a pixel; 13: no fold (the jaw's halo where the jaw goes, motion scaled down), teeth fade at the corners
-# and are taken from a photo only where they look like teeth; 14: ... a video frame's own always)
+# and are taken from a photo only where they look like teeth; 14: ... a video frame's own always; 15: after a
+# frame drawn part of the way the motion returns gradually)
 PINNED = np.r_[0:3, 14:17, 17:48]  # brows, nose, eyes, upper jaw: do not move with speech
 UPPER_LIP = [49, 50, 51, 52, 53, 61, 62, 63]
 LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
@@ -63,6 +64,7 @@ SEAM = 0.7  # opacity of the dark line where a photo's closed lips meet ...
 SEAM_WIDTH = 0.012  # ... its width (Gaussian sigma) in mouth widths ...
 SEAM_DARK = 0.45  # ... and its colour, as a share of the lip colour
 FOLD_LIMIT = 0.05  # the warp's least area ratio outside the lips: below it a frame's motion is scaled down (unfolded)
+UNFOLD_RELEASE = 0.1  # ... and the next frames' back up by at most this share a frame (no frame-to-frame pumping)
 
 
 # Video frames: the share of each MOTION_POINT's own position kept (the rest, the rest shape's). A turned, tilted or
@@ -193,14 +195,15 @@ def _folded(d: np.ndarray, box, dst: np.ndarray) -> bool:
     return bool((det[inside == 0] < FOLD_LIMIT).any())
 
 
-def unfolded(shape, src: np.ndarray, dst: np.ndarray, pad: float = 0.0):
-    """dst, or where warping to it would fold the face (a chin dropped past the neck, a turned head's far lip
-    torn: high expressiveness) the furthest of src + k (dst - src) that does not, k found to 1/16 by bisection;
-    with warp's displacement to it: (dst, d, box)."""
-    d, box = _displacement(shape, src, dst, pad)
-    if d is None or not _folded(d, box, dst):
-        return dst, d, box
-    low, high, best = 0.0, 1.0, (src, None, box)
+def unfolded(shape, src: np.ndarray, dst: np.ndarray, pad: float = 0.0, most: float = 1.0):
+    """Where to draw: src + k (dst - src) for the largest k up to `most` (found to 1/16 by bisection) whose warp does
+    not fold the face (a chin dropped past the neck, a turned head's far lip torn: high expressiveness), with warp's
+    displacement to it: (those points, d, box, k)."""
+    moved = dst if most >= 1 else src + most * (dst - src)
+    d, box = _displacement(shape, src, moved, pad)
+    if d is None or not _folded(d, box, moved):
+        return moved, d, box, min(most, 1.0)
+    low, high, best = 0.0, min(most, 1.0), (src, None, box, 0.0)
     for _ in range(4):
         k = (low + high) / 2
         moved = src + k * (dst - src)
@@ -208,7 +211,7 @@ def unfolded(shape, src: np.ndarray, dst: np.ndarray, pad: float = 0.0):
         if _folded(d, box, moved):
             high = k
         else:
-            low, best = k, (moved, d, box)
+            low, best = k, (moved, d, box, k)
     return best
 
 
@@ -420,14 +423,16 @@ def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple | 
     opening(src)); photo: the frame is a still image (see animate and fill_mouth)."""
     lips, teeth = paints if paints is not None else colours(frame, src, photo)
     gap = (0.0 if photo else float(opening(src))) if source_gap is None else source_gap
-    return _draw(_interior_shut(frame, src, lips) if photo else frame, frame, src, dst, (lips, teeth), pad, gap, photo)
+    return _draw(_interior_shut(frame, src, lips) if photo else frame, frame, src, dst, (lips, teeth), pad, gap,
+                 photo)[0]
 
 
 def _draw(base: np.ndarray, frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple, pad: float,
-          gap: float, photo: bool) -> np.ndarray:
-    """render's drawing: `base` (the frame, a photo's with its interior shut) moved and filled, in frame's colours."""
-    dst, d, box = unfolded(frame.shape, src, dst, pad)
-    return grey_as(fill_mouth(_remap(base, d, box), dst, gap, *paints, photo), frame)
+          gap: float, photo: bool, most: float = 1.0) -> tuple[np.ndarray, float]:
+    """render's drawing: `base` (the frame, a photo's with its interior shut) moved towards dst as far as it unfolds
+    (at most `most` of the way) and filled, in frame's colours: (image, the share of the way it moved)."""
+    dst, d, box, share = unfolded(frame.shape, src, dst, pad, most)
+    return grey_as(fill_mouth(_remap(base, d, box), dst, gap, *paints, photo), frame), share
 
 
 def _interior_shut(frame: np.ndarray, src: np.ndarray, lips: np.ndarray) -> np.ndarray:
@@ -468,13 +473,14 @@ def animate(tracked, rest: np.ndarray, motion, pad: float = 0.0, photo: bool = F
     """Yield frame t moved by motion[t] (31, 2) from the rest shape; tracked yields (frame, its (68, 2)
     landmarks, its frame -> aligned face matrix), with matrix None where the frame has no face (passed through).
     motion: (T, 31, 2), or any iterable of (31, 2) rows (a stream: each row is taken when its frame is drawn);
-    frames beyond it pass through. pad: see warp.
+    frames beyond it pass through. pad: see warp. A frame whose motion would fold the face is drawn part of the way
+    (unfolded), and the frames after it return to their full motion by UNFOLD_RELEASE a frame.
     photo: the frames are one still image. Its mouth rests closed (rest_of), so whatever its lips showed between
     them is gone at rest, and every opening beyond the rest is drawn as a mouth interior. Without it (a video) the
     frame's own interior is kept up to the frame's own opening: its landmarks follow real lips. A photo's single
     reading is not to be trusted that far: on a beard or moustache dlib reads closed lips as open (makeittalk_dali:
     0.17 of the inter-ocular distance), and then nothing but lips was ever shown between the moved lips."""
-    paints, source = None, None
+    paints, source, share = None, None, 1.0  # share: of the motion drawn in the last frame (unfolded)
     rows = iter(motion)
     for frame, points, matrix in tracked:
         step = next(rows, None)
@@ -486,4 +492,6 @@ def animate(tracked, rest: np.ndarray, motion, pad: float = 0.0, photo: bool = F
             paints, source = colours(frame, points, photo), (frame, points)  # a photo's once; a video's per frame
             base = _interior_shut(frame, points, paints[0]) if photo else frame  # a photo's shut once
         dst = target_points(points, matrix, rest, step, own_jaw=not photo)
-        yield _draw(base, frame, points, dst, paints, pad, 0.0 if photo else float(opening(points)), photo)
+        image, share = _draw(base, frame, points, dst, paints, pad, 0.0 if photo else float(opening(points)), photo,
+                             min(share + UNFOLD_RELEASE, 1.0))
+        yield image
