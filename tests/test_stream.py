@@ -164,9 +164,15 @@ def test_stream_refuses_what_it_cannot_use(tmp_path, capsys):
     encoded = [(_encoded(tmp_path / f"s.{suffix}", speech, codec), f"stdin holds {kind}")
                for suffix, codec, kind in [("flac", "flac", "a FLAC"), ("mp3", "libmp3lame", "an MP3"),
                                            ("ogg", "libopus", "an Ogg"), ("m4a", "aac", "an MP4 or M4A")]]
-    for data, error in [(wav.read_bytes(), "stdin holds a WAV file"), (floats, "32-bit float"), *encoded]:
+    mp3 = encoded[1][0]
+    bare = mp3[10 + ((mp3[6] << 21) | (mp3[7] << 14) | (mp3[8] << 7) | mp3[9]):]  # its frames without the ID3 tag
+    for data, error in [(wav.read_bytes(), "stdin holds a WAV file"), (floats, "32-bit float"), *encoded,
+                        (bare, "stdin holds an MP3")]:
         with pytest.raises(media.MediaError, match=error):
             list(pcm_chunks(io.BufferedReader(io.BytesIO(data))))
+    for first in ([-1, 0], [-1, 3], [-3841, 0]):  # raw PCM that starts like an MP3 or AAC frame header is PCM
+        pcm = np.r_[np.array(first, "<i2"), (speech * 32767).astype("<i2")].tobytes()
+        assert sum(len(c) for c in pcm_chunks(io.BufferedReader(io.BytesIO(pcm)))) == len(pcm) // 2
     for args, error in [(["--audio", str(wav), "-o", str(wav.with_suffix(".mp4")), "--seconds", "3"], "--seconds is for --mic"),
                         (["--audio", "-", "--fast"], "--fast is for --audio FILE")]:
         assert cli.main(["stream", *args]) == 2 and error in capsys.readouterr().err

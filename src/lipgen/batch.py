@@ -96,7 +96,7 @@ def folder_jobs(audio_dir: str | os.PathLike, face_dir: str | os.PathLike, out_d
         if not found:
             raise LipgenError(f"{folder}: no {what} in it (looked for {', '.join(sorted(suffixes))}).")
         if len(found) < len(every):
-            skipped = [p.name for p in every if p not in found]
+            skipped = [p.name for p in every if p.suffix.lower() not in suffixes]
             log.warning("%s: %d file%s not taken for %s (by their names): %s%s", folder, len(skipped),
                         "s" * (len(skipped) > 1), what, ", ".join(skipped[:5]), ", ..." * (len(skipped) > 5))
         return found

@@ -373,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--face", help="photo or video of the face; default: bundled sample photo")
     p.add_argument("-o", "--out", default="live.mp4", help="output mp4 (default live.mp4)")
     p.add_argument("--lookahead", type=int, help="frames of audio waited for after a frame (default: the model's "
-                                                 "whole context; fewer = lower latency, motion a little off)")
+                                                 "whole context; fewer = lower latency, motion a little off; under "
+                                                 "8 the lips no longer part before a word's sound)")
     add_controls(p, batch=False)
     p.set_defaults(func=_stream)
 

@@ -44,6 +44,7 @@ from .voice import hop_db
 log = logging.getLogger(__name__)
 
 CHUNK_SAMPLES = 320  # 20 ms: the size of the chunks a file or stdin is delivered in
+HEAD_BYTES = 4096  # bytes of stdin looked at before any is taken for raw PCM (128 ms of it)
 PRIOR_SECONDS = 1.0  # the CMVN prior weighs as much as this much speech
 PAST_FRAMES = 50  # frames before the new ones that the model's window includes (2 s: its GroupNorm statistics)
 ENCODE_QUEUE = 8  # frames drawn but not yet encoded, at most
@@ -208,8 +209,9 @@ class StreamingMotion:
 
 
     def _gate(self, upto: int) -> np.ndarray:
-        """lipgen.vad's silence gate for frames made..upto, from the frames heard so far (the look-ahead covers
-        its margin): closed until speech is first heard, as generation closes it where no speech is heard."""
+        """lipgen.vad's silence gate for frames made..upto, from the frames heard so far: closed until speech is
+        first heard, as generation closes it where no speech is heard. A look-ahead of SILENCE_MARGIN + 3 frames or
+        more covers the gate's reach; under it the lips open only as a word's sound starts, not before it."""
         from .models.motion import SILENCE_MARGIN
         from .vad import silence_gate
 
@@ -249,23 +251,50 @@ def pcm_chunks(stream=None, chunk: int = CHUNK_SAMPLES):
     carry, checked = b"", False
     while True:
         data = read(2 * chunk)
-        if not data:
-            break
+        ended = not data
         data = carry + data
-        if not checked and len(data) >= 4:
-            _check_pcm(data)
+        if not checked:
+            if len(data) < HEAD_BYTES and not ended:  # the check reads two encoded frames' headers: wait for them
+                carry = data
+                continue
+            if len(data) >= 4:
+                _check_pcm(data)
             checked = True
         cut = len(data) // 2 * 2
         carry = data[cut:]
         if cut:
             yield np.frombuffer(data[:cut], "<i2").astype(np.float32) / 32768.0
+        if ended:
+            break
+
+
+_MP3 = {0xFA: (144000, (44100, 48000, 32000), (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)),
+        0xF2: (72000, (22050, 24000, 16000), (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)),
+        0xE2: (72000, (11025, 12000, 8000), (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160))}
+
+
+def _mp3_frames(h: bytes) -> bool:
+    """Two MPEG-1, 2 or 2.5 Layer III frame headers one frame apart at the start of h (a frame sync alone is also
+    where raw PCM's sample -1 is followed by a small one)."""
+    if len(h) < 4 or h[0] != 0xFF or h[1] & 0xFE not in _MP3 or h[2] >> 4 in (0, 15) or (h[2] >> 2) & 3 == 3:
+        return False
+    scale, rates, bitrates = _MP3[h[1] & 0xFE]
+    length = scale * bitrates[h[2] >> 4] // rates[(h[2] >> 2) & 3] + ((h[2] >> 1) & 1)
+    return len(h) >= length + 2 and h[length] == 0xFF and h[length + 1] & 0xFE == h[1] & 0xFE
+
+
+def _adts_frames(h: bytes) -> bool:
+    """Two AAC ADTS headers one frame apart (its length field) at the start of h."""
+    if len(h) < 7 or h[0] != 0xFF or h[1] & 0xF6 != 0xF0:
+        return False
+    length = ((h[3] & 3) << 11) | (h[4] << 3) | (h[5] >> 5)
+    return 7 <= length and len(h) >= length + 2 and h[length] == 0xFF and h[length + 1] & 0xF6 == 0xF0
 
 
 _ENCODED = (("a FLAC", lambda h: h[:4] == b"fLaC"), ("an Ogg (Vorbis or Opus)", lambda h: h[:4] == b"OggS"),
-            ("an MP3", lambda h: h[:3] == b"ID3" or (h[0] == 0xFF and h[1] & 0xE6 in (0xE2, 0xE4, 0xE6)
-                                                       and h[2] & 0xF0 != 0xF0 and h[2] & 0x0C != 0x0C)),
+            ("an MP3", lambda h: h[:3] == b"ID3" or _mp3_frames(h)), ("an AAC (ADTS)", _adts_frames),
             ("an MP4 or M4A", lambda h: h[4:8] == b"ftyp"), ("a Matroska or WebM", lambda h: h[:4] == b"\x1aE\xdf\xa3"),
-            ("an AIFF", lambda h: h[:4] == b"FORM"), ("an AAC (ADTS)", lambda h: h[0] == 0xFF and h[1] & 0xF6 == 0xF0))
+            ("an AIFF", lambda h: h[:4] == b"FORM"))
 
 
 def _check_pcm(head: bytes) -> None:
