@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_SAMPLES = 320  # 20 ms: the size of the chunks a file or stdin is delivered in
 HEAD_BYTES = 4096  # bytes of stdin looked at before any is taken for raw PCM (128 ms of it)
+KEEP_FLAGS = 500  # frames whose speech flags are kept for the silence gate (20 s: more than any look-ahead)
 PRIOR_SECONDS = 1.0  # the CMVN prior weighs as much as this much speech
 PAST_FRAMES = 50  # frames before the new ones that the model's window includes (2 s: its GroupNorm statistics)
 ENCODE_QUEUE = 8  # frames drawn but not yet encoded, at most
@@ -96,8 +97,8 @@ class StreamingFeatures:
     completed so far ((k * MELS_PER_FRAME, N_FEATURES) float32). A frame's rows are ready once one more frame of
     audio has arrived (the log-mel's centred 25 ms windows reach 12.5 ms past a row). The speech level (for the
     log-mel gain and the loudness row) is the 95th percentile of the hop energies of the last LEVEL_SECONDS; the
-    CMVN mean and variance run over the frames in which lipgen.vad hears speech (self.speech), from the prior.
-    Work per push does not grow with time (but for self.speech, a flag per frame)."""
+    CMVN mean and variance run over the frames in which lipgen.vad hears speech (speech_flags), from the prior.
+    Work per push does not grow with time."""
 
     def __init__(self):
         from .vad import ChunkProbability
@@ -106,13 +107,18 @@ class StreamingFeatures:
         w = PRIOR_SECONDS * media.SAMPLE_RATE / media.HOP_LENGTH
         self.count, self.total, self.squares = w, w * mean, w * (std ** 2 + mean ** 2)
         self.voice = ChunkProbability()  # lipgen.vad's network, on the speech raised to the level heard so far
-        self.chunk_probs = np.zeros(0, np.float32)
-        self.speech = np.zeros(0, bool)  # per frame out: whether the network hears someone speak in it
+        self.chunk_probs, self.chunk_base = np.zeros(0, np.float32), 0  # the last ones, from chunk chunk_base on
+        self.speech, self.speech_base = np.zeros(0, bool), 0  # per frame out, the last ones: someone speaks in it
         self.audio = np.zeros(0, np.float32)  # samples from self.base on (the last frames' worth)
         self.base = 0
         self.heard = 0  # samples pushed
         self.energy = np.zeros(0)  # mean square of the last LEVEL_SECONDS of complete hops
         self.frames = 0  # frames whose features are out
+
+    def speech_flags(self, start: int, stop: int) -> np.ndarray:
+        """Whether lipgen.vad hears speech in frames start..stop (the last KEEP_FLAGS frames out are kept)."""
+        kept = self.speech[max(start - self.speech_base, 0): max(stop - self.speech_base, 0)]
+        return np.r_[np.zeros(min(max(self.speech_base - start, 0), max(stop - start, 0)), bool), kept]
 
     def _spoken_hops(self) -> np.ndarray:
         """Which hops of self.energy lipgen.vad hears as speech (False where it has not heard them yet)."""
@@ -120,12 +126,14 @@ class StreamingFeatures:
 
         first = self.heard // media.HOP_LENGTH - len(self.energy)  # the hop self.energy starts at
         chunk = ((first + np.arange(len(self.energy))) * media.HOP_LENGTH + media.HOP_LENGTH // 2) // CHUNK
-        known = chunk < len(self.chunk_probs)
+        chunk -= self.chunk_base
+        known = (chunk >= 0) & (chunk < len(self.chunk_probs))
         spoken = np.zeros(len(chunk), bool)
         spoken[known] = self.chunk_probs[chunk[known]] > THRESHOLD
         return spoken
 
     def push(self, samples: np.ndarray, final: bool = False) -> np.ndarray:
+        from .vad import CHUNK, THRESHOLD, at_frames
         from .voice import CMVN_EPS, SPEECH_LEVEL_PERCENTILE, relative_loudness
 
         samples = np.asarray(samples, np.float32).reshape(-1)
@@ -139,6 +147,9 @@ class StreamingFeatures:
         gain = media.TARGET_SPEECH_RMS / max(np.sqrt(level), media.MIN_SPEECH_RMS)
         self.chunk_probs = np.concatenate([self.chunk_probs, self.voice.push(
             np.clip(samples * max(gain, 1.0), -1, 1), final)])  # quiet speech raised (inference.silence_gain)
+        drop = len(self.chunk_probs) - (LEVEL_HOPS * media.HOP_LENGTH // CHUNK + 8)  # older than the level's window
+        if drop > 0:
+            self.chunk_probs, self.chunk_base = self.chunk_probs[drop:], self.chunk_base + drop
         spoken = self._spoken_hops()
         if spoken.any():  # the level of the speech itself, once some is heard (not of a room's noise before it)
             level = np.percentile(self.energy[spoken], SPEECH_LEVEL_PERCENTILE)
@@ -152,11 +163,10 @@ class StreamingFeatures:
         segment = self.audio[start * spf - self.base: (f1 + 1) * spf - self.base]
         mel = media.log_mel(segment, f1 + (0 if final else 1) - start, gain=gain)[(f0 - start) * media.MELS_PER_FRAME:]
         mel = mel[: (f1 - f0) * media.MELS_PER_FRAME].astype(np.float64)
-        from .vad import CHUNK, THRESHOLD, at_frames
-
-        k0 = max(f0 * spf // CHUNK - 2, 0)  # the chunks around frames f0..f1, whose centres are heard by now
-        speech = at_frames(self.chunk_probs[k0:], f1 - f0, offset=f0 - k0 * CHUNK / spf) > THRESHOLD
-        self.speech = np.concatenate([self.speech, speech])
+        k0 = max(f0 * spf // CHUNK - 2, self.chunk_base)  # the chunks around frames f0..f1, heard by now
+        speech = at_frames(self.chunk_probs[k0 - self.chunk_base:], f1 - f0, offset=f0 - k0 * CHUNK / spf) > THRESHOLD
+        self.speech = np.concatenate([self.speech, speech])[-KEEP_FLAGS:]
+        self.speech_base = f1 - len(self.speech)
         heard = np.repeat(speech, media.MELS_PER_FRAME)[:, None]  # the statistics follow speech only: a room's
         self.count += heard.sum()  # noise before the first word had become the "speech" the rest was measured by
         self.total += (mel * heard).sum(0)
@@ -207,7 +217,6 @@ class StreamingMotion:
         self.dropped = keep_from
         return motion
 
-
     def _gate(self, upto: int) -> np.ndarray:
         """lipgen.vad's silence gate for frames made..upto, from the frames heard so far: closed until speech is
         first heard, as generation closes it where no speech is heard. A look-ahead of SILENCE_MARGIN + 3 frames or
@@ -215,10 +224,9 @@ class StreamingMotion:
         from .models.motion import SILENCE_MARGIN
         from .vad import silence_gate
 
-        speech = self.features.speech
         reach = SILENCE_MARGIN + 4  # the gate's margin and ramp: frames further from speech do not matter
         lo = max(self.made - reach, 0)
-        heard = speech[lo: upto + reach].astype(np.float32)
+        heard = self.features.speech_flags(lo, upto + reach).astype(np.float32)
         if not heard.any():
             return np.zeros(upto - self.made, np.float32)
         return silence_gate(heard, SILENCE_MARGIN)[self.made - lo: upto - lo]  # flags 1 and 0: over and under it
