@@ -170,12 +170,14 @@ def _displacement(shape, src: np.ndarray, dst: np.ndarray, pad: float = 0.0):
     scale = max(size)
     ring = origin + _RING * (x1 - x0, y1 - y0)
     nose = src[30]
+    # pinned just outside the jaw line, where it is or goes, whichever is further (a chin dropped past a point held
+    # still folds the neck over it): cheeks, neck and background beside them stay put
     jaw_src, jaw_dst = src[JAW_LINE] - nose, dst[JAW_LINE] - nose
     further = (np.linalg.norm(jaw_dst, axis=1) > np.linalg.norm(jaw_src, axis=1))[:, None]
-    beyond_jaw = nose + JAW_HALO * np.where(further, jaw_dst, jaw_src)  # pinned just outside the jaw line, where it
-    still = np.concatenate([src[PINNED], beyond_jaw, ring])  # is or goes (a chin dropped past a point held still folds
-    centres = np.concatenate([dst[MOTION_POINTS], still]) - origin  # the neck over it): cheeks, neck and background
-    shift = np.concatenate([dst[MOTION_POINTS] - src[MOTION_POINTS], np.zeros((len(still), 2))])  # beside stay put
+    beyond_jaw = nose + JAW_HALO * np.where(further, jaw_dst, jaw_src)
+    still = np.concatenate([src[PINNED], beyond_jaw, ring])
+    centres = np.concatenate([dst[MOTION_POINTS], still]) - origin
+    shift = np.concatenate([dst[MOTION_POINTS] - src[MOTION_POINTS], np.zeros((len(still), 2))])
     fields = _fields(centres, shift, _PARTS, scale, size)
     below = _below_mouth_line(dst, origin, size)[..., None]  # 0 above the lips' parting, 1 below
     d = (1 - below) * fields[0] + below * fields[1]
