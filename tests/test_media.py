@@ -257,7 +257,7 @@ def test_speech_whose_channels_cancel_or_whose_floats_are_integers_is_refused(cl
     with pytest.raises(MediaError, match="channels cancel out"):
         media.samples_of(np.c_[speech, -speech])
     inverted = media.write_wav(tmp_path / "inverted.wav", np.stack([speech, -speech]))
-    with pytest.raises(MediaError, match="channels cancel out"):
+    with pytest.raises(MediaError, match="silent.*2 channels may cancel out"):
         media.read_audio(inverted)
     with pytest.raises(MediaError, match="look like int16 values"):
         media.samples_of((speech * 32767).astype(np.float32))

@@ -382,10 +382,13 @@ def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS, dtype=
                     raise MediaError(f"{path}: audio longer than {max_seconds:g} s. Cut it, or raise the limit "
                                      "(--max-seconds, max_seconds in Python).")
     _refuse_truncated(path, container, decoded[0] / SAMPLE_RATE, declared)
-    if n >= SAMPLES_PER_FRAME and (stream.channels or 1) > 1 and _rms(audio[:n]) < MIN_SPEECH_RMS:
-        raise MediaError(f"{path}: audio is silent mixed to mono ({stream.channels} channels): if it is not silent, "
-                         "its channels cancel out (one is another inverted); keep one of them.")
-    return check_speech(audio[:n], path)
+    try:
+        return check_speech(audio[:n], path)
+    except MediaError as e:
+        if (stream.channels or 1) > 1 and "silent" in str(e):
+            raise MediaError(f"{e} If it is not, its {stream.channels} channels may cancel out when mixed to mono "
+                             "(one the other inverted): keep one of them.") from None
+        raise
 
 
 def check_speech(audio: np.ndarray, where) -> np.ndarray:
@@ -421,17 +424,13 @@ def samples_of(array, where: str = "the audio array") -> np.ndarray:
                              "(N,) mono samples.")
         if min(array.shape) > 1:
             mixed = array.mean(axis=channels[0])
-            if _rms(mixed) < MIN_SPEECH_RMS <= _rms(array):
+            if _mean_square(mixed) < MIN_SPEECH_RMS ** 2 <= _mean_square(np.ravel(array)):
                 raise MediaError(f"{where}: its channels cancel out when mixed to mono (one is the other inverted); "
                                  "give one channel of it.")
             array = mixed
         else:
             array = array.reshape(-1)
     return check_speech(np.ascontiguousarray(array, np.float32), where)
-
-
-def _rms(array: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(array, dtype=np.float64)))) if array.size else 0.0
 
 
 EXACT_DURATION_FORMATS = {"flac", "mov,mp4,m4a,3gp,3g2,mj2"}  # headers that state the length exactly
