@@ -40,7 +40,7 @@ def test_silence_gate():
     gate = vad.silence_gate(p, margin=2, ramp=1)
     assert (gate[8:16] == 1).all()  # the word and 2 frames either side
     assert gate[7] == gate[16] == 0.5 and (gate[:7] == 0).all() and (gate[17:] == 0).all()
-    assert (vad.silence_gate(np.zeros(5), 2) == 1).all()  # nobody speaks at all: leave the motion alone
+    assert (vad.silence_gate(np.zeros(5), 2) == 0).all()  # nobody speaks at all: the mouth rests
 
 
 def test_quiet_speech_is_heard_and_noise_is_not(caplog):

@@ -142,11 +142,10 @@ def silence_gain(samples: np.ndarray, n_frames: int) -> np.ndarray:
     from .models.motion import SILENCE_MARGIN
 
     levelled = np.clip(np.asarray(samples, np.float32) * max(media.speech_gain(samples), 1.0), -1, 1)
-    probability = vad.speech_probability(levelled, n_frames)
-    if n_frames and not (probability > vad.THRESHOLD).any():
+    gate = vad.silence_gate(vad.speech_probability(levelled, n_frames), SILENCE_MARGIN)
+    if n_frames and not gate.any():
         log.warning("no speech heard in the audio (room tone, noise or music?): the mouth stays closed")
-        return np.zeros(n_frames, np.float32)
-    return vad.silence_gate(probability, SILENCE_MARGIN)
+    return gate
 
 
 def video_mouths(video: str | os.PathLike, max_seconds: float = media.MAX_SECONDS) -> np.ndarray:

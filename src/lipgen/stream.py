@@ -226,10 +226,8 @@ class StreamingMotion:
 
         reach = SILENCE_MARGIN + 4  # the gate's margin and ramp: frames further from speech do not matter
         lo = max(self.made - reach, 0)
-        heard = self.features.speech_flags(lo, upto + reach).astype(np.float32)
-        if not heard.any():
-            return np.zeros(upto - self.made, np.float32)
-        return silence_gate(heard, SILENCE_MARGIN)[self.made - lo: upto - lo]  # flags 1 and 0: over and under it
+        heard = self.features.speech_flags(lo, upto + reach).astype(np.float32)  # 1 and 0: over and under it
+        return silence_gate(heard, SILENCE_MARGIN)[self.made - lo: upto - lo]
 
 
 def file_chunks(path, realtime: bool = True, chunk: int = CHUNK_SAMPLES, max_seconds: float = media.MAX_SECONDS):

@@ -110,10 +110,10 @@ def at_frames(probs: np.ndarray, n_frames: int, fps: int = 25, offset: float = 0
 def silence_gate(probability: np.ndarray, margin: int, ramp: int = 3) -> np.ndarray:
     """(T,) speech probabilities -> (T,) gain in [0, 1]: 1 within `margin` frames of a speech frame (the lips
     move before the sound starts and settle after it ends), falling to 0 over `ramp` more frames, 0 beyond.
-    No speech anywhere: all 1 (nothing to go by: the motion is left as it is)."""
+    No speech anywhere: all 0 (room tone, noise or music: the mouth rests)."""
     speech = np.flatnonzero(probability > THRESHOLD)
     if speech.size == 0:
-        return np.ones(len(probability), np.float32)
+        return np.zeros(len(probability), np.float32)
     t = np.arange(len(probability))
     after = np.searchsorted(speech, t).clip(max=speech.size - 1)  # nearest speech frame at or after t
     before = (after - 1).clip(min=0)
