@@ -263,3 +263,16 @@ def test_speech_whose_channels_cancel_or_whose_floats_are_integers_is_refused(cl
         media.samples_of((speech * 32767).astype(np.float32))
     assert np.allclose(media.samples_of(np.c_[speech, speech]), speech)  # a plain stereo pair is mixed as before
     assert np.allclose(media.samples_of(1.5 * speech), 1.5 * speech)  # a loud float mix is still speech
+
+
+def test_an_mp3_cut_short_is_refused(clip, tmp_path):
+    """An MP3 whose first frame counts its frames (LAME's Info or Xing header) states its length exactly: one cut
+    short (an interrupted download) is refused as a WAV, FLAC or M4A is, not read as shorter speech."""
+    from .test_stream import _encoded
+
+    speech = media.read_audio(clip)[: 3 * media.SAMPLE_RATE]
+    whole = _encoded(tmp_path / "whole.mp3", speech, "libmp3lame")
+    assert abs(media.read_audio(tmp_path / "whole.mp3").size / media.SAMPLE_RATE - 3.0) < 0.1
+    (tmp_path / "cut.mp3").write_bytes(whole[: len(whole) // 3])
+    with pytest.raises(MediaError, match="cut short"):
+        media.read_audio(tmp_path / "cut.mp3")

@@ -438,12 +438,26 @@ TRUNCATION_TOLERANCE = 0.25  # seconds an audio stream may fall short of its dec
 
 
 def _declared_seconds(container, stream) -> float | None:
-    """The audio length a header states exactly (FLAC STREAMINFO, mp4 sample tables, WAV data size), or None."""
+    """The audio length a header states exactly (FLAC STREAMINFO, mp4 sample tables, WAV data size, an MP3's frame
+    count), or None."""
     if container.format.name == "wav":
         return _wav_declared_seconds(container.name, stream)
-    if container.format.name in EXACT_DURATION_FORMATS and stream.duration and stream.time_base:
+    exact = container.format.name in EXACT_DURATION_FORMATS or (container.format.name == "mp3"
+                                                                 and _mp3_counts_frames(container.name))
+    if exact and stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
     return None
+
+
+def _mp3_counts_frames(path) -> bool:
+    """Whether an MP3's first frame holds a Xing, Info or VBRI header (its frame count: an exact length; without one
+    the length is guessed from the bit rate)."""
+    with open(path, "rb") as f:
+        head = f.read(10)
+        skip = 10 + sum((b & 0x7F) << 7 * (3 - i) for i, b in enumerate(head[6:10])) if head[:3] == b"ID3" else 0
+        f.seek(skip)
+        frame = f.read(200)  # the tag sits 4 + 9..32 side-info bytes (+ 32 for VBRI) into the first frame
+    return any(tag in frame for tag in (b"Xing", b"Info", b"VBRI"))
 
 
 def _wav_declared_seconds(path, stream) -> float | None:
