@@ -97,8 +97,8 @@ def detect_faces(image: np.ndarray, upsample: int | None = None, fallback: bool 
     ~40 px wide), and a small image (longer side under SMALL_IMAGE_SIDE) also x4 (~20 px). fallback
     (default: when upsample is None): if HOG finds nothing, dlib's CNN detector (MMOD; finds turned,
     tilted and badly lit faces HOG misses; ~1 s per 0.1 Mpx on a CPU core, so a large image is searched at
-    CNN_FIRST_SIDE first), upsampled x2 on images under half SMALL_IMAGE_SIDE. Detections scoring under WEAK_DETECTION of the best one are dropped (upsampling
-    finds false faces in small images).
+    CNN_FIRST_SIDE first), upsampled x2 on images under half SMALL_IMAGE_SIDE. Detections scoring under
+    WEAK_DETECTION of the best one are dropped (upsampling finds false faces in small images).
     """
     gray = _gray(image)
     if min(gray.shape) < MIN_IMAGE_SIDE:

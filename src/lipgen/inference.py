@@ -141,8 +141,8 @@ def silence_gain(samples: np.ndarray, n_frames: int) -> np.ndarray:
     from . import vad
     from .models.motion import SILENCE_MARGIN
 
-    levelled = np.clip(np.asarray(samples, np.float32) * max(media.speech_gain(samples), 1.0), -1, 1)
-    gate = vad.silence_gate(vad.speech_probability(levelled, n_frames), SILENCE_MARGIN)
+    probability = vad.speech_probability(samples, n_frames, gain=max(media.speech_gain(samples), 1.0))
+    gate = vad.silence_gate(probability, SILENCE_MARGIN)
     if n_frames and not gate.any():
         log.warning("no speech heard in the audio (room tone, noise or music?): the mouth stays closed")
     return gate

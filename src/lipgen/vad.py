@@ -90,12 +90,16 @@ class ChunkProbability:
         return probs
 
 
-def speech_probability(samples: np.ndarray, n_frames: int | None = None, fps: int = 25) -> np.ndarray:
+def speech_probability(samples: np.ndarray, n_frames: int | None = None, fps: int = 25,
+                       gain: float = 1.0) -> np.ndarray:
     """Speech ((N,) float at 16 kHz) -> probability that someone speaks, per video frame ((n_frames,) float32;
-    default: the frames the audio covers), interpolated from the 32 ms chunks' probabilities."""
+    default: the frames the audio covers), interpolated from the 32 ms chunks' probabilities. gain: the samples are
+    heard times it (clipped to full scale), a block at a time: no copy of the whole speech."""
     network = ChunkProbability()
-    probs = np.concatenate([network.push(samples[i:i + BLOCK * CHUNK], final=i + BLOCK * CHUNK >= len(samples))
-                            for i in range(0, max(len(samples), 1), BLOCK * CHUNK)])
+    step = BLOCK * CHUNK
+    probs = np.concatenate([network.push(np.clip(np.asarray(samples[i:i + step], np.float32) * gain, -1, 1)
+                                         if gain != 1 else samples[i:i + step], final=i + step >= len(samples))
+                            for i in range(0, max(len(samples), 1), step)])
     n = n_frames if n_frames is not None else int(round(len(samples) / SAMPLE_RATE * fps))
     return at_frames(probs, n, fps)
 
