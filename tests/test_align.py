@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from lipgen import media
-from lipgen.data.align import align_words
+from lipgen.data.align import align_words, spoken
 from lipgen.data.corpora import SILENCE, read_align
 from lipgen.errors import LipgenError
 
@@ -29,3 +29,13 @@ def test_forced_alignment_errors_name_the_problem():
         align_words(audio, ["bin", "qzxv"])
     with pytest.raises(LipgenError, match="transcript"):
         align_words(audio, [])
+
+
+def test_a_transcripts_punctuation_is_not_read_as_words():
+    assert spoken(["And", "so,", "my", "fellow", "Americans:", "-", "don't", "'quote'"]) == \
+        ["and", "so", "my", "fellow", "americans", "don't", "quote"]
+    audio = media.read_audio(GRID / "s1" / "video" / "bbaf2n.mp4")
+    plain = align_words(audio, "bin blue at f two now".split())
+    assert align_words(audio, "Bin blue, at F two now.".split()) == plain
+    with pytest.raises(LipgenError, match="holds none"):
+        align_words(audio, ["...", "--"])

@@ -1,5 +1,6 @@
 """lipgen lipread / retrieve and the representation measures, on a tiny DAVS model and the fixtures."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -102,3 +103,15 @@ def test_retrieve_leaves_out_an_unreadable_candidate_and_takes_one_query(tiny_da
     assert main(["retrieve", "--audio", str(clip), "--videos", str(clip), "--video", str(clip),
                  "--checkpoint", str(tiny_davs)]) == 2
     assert "one query at a time" in capsys.readouterr().err
+
+
+def test_a_video_with_a_silent_sound_track_is_read_from_its_lips(tiny_davs, tmp_path, caplog):
+    from lipgen import media
+
+    clip = GRID / "s1/video/bbaf2n.mp4"
+    frames = media.read_video(clip)
+    mute = media.write_mp4(tmp_path / "mute.mp4", frames, np.zeros(len(frames) * media.SAMPLES_PER_FRAME))
+    with caplog.at_level("WARNING", logger="lipgen.lipread"):
+        words = lipread(video=mute, checkpoint=tiny_davs)
+    assert words and "sound track is silent" in caplog.text
+    assert words[0].start < 0.3 and words[-1].end > 2.7  # every window read: no silence left out

@@ -106,6 +106,9 @@ def test_too_long_and_wrong_rate_are_refused(clip):
         media.read_video(clip, max_seconds=1)
     with pytest.raises(MediaError, match="44100 Hz"):
         media.check_sample_rate(44100)
+    whole = media.read_audio(clip)
+    first = media.read_audio(clip, max_seconds=1, first=0.5)  # only what is asked for is read: a longer file is fine
+    assert first.size == media.SAMPLE_RATE // 2 and np.array_equal(first, whole[:first.size])
 
 
 def test_missing_file_and_no_audio_stream(tmp_path, clip):

@@ -11,10 +11,10 @@ from PIL import Image
 
 from lipgen import face, media
 from lipgen.cli import main
-from lipgen.data.corpora import SILENCE, read_align
+from lipgen.data.corpora import SILENCE, grid, read_align
 from lipgen.evaluation.portraits import PORTRAIT_COLUMNS, evaluate_portraits, prepare_speech
-from lipgen.evaluation.wild import (COLUMNS, downscale, evaluate_videos, prepared_face_index, roll_degrees,
-                                   slug, speech_frames, still_landmarks)
+from lipgen.evaluation.wild import (COLUMNS, downscale, evaluate_videos, prepared_face_index, read_face_indices,
+                                   roll_degrees, slug, speech_frames, still_landmarks)
 from lipgen.generate import SAMPLE_FACE
 
 from .conftest import FIXTURES, GRID, HELDOUT, SHARED, needs_shared
@@ -191,9 +191,9 @@ def test_a_tilted_still_head_is_read_upright():
 
 def test_an_output_in_the_way_is_said_before_any_work(tmp_path):
     (tmp_path / "report").write_text("keep")
-    for evaluate in (evaluate_videos, evaluate_portraits):
+    for evaluate, folder in ((evaluate_videos, WILD / "videos"), (evaluate_portraits, SAMPLE_FACE.parent)):
         with pytest.raises(FileExistsError):
-            evaluate(tmp_path / "no such folder", tmp_path / "report", models=[])
+            evaluate(folder, tmp_path / "report", models=[])
     assert (tmp_path / "report").read_text() == "keep"
 
 
@@ -218,3 +218,55 @@ def test_folders_that_would_mix_inputs_and_outputs_are_refused(tmp_path, capsys)
 def test_work_folders_of_names_that_differ_only_in_odd_characters_are_apart():
     assert slug("clip_1.mp4") == "clip_1.mp4"  # plain names keep their folders
     assert len({slug(n) for n in ("a b.png", "a_b.png", "a-b.png", "日本.png", "中国.png")}) == 5
+
+
+def test_manifests_in_the_forms_users_write_them(tmp_path):
+    forms = {"faces.csv": '"my clip, take 2.mp4",1\nother.mp4 0  # spaces\n', "faces.json": '{"my clip.mp4": 2}'}
+    for name, text in forms.items():
+        (tmp_path / name).write_text(text)
+    assert read_face_indices(tmp_path / "faces.csv") == {"my clip, take 2.mp4": 1, "other.mp4": 0}
+    assert read_face_indices(tmp_path / "faces.json") == {"my clip.mp4": 2}
+    for name, text, error in [("list.json", '[["a.mp4", 1]]', "holds a JSON list"),
+                              ("broken.json", '{"a.mp4": 1,', "not valid JSON"),
+                              ("half.csv", "a.mp4,0.7\n", "'0.7' is not a face index"),
+                              ("minus.csv", "a.mp4,-1\n", "'-1' is not a face index")]:
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=f"{name}.*{error}"):
+            read_face_indices(tmp_path / name)
+
+
+def test_a_bad_align_file_is_named_and_does_not_end_a_corpus(tmp_path, caplog):
+    (tmp_path / "bad.align").write_text("0 23750 sil\n23750 garbage bin\n")
+    with pytest.raises(ValueError, match=r"bad.align, line 2: not a GRID alignment line"):
+        read_align(tmp_path / "bad.align")
+    (tmp_path / "empty.align").write_text("")
+    with pytest.raises(ValueError, match="empty.align: no words in it"):
+        read_align(tmp_path / "empty.align")
+    root = tmp_path / "grid"
+    (root / "s1" / "video").mkdir(parents=True)
+    (root / "s1" / "align").mkdir()
+    shutil.copy(SPEECH, root / "s1" / "video" / "bbaf2n.mp4")
+    shutil.copy(tmp_path / "bad.align", root / "s1" / "align" / "bbaf2n.align")
+    with caplog.at_level("WARNING", logger="lipgen.data.corpora"):
+        utterances = grid(root)
+    assert [w.word for w in utterances[0].words] == "bin blue at f two now".split()
+    assert "bbaf2n.align, line 2" in caplog.text
+
+
+def test_what_cannot_be_judged_is_refused_before_any_work_or_skipped(tmp_path):
+    for seconds in (0, -5, 0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="seconds"):
+            evaluate_videos(WILD / "videos", tmp_path / "r", models=[], seconds=seconds)
+    with pytest.raises(ValueError, match="unknown model 'nosuch'"):
+        evaluate_videos(WILD / "videos", tmp_path / "r", models=["nosuch"])
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        evaluate_videos(CLIP, tmp_path / "r", models=[])
+    assert not (tmp_path / "r").exists()
+    folder = tmp_path / "videos"
+    frames, audio = media.read_video(CLIP), media.read_audio(CLIP)
+    media.write_mp4(folder / "short.mp4", frames[:12], audio[:12 * media.SAMPLES_PER_FRAME])  # 0.48 s
+    shutil.copy(CLIP, folder / "whole.mp4")
+    summary = evaluate_videos(folder, tmp_path / "r", models=[], seconds=1, work=tmp_path / "w", expert=None,
+                              progress=False)
+    assert summary["complete"] == 1 and "too short to judge" in summary["skipped"]["short.mp4"]
+    assert summary["means"]["static | reference"]["n"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -56,6 +57,13 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def save_figure(fig, path: str | os.PathLike, **options) -> Path:
+    """A matplotlib figure written atomically, in the format of the path's suffix (savefig's options)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", **options)
+    return write_atomic(path, buffer.getvalue())
 
 
 def json_text(obj, indent: int | None = 1) -> str:

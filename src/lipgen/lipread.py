@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from . import media, vad
 from .errors import LipgenError, one_line
@@ -62,9 +63,15 @@ def _windows(system, video=None, audio=None, speaking: bool = False) -> tuple[li
             rows = mel[s * media.MELS_PER_FRAME:(s + window) * media.MELS_PER_FRAME]
             item["mel"] = torch.from_numpy(rows)[None, None]  # (1, 1, 4T, 80)
         out.append(item)
-    speech = None
-    if speaking and (samples is not None or media.has_audio(video)):
-        sound = samples if samples is not None else media.read_audio(video)
+    speech, sound = None, samples
+    if speaking and sound is None and media.has_audio(video):
+        try:
+            sound = media.read_audio(video)
+        except media.MediaError as e:
+            if "silent" not in str(e):
+                raise
+            log.warning("%s: its sound track is silent; reading the lips in every window", video)
+    if speaking and sound is not None:
         speech = vad.speech_probability(sound, n)[[s + window // 2 for s in starts]] >= vad.THRESHOLD
     return out, window, speech
 
@@ -116,7 +123,7 @@ def retrieve(query: str | os.PathLike, candidates: list[str | os.PathLike], quer
     system = _reader(model, checkpoint)
     q = embed(system, audio=query) if query_is_audio else embed(system, video=query)
     scores = []
-    for c in candidates:
+    for c in tqdm(candidates, desc="retrieve", unit="candidate", disable=len(candidates) < 10):
         try:
             scores.append((str(c), float(q @ (embed(system, video=c) if query_is_audio else embed(system, audio=c)))))
         except LipgenError as e:

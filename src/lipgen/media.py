@@ -49,6 +49,7 @@ VIDEO_SUFFIXES = {".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".webm", ".mkv", ".m4
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".webp", ".tif", ".tiff", ".gif"}  # GIF, WebP: see is_still
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc", ".amr",
                   ".caf", ".wma", ".weba", ".mka", ".ac3"}
+LIMIT_HINT = "--max-seconds where the command has it, max_seconds in Python"  # how a length limit is raised
 FLOAT_PEAK_LIMIT = 64.0  # a float array peaking above this holds integer samples (int16 values), not full scale 1
 
 
@@ -144,7 +145,7 @@ def iter_video(path: str | os.PathLike, fps: int = VIDEO_FPS, max_seconds: float
             t -= first_time
             if t > max_seconds:
                 raise MediaError(f"{path}: longer than {max_seconds:g} s. Cut it, or raise the limit "
-                                 "(--max-seconds, max_seconds in Python).")
+                                 f"({LIMIT_HINT}).")
             while previous is not None and tick / fps < t - 1e-6:
                 yield previous
                 tick += 1
@@ -342,13 +343,15 @@ def has_audio(path: str | os.PathLike) -> bool:
         return bool(container.streams.audio)
 
 
-def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS, dtype=np.float32) -> np.ndarray:
+def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS, dtype=np.float32,
+               first: float | None = None) -> np.ndarray:
     """Decode the first audio stream, mixed to mono and resampled to SAMPLE_RATE.
 
     Returns (N,) float32, full scale 1 (a stereo mix may exceed it), or with dtype=np.float16 the same values
     to 3 significant digits in half the memory (made float32 a piece at a time where they are used). Raises
     MediaError for no audio stream, decode errors, a file cut short (fewer samples than its header
-    declares), empty or silent audio, or more than max_seconds.
+    declares), empty or silent audio, or more than max_seconds. first: only the first this many seconds are
+    decoded and returned (a longer file is neither read to its end nor refused).
     Memory: the samples once (4 bytes each, 230 MB for an hour; 2 bytes as float16), no copies.
     """
     dtype = np.dtype(dtype)
@@ -375,13 +378,18 @@ def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS, dtype=
             audio[n:n + block.size] = block
             n += block.size
 
+        wanted = None if first is None else int(round(first * SAMPLE_RATE))
         with contextlib.closing(_placed_sound(path, container, SAMPLE_RATE, "mono", decoded)) as pieces:
             for piece in pieces:
                 append(piece[0])
+                if wanted is not None and n >= wanted:
+                    n = wanted
+                    break
                 if n > max_seconds * SAMPLE_RATE:
                     raise MediaError(f"{path}: audio longer than {max_seconds:g} s. Cut it, or raise the limit "
-                                     "(--max-seconds, max_seconds in Python).")
-    _refuse_truncated(path, container, decoded[0] / SAMPLE_RATE, declared)
+                                     f"({LIMIT_HINT}).")
+    if wanted is None or n < wanted:
+        _refuse_truncated(path, container, decoded[0] / SAMPLE_RATE, declared)
     try:
         return check_speech(audio[:n], path)
     except MediaError as e:

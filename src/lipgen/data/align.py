@@ -8,6 +8,7 @@ Checked against GRID's own .align timings on s1: `python scripts/alignment_quali
 from __future__ import annotations
 
 import functools
+import re
 
 import numpy as np
 
@@ -29,6 +30,13 @@ def _decoder():
     return Decoder(samprate=SAMPLE_RATE, loglevel="FATAL", silprob=SILENCE_PROBABILITY)
 
 
+def spoken(words: list[str]) -> list[str]:
+    """A transcript's words as the pronouncing dictionary spells them: lower case, punctuation dropped (a word's
+    own apostrophe kept: "don't"), a word of punctuation alone gone."""
+    cleaned = (re.sub(r"[^\w']+", "", w.lower()).strip("'") for w in words)
+    return [w for w in cleaned if w]
+
+
 def align_words(audio: np.ndarray, words: list[str]) -> list[Word]:
     """Mono float audio at SAMPLE_RATE + the words it says -> those words with start/end in video frames,
     and the pauses between them as 'sil'. Raises LipgenError if a word is not in the dictionary or the
@@ -36,7 +44,9 @@ def align_words(audio: np.ndarray, words: list[str]) -> list[Word]:
     if not words:
         raise LipgenError("forced alignment needs the clip's transcript: no words given")
     decoder = _decoder()
-    text = " ".join(w.lower() for w in words)
+    text = " ".join(spoken(words))
+    if not text:
+        raise LipgenError(f"forced alignment needs words, and the transcript holds none: {' '.join(words)!r}")
     try:
         decoder.set_align_text(text)
     except (RuntimeError, ValueError, KeyError) as e:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from ..files import write_atomic
 from ..media import VIDEO_FPS, VIDEO_SUFFIXES
+
+log = logging.getLogger(__name__)
 
 ALIGN_UNITS_PER_FRAME = 1000  # GRID .align times are 1/25000 s: 1000 units per 25 fps frame
 SILENCE = {"sil", "sp"}
@@ -96,11 +99,20 @@ def grid_words_from_name(stem: str) -> list[Word] | None:
 def read_align(path: Path) -> list[Word]:
     """GRID .align file -> words (silences included) with times in video frames."""
     words = []
-    for line in Path(path).read_text().split("\n"):
+    for number, line in enumerate(Path(path).read_text().split("\n"), 1):
         parts = line.split()
         if len(parts) == 3:
             start, end, word = parts
-            words.append(Word(word, int(start) / ALIGN_UNITS_PER_FRAME, int(end) / ALIGN_UNITS_PER_FRAME))
+            try:
+                words.append(Word(word, int(start) / ALIGN_UNITS_PER_FRAME, int(end) / ALIGN_UNITS_PER_FRAME))
+            except ValueError:
+                raise ValueError(f"{path}, line {number}: not a GRID alignment line ('start end word', times in "
+                                 f"1/25000 s): {line.strip()!r}. Fix or remove the .align file.") from None
+        elif parts:
+            raise ValueError(f"{path}, line {number}: not a GRID alignment line ('start end word'): "
+                             f"{line.strip()!r}. Fix or remove the .align file.")
+    if not words:
+        raise ValueError(f"{path}: no words in it (GRID alignment lines read 'start end word'). Fix or remove it.")
     return words
 
 
@@ -117,7 +129,14 @@ def grid(root: str | os.PathLike, test_speakers: tuple[str, ...] = ()) -> list[U
     for path in _videos(root):
         speaker = path.relative_to(root).parts[0]
         align = root / speaker / "align" / f"{path.stem}.align"
-        words = read_align(align) if align.is_file() else (grid_words_from_name(path.stem) or [])
+        words = None
+        if align.is_file():
+            try:
+                words = read_align(align)
+            except ValueError as e:  # one bad file does not end the corpus: its words are the name's, untimed
+                log.warning("%s; its words are taken from the clip's name, untimed", e)
+        if words is None:
+            words = grid_words_from_name(path.stem) or []
         uid = f"{speaker}/{path.stem}"
         out.append(_utterance(uid, speaker, path, words, test_speakers))
     return out

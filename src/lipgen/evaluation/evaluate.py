@@ -31,7 +31,7 @@ from .. import media
 from ..data import cache as cached
 from ..data.dataset import LipDataset
 from ..errors import EXPRESSIVENESS_RANGE, check_number
-from ..files import json_text, write_atomic
+from ..files import json_text, save_figure, write_atomic
 from ..inference import driven_crops, load_spec, model_crops, predicted_motion
 from ..models.base import DRIVEN, READS_LIPS, READS_WORDS, WINDOW, can, window_seams
 from . import metrics
@@ -317,5 +317,5 @@ def _plot_opening(path: Path, results: list[ClipResult], meta: dict, data: LipDa
            title=f"{meta['id']}: grey = silence in the word timings")
     ax.legend(fontsize=8, ncol=3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

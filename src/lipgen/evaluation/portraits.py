@@ -28,6 +28,7 @@ from .. import media
 from ..data.align import align_words
 from ..data.corpora import SILENCE, Word, grid_words_from_name, read_align
 from ..errors import FaceNotFoundError, LipgenError, check_number
+from ..files import save_figure
 from .. import ASSETS
 from .wild import (
     COLUMNS,
@@ -189,15 +190,15 @@ def evaluate_portraits(folder: str | os.PathLike, out: str | os.PathLike, models
     if limit is not None:
         check_number("limit (images to evaluate)", limit, 1, integer=True)
     check_folders(folder, out, work, max_side)
+    specs = model_specs(models, expressiveness)
+    found = inputs_in(folder, media.IMAGE_SUFFIXES, "images")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)  # before any work: a file in the way is said at once
-    found = inputs_in(folder, media.IMAGE_SUFFIXES, "images")
     paths = found[:limit]
     speech = [Path(p) for p in (speech or DEFAULT_SPEECH)]
     audio, silent = prepare_speech(speech)
     speech_key = file_key(*speech)
     indices = read_face_indices(manifest, found)
-    specs = model_specs(models, expressiveness)
     sync_expert = load_sync_expert(expert)
     rows, plotted, skipped = evaluate_all(
         paths, work, "evaluate portraits",
@@ -238,5 +239,5 @@ def plot_portraits(path: Path, plotted: dict) -> None:
         ax.legend(fontsize=7, ncol=4)
     fig.suptitle("mouth opening of portraits; grey = silence (word timings)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)

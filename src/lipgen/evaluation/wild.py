@@ -24,10 +24,12 @@ checkpoint's size and modification time: a re-run, or a run with one more model,
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import io
 import functools
 import hashlib
+import io
+import itertools
 import json
 import logging
 import os
@@ -46,7 +48,7 @@ from .. import face as geometry
 from ..face import EYES, eye_distance
 from .. import media
 from ..errors import EXPRESSIVENESS_RANGE, MultipleFacesError, check_number
-from ..files import json_text, write_atomic
+from ..files import json_text, save_figure, write_atomic
 from ..generate import generate
 from .. import ASSETS
 from ..models import model_classes, shipped_checkpoint, shipped_models
@@ -263,6 +265,9 @@ def downscale(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
 def inputs_in(folder: str | os.PathLike, suffixes: set[str], what: str) -> list[Path]:
     """The files directly in `folder` with these suffixes, sorted by name."""
     folder = Path(folder)
+    if folder.is_file():
+        raise NotADirectoryError(f"{folder}: is a file; this command takes a folder of {what}. Put it in a folder "
+                                 "of its own and give that.")
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder. Give a folder of {what}.")
     found = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes and p.is_file())
@@ -291,16 +296,29 @@ def _face_indices(path: str | os.PathLike | None) -> dict[str, int]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such manifest. Give a JSON or CSV file of file name -> face index.")
+    form = "an object of file name -> face index (0 = largest face), e.g. {\"clip.mp4\": 1}"
     if path.suffix.lower() == ".json":
-        entries = json.loads(path.read_text()).items()
-    else:
+        try:
+            entries = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e}). Give {form}.") from None
+        if not isinstance(entries, dict):
+            raise ValueError(f"{path}: holds a JSON {type(entries).__name__}. Give {form}.")
+        entries = entries.items()
+    else:  # CSV: a name with commas or spaces in quotes; or "name index" separated by spaces
         lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
-        entries = [re.split(r"[,\s]+", line, maxsplit=1) for line in lines if line]
+        entries = [row if len(row) == 2 else re.split(r"[,\s]+", line, maxsplit=1)
+                   for line in lines if line for row in csv.reader([line], skipinitialspace=True)]
     try:
-        return {str(name): int(index) for name, index in entries}
+        indices = {}
+        for name, index in entries:
+            if isinstance(index, bool) or float(index) != int(float(index)) or int(float(index)) < 0:
+                raise ValueError(f"{index!r} is not a face index")
+            indices[str(name).strip()] = int(float(index))
+        return indices
     except (ValueError, TypeError) as e:
-        raise ValueError(f"{path}: each entry must be a file name and a face index (0 = largest face), e.g. "
-                         f"'clip.mp4,1' ({e}).") from e
+        raise ValueError(f"{path}: each entry must be a file name and a face index (a whole number, 0 = largest "
+                         f"face), e.g. 'clip.mp4,1' or '\"my clip.mp4\",1' ({e}).") from None
 
 
 def face_index_of(path: Path, indices: dict[str, int]) -> int | None:
@@ -473,11 +491,16 @@ def prepare_clip(path: Path, folder: Path, seconds: float, max_side: int,
         return clip, np.load(sound), json.loads(index_file.read_text())
     n = max(1, int(round(seconds * media.VIDEO_FPS)))
     frames, original = [], None
-    for t, frame in enumerate(media.iter_video(path)):  # read to the end: a half-read generator can hang PyAV
-        if t < n:
+    with contextlib.closing(media.iter_video(path, max_seconds=float("inf"))) as video:  # only what is judged
+        for frame in itertools.islice(video, n):
             original = frame if original is None else original
             frames.append(downscale(frame, max_side))
-    audio = media.fit_audio(media.read_audio(path), len(frames))  # (T * 640,): zero-padded if the sound is short
+    if len(frames) < SYNC_MIN_FRAMES:
+        raise media.MediaError(f"{path}: {len(frames)} frames ({len(frames) / media.VIDEO_FPS:.2f} s), too short to "
+                               f"judge: the sync experts need {SYNC_MIN_FRAMES} ({SYNC_MIN_FRAMES / media.VIDEO_FPS:g} "
+                               "s). Give a longer clip.")
+    audio = media.read_audio(path, first=len(frames) / media.VIDEO_FPS)
+    audio = media.fit_audio(audio, len(frames))  # (T * 640,): zero-padded if the sound is short
     index = prepared_face_index(original, frames[0], face_index)
     media.write_mp4(clip, frames, audio, preset=REFERENCE_PRESET, threads=REFERENCE_THREADS)
     np.save(sound, audio)
@@ -602,12 +625,14 @@ def evaluate_videos(folder: str | os.PathLike, out: str | os.PathLike, models: l
     started = time.time()
     if limit is not None:
         check_number("limit (videos to evaluate)", limit, 1, integer=True)
+    check_number("seconds (of each clip, from its start)", seconds, SYNC_MIN_FRAMES / media.VIDEO_FPS,
+                 media.MAX_SECONDS)
     check_folders(folder, out, work, max_side)
+    specs = model_specs(models, expressiveness)
+    found = inputs_in(folder, media.VIDEO_SUFFIXES, "videos")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)  # before any work: a file in the way is said at once
-    found = inputs_in(folder, media.VIDEO_SUFFIXES, "videos")
     paths, indices = found[:limit], read_face_indices(manifest, found)
-    specs = model_specs(models, expressiveness)
     sync_expert = load_sync_expert(expert)
     rows, plotted, skipped = evaluate_all(
         paths, work, "evaluate videos",
@@ -719,7 +744,7 @@ def plot_videos(path: Path, plotted: dict, specs: dict) -> None:
             ax.legend(fontsize=7, ncol=3)
     fig.suptitle("mouth opening; grey = silence (energy detector)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
