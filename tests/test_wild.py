@@ -157,6 +157,9 @@ def test_cli_evaluate_videos_with_a_model(tmp_path, capsys):
                  "--seconds", "1", "--max-side", "320", "--no-sync"]) == 0
     printed = capsys.readouterr().out
     assert "glance (from photo)" in printed and "glance (dubbing)" in printed
+    rows = {r["mode"]: r for r in csv.DictReader(open(tmp_path / "report" / "report.csv")) if r["row"] == "glance"}
+    assert float(rows["from photo"]["cpbd"]) > 0
+    assert rows["voice only"]["cpbd"] in ("", "nan")  # another face's sharpness is not the clip's to compare
     with pytest.raises(SystemExit) as help_exit:
         main(["evaluate-portraits", "--help"])
     assert help_exit.value.code == 0

@@ -573,7 +573,8 @@ def evaluate_clip(path: Path, work: Path, specs: dict, expert, seconds: float, m
             row.update(values, lmd_iod=lmd_iod(landmarks, real),
                        opening_corr=correlation(curves[(label, mode)], mouth_opening(real)))
             if mode == "voice only":  # another face: only the opening's course and sync compare with the clip
-                row.update(lmd_iod=float("nan"), identity_distance=float("nan"), identity_kept=float("nan"))
+                row.update(lmd_iod=float("nan"), identity_distance=float("nan"), identity_kept=float("nan"),
+                           cpbd=float("nan"))
         except Exception as e:  # reported in the row; the other rows and clips go on
             row["reason"] = f"{type(e).__name__}: {e}"
         rows.append(row)
