@@ -221,20 +221,30 @@ def test_render_opens_the_mouth_and_leaves_the_rest(photo):
 
 
 def test_a_mouth_opened_as_grids_speakers_open_closes_back(photo):
-    """Closing a mouth open wide brings its upper lip down as well as its lower lip up, as GRID's speakers part
-    theirs (UPPER_SHARE of the gap): the lips meet where they were closed, not on the open upper lip's arch (a
-    frown on a photo taken mid-word)."""
+    """Closing a mouth open wide brings its upper lip down as well as its lower lip up, and its corners back up, as
+    GRID's speakers' lips part (UPPER_SHARE, CORNER_SHARE of the gap): the lips meet level with their corners, not
+    on the open upper lip's arch (a frown on a photo taken mid-word). A smile's upturned corners stay as they are."""
     _, points, matrix = photo
-    shut = closed(rest_shape(face.transform_points(points[None], matrix[None])))
+    smile = closed(rest_shape(face.transform_points(points[None], matrix[None])))
+    inner = motion_index(range(60, 68))
+    level = smile.copy()
+    level[inner, 1] = smile[inner, 1].mean()  # closed lips meeting on a level line
+    lips = motion_index(range(48, 68))
+    middle, half = level[inner, 0].mean(), np.ptp(level[motion_index([60, 64]), 0]) / 2
+    sides = np.clip(np.abs(level[lips, 0] - middle) / half, 0, 1) ** 2
     gap = 10.0
-    wide = shut.copy()
+    wide = level.copy()
     wide[motion_index([61, 62, 63]), 1] -= 0.2 * gap  # the upper lip rises a fifth of the opening ...
     wide[motion_index([50, 51, 52]), 1] -= 0.1 * gap
     wide[motion_index([65, 66, 67, 56, 57, 58]), 1] += 0.8 * gap  # ... the lower lip falls the rest
     wide[motion_index([55, 59, 6, 7, 8, 9, 10]), 1] += 0.4 * gap
     wide[motion_index([5, 11]), 1] += 0.2 * gap
+    wide[lips, 1] += 0.3 * gap * sides  # ... and the corners fall
     assert opening(face.transform_points(render.target_points(points, matrix, wide, 0 * wide), matrix)) > 9
-    assert np.abs(closed(wide) - shut).max() < 0.5
+    assert np.abs(closed(wide) - level).max() < 0.5
+    assert np.abs(closed(smile) - smile).max() < 0.5  # closed already, smiling: left as it is
+    upturned = closed(smile)[motion_index([60, 64]), 1].mean() - closed(smile)[motion_index([62])[0], 1]
+    assert upturned < -0.5  # her corners stay above the middle of her lips
 
 
 def test_a_photo_draws_every_opening_beyond_its_closed_rest(photo):

@@ -50,6 +50,10 @@ REST_SHARE = 0.1  # the least-open share of a clip's frames whose mean shape is 
 # each px the inner lips part, the lower (65-67) falls 0.78-0.79 (least-squares slopes over every third clip's
 # frames, aligned face), its outer edge (50-52) rises 0.06-0.10.
 UPPER_SHARE = 0.2
+# ... and its corners fall 0.27-0.31 px per px (48, 54, 60, 64): an open mouth's inner upper lip arches 0.53 px per px
+# higher in the middle than at its corners, while closed lips meet level with them (GRID's rest shapes: -0.04 px,
+# 10-90% -0.7..0.7).
+CORNER_SHARE = 0.3
 MOTION_SCALE = 4.0  # pixels: targets are divided by this so they are O(1)
 # Generation moves the mouth this many times the prediction. GRID is 95% s1, who articulates little, and a
 # regression model shrinks what it is unsure of: on GRID's other speakers (their own training clips) the
@@ -87,9 +91,11 @@ def closed(rest: np.ndarray) -> np.ndarray:
     or a video whose speaker never quite closes, gets a closed mouth to open from (and to return to in
     silence). The lips meet where GRID's speakers' lips part: the upper lip comes down UPPER_SHARE of each inner
     pair's gap (its outer edge half as far), the lower lip rises the rest (inner points by their own gap, outer
-    points by the mean gap, half at the corners) and the chin with it, half as far. (With the upper lip held, a
-    mouth open wide closed on its arched upper lip, a frown: vexpress_AOC's first frame. Leaving GRID's own small
-    resting gap instead made its held-out mouths worse: LMD 1.17 vs 1.02 on 3 clips.)"""
+    points by the mean gap, half at the corners) and the chin with it, half as far; and where they would still meet
+    above their corners (an open mouth's arch), the corners rise towards level, by at most CORNER_SHARE of the gap,
+    the lips between them in proportion. (With the upper lip held and the corners where they were, a mouth open
+    wide closed on its arched upper lip, a frown: vexpress_AOC's first frame. Leaving GRID's own small resting gap
+    instead made its held-out mouths worse: LMD 1.17 vs 1.02 on 3 clips.)"""
     out = rest.copy()
     gaps = [max(0.0, rest[motion_index([b])[0], 1] - rest[motion_index([a])[0], 1]) for a, b in INNER_LIP_PAIRS]
     for (upper, lower), g in zip(INNER_LIP_PAIRS, gaps):
@@ -97,6 +103,13 @@ def closed(rest: np.ndarray) -> np.ndarray:
         out[motion_index([lower]), 1] -= (1 - UPPER_SHARE) * g
     g = float(np.mean(gaps))
     out[motion_index([50, 51, 52]), 1] += 0.5 * UPPER_SHARE * g
+    corners = out[motion_index([60, 64])]
+    arch = (corners[:, 1].mean() - out[motion_index([62])[0], 1])  # > 0: the middle above the corners
+    lift = float(np.clip(arch, 0.0, CORNER_SHARE * g))
+    if lift > 0:  # lips bent up at the sides as a parabola (an arch's shape), 0 at the middle, the whole lift from
+        lips = motion_index(range(48, 68))  # the inner corners outwards
+        half = max(abs(corners[1, 0] - corners[0, 0]) / 2, 1e-6)
+        out[lips, 1] -= lift * np.clip(np.abs(out[lips, 0] - corners[:, 0].mean()) / half, 0, 1) ** 2
     g *= 1 - UPPER_SHARE
     out[motion_index([56, 57, 58]), 1] -= g
     out[motion_index([55, 59]), 1] -= 0.5 * g
