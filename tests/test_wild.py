@@ -232,7 +232,8 @@ def test_manifests_in_the_forms_users_write_them(tmp_path):
     for name, text, error in [("list.json", '[["a.mp4", 1]]', "holds a JSON list"),
                               ("broken.json", '{"a.mp4": 1,', "not valid JSON"),
                               ("half.csv", "a.mp4,0.7\n", "'0.7' is not a face index"),
-                              ("minus.csv", "a.mp4,-1\n", "'-1' is not a face index")]:
+                              ("minus.csv", "a.mp4,-1\n", "'-1' is not a face index"),
+                              ("endless.csv", "a.mp4,inf\n", "a whole number")]:
         (tmp_path / name).write_text(text)
         with pytest.raises(ValueError, match=f"{name}.*{error}"):
             read_face_indices(tmp_path / name)

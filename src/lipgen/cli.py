@@ -416,8 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("retrieve", help="rank videos for speech, or speech for a video (DAVS)",
                        description="Audio-video retrieval in a DAVS model's word-ID space: candidates ranked by "
                                    "the cosine similarity of their word features (averaged over each file's word "
-                                   "windows) to the query's. The shipped model finds a held-out GRID word's video among 258 at R@1 0.29 (README, "
-                                   "Results): GRID's sentences, all of one form, are often confused.")
+                                   "windows) to the query's. The shipped model finds a held-out GRID word's video "
+                                   "among 258 at R@1 0.29 (README, Results): GRID's sentences, all of one form, "
+                                   "are often confused.")
     p.add_argument("--audio", help="speech query")
     p.add_argument("--videos", nargs="*", help="candidate videos for an audio query")
     p.add_argument("--video", help="video query")

@@ -316,7 +316,7 @@ def _face_indices(path: str | os.PathLike | None) -> dict[str, int]:
                 raise ValueError(f"{index!r} is not a face index")
             indices[str(name).strip()] = int(float(index))
         return indices
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, OverflowError) as e:
         raise ValueError(f"{path}: each entry must be a file name and a face index (a whole number, 0 = largest "
                          f"face), e.g. 'clip.mp4,1' or '\"my clip.mp4\",1' ({e}).") from None
 
