@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from lipgen import media
-from lipgen.errors import MediaError
+from lipgen.errors import MediaError, SilentAudioError
 
 from .conftest import GRID
 
@@ -95,8 +95,9 @@ def test_text_file_renamed_mp4_is_refused(tmp_path):
 def test_empty_and_silent_audio_are_refused(tmp_path):
     for name, samples in [("empty.wav", np.zeros(0)), ("silent.wav", np.zeros(16000))]:
         media.write_wav(tmp_path / name, samples)
-        with pytest.raises(MediaError, match="empty|silent"):
+        with pytest.raises(MediaError, match="empty|silent") as refused:
             media.read_audio(tmp_path / name)
+        assert isinstance(refused.value, SilentAudioError) == (name == "silent.wav")
 
 
 def test_too_long_and_wrong_rate_are_refused(clip):

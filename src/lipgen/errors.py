@@ -13,6 +13,10 @@ class MediaError(LipgenError):
     """A video, image or audio file that cannot be read, or is unusable as input."""
 
 
+class SilentAudioError(MediaError):
+    """Audio whose level is below that of any speech (lipgen.media.MIN_SPEECH_RMS)."""
+
+
 class FaceNotFoundError(LipgenError):
     """No face (or not the asked-for face) was found where one is needed."""
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import media, vad
-from .errors import LipgenError, one_line
+from .errors import LipgenError, SilentAudioError, one_line
 from .inference import load_model, video_mouths
 from .models.base import READS_WORDS, can
 from .pixels import to_unit
@@ -67,9 +67,7 @@ def _windows(system, video=None, audio=None, speaking: bool = False) -> tuple[li
     if speaking and sound is None and media.has_audio(video):
         try:
             sound = media.read_audio(video)
-        except media.MediaError as e:
-            if "silent" not in str(e):
-                raise
+        except SilentAudioError:
             log.warning("%s: its sound track is silent; reading the lips in every window", video)
     if speaking and sound is not None:
         speech = vad.speech_probability(sound, n)[[s + window // 2 for s in starts]] >= vad.THRESHOLD

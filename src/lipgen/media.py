@@ -21,7 +21,7 @@ import av.logging
 import cv2
 import numpy as np
 
-from .errors import MediaError
+from .errors import MediaError, SilentAudioError
 from .files import remove_leftovers, temporary_suffix, umask
 
 log = logging.getLogger(__name__)
@@ -392,10 +392,10 @@ def read_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS, dtype=
         _refuse_truncated(path, container, decoded[0] / SAMPLE_RATE, declared)
     try:
         return check_speech(audio[:n], path)
-    except MediaError as e:
-        if (stream.channels or 1) > 1 and "silent" in str(e):
-            raise MediaError(f"{e} If it is not, its {stream.channels} channels may cancel out when mixed to mono "
-                             "(one the other inverted): keep one of them.") from None
+    except SilentAudioError as e:
+        if (stream.channels or 1) > 1:
+            raise SilentAudioError(f"{e} If it is not, its {stream.channels} channels may cancel out when mixed to "
+                                   "mono (one the other inverted): keep one of them.") from None
         raise
 
 
@@ -406,7 +406,8 @@ def check_speech(audio: np.ndarray, where) -> np.ndarray:
         raise MediaError(f"{where}: audio is empty or shorter than one video frame "
                          f"({audio.size} samples at {SAMPLE_RATE} Hz). Give a recording with speech in it.")
     if np.sqrt(check_finite(audio, where)) < MIN_SPEECH_RMS:  # one pass over the samples for both checks
-        raise MediaError(f"{where}: audio is silent (RMS below {MIN_SPEECH_RMS}). Give a recording with speech in it.")
+        raise SilentAudioError(f"{where}: audio is silent (RMS below {MIN_SPEECH_RMS}). Give a recording with speech "
+                               "in it.")
     return audio
 
 
