@@ -193,3 +193,12 @@ def test_inputs_over_the_pages_limit_are_refused_in_its_words(tmp_path):
     media.write_wav(tmp_path / "silent.wav", np.zeros(16000))
     with pytest.raises(media.MediaError, match="silent"):
         check_inputs(str(tmp_path / "silent.wav"), str(SAMPLE_FACE), max_seconds=60)
+
+
+def test_the_face_number_takes_whole_numbers_from_0_and_refuses_the_rest_in_one_line():
+    from lipgen.demo import face_number
+
+    assert [face_number(v) for v in (None, "", 0, 2, 3.0, "1")] == [0, 0, 0, 2, 3, 1]
+    for bad in ("abc", -1, 1.5, float("inf"), float("nan"), [1]):
+        with pytest.raises(ValueError, match="give a whole number"):
+            face_number(bad)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from lipgen.cli import main
 from lipgen.evaluation.representation import linear_probe, retrieval
@@ -115,3 +116,16 @@ def test_a_video_with_a_silent_sound_track_is_read_from_its_lips(tiny_davs, tmp_
         words = lipread(video=mute, checkpoint=tiny_davs)
     assert words and "sound track is silent" in caplog.text
     assert words[0].start < 0.3 and words[-1].end > 2.7  # every window read: no silence left out
+
+
+def test_a_still_image_a_sound_file_or_no_name_as_the_video_is_refused_for_what_it_is(tiny_davs, tmp_path):
+    from lipgen import media
+
+    clip = GRID / "s1/video/bbaf2n.mp4"
+    photo = tmp_path / "face.png"
+    Image.fromarray(media.read_video(clip)[0]).save(photo)
+    sound = media.write_wav(tmp_path / "speech.wav", media.read_audio(clip))
+    for video, said in ((photo, "a still image"), (sound, "sound only"), ("", "an empty file name")):
+        with pytest.raises(media.MediaError, match=said):
+            lipread(video=video, checkpoint=tiny_davs)
+    assert lipread(audio=sound, checkpoint=tiny_davs)  # the same sound read as audio

@@ -26,6 +26,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import functools  # noqa: E402
 import logging  # noqa: E402
+import math  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -69,6 +70,20 @@ def _path(value) -> str | None:
     if isinstance(value, dict):
         return value.get("path") or value.get("name")
     return getattr(value, "name", value)
+
+
+def face_number(value) -> int:
+    """The page's face number (a Gradio Number, or whatever an API caller sends) as a face index; ValueError saying
+    what to give for anything but a whole number from 0."""
+    if value is None or value == "":
+        return 0
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        n = float("nan")
+    if not (math.isfinite(n) and n >= 0 and n == int(n)):
+        raise ValueError(f"face number {value!r}: give a whole number, 0 for the first face found")
+    return int(n)
 
 
 def first_frame(face: str) -> np.ndarray:
@@ -320,18 +335,19 @@ def build(max_seconds: float = MAX_SECONDS):
             return None, gr.update(), "Upload a photo or video to see its faces."
         try:
             image, n = faces_preview(face)
+            chosen = face_number(face_index)
         except (LipgenError, OSError, ValueError) as e:
             raise fail(e, face) from e
         note = {0: "No face found: use a frontal, well-lit photo.", 1: "One face found."}.get(
             n, f"{n} faces found: pick one by its number.")
-        return image, gr.update(value=min(int(face_index or 0), max(n - 1, 0)), maximum=max(n - 1, 0)), note
+        return image, gr.update(value=min(chosen, max(n - 1, 0)), maximum=max(n - 1, 0)), note
 
     def run(speech, face, model, face_index, progress=gr.Progress()):
         speech, face = _path(speech), _path(face)
         try:
             check_inputs(speech, face, max_seconds)
             out = outputs.new() / f"{Path(face).stem}_{model}.mp4"
-            job = Job(_generator(model), speech, face, out, int(face_index or 0), max_seconds)
+            job = Job(_generator(model), speech, face, out, face_number(face_index), max_seconds)
             for done, total in job.steps():
                 if total:
                     progress((done, total), desc="generate", unit="frames")
@@ -346,7 +362,7 @@ def build(max_seconds: float = MAX_SECONDS):
             check_inputs(speech, face, max_seconds)
             check_live(model)
             out = outputs.new() / f"{Path(face).stem}_{model}_live.mp4"
-            run = LiveRun(_generator(model), speech, face, out, int(face_index or 0), max_seconds)
+            run = LiveRun(_generator(model), speech, face, out, face_number(face_index), max_seconds)
             yield (gr.update(value=None, visible=True),
                    f"Preparing the face; the speech plays from now ({run.audio_s:.1f} s).", None)
             for t, frame in run.frames():

@@ -151,9 +151,14 @@ def silence_gain(samples: np.ndarray, n_frames: int) -> np.ndarray:
 def video_mouths(video: str | os.PathLike, max_seconds: float = media.MAX_SECONDS) -> np.ndarray:
     """Mouth crops of the first face of a video, frame by frame: (T, 64, 64, 3) uint8; a frame without the face
     (before it appears, or after it has left) holds the nearest frame's mouth. Two passes over the video (its
-    landmarks, then its crops), one frame in memory at a time."""
+    landmarks, then its crops), one frame in memory at a time. A still image or a sound file is refused: lips
+    are read from their motion."""
     from . import face
 
+    if media.is_still(video) or not media.has_video(video):
+        kind = "a still image" if media.is_still(video) else "sound only, no pictures"
+        raise media.MediaError(f"{video}: {kind}. Lips are read from a video of a talking face: give one (mp4, mov, "
+                               "avi, ...); a file's speech goes in as audio.")
     cuts = []
     landmarks, _ = face.track_landmarks(media.iter_video(video, max_seconds=max_seconds), face_index=0,
                                         where=str(video), allow_missing=True, cuts=cuts)

@@ -54,8 +54,7 @@ FLOAT_PEAK_LIMIT = 64.0  # a float array peaking above this holds integer sample
 
 
 def _open(path: str | os.PathLike) -> av.container.InputContainer:
-    path = Path(path)
-    _check_file(path)
+    path = _check_file(path)
     try:
         return av.open(str(path))
     except av.error.FFmpegError as e:
@@ -63,11 +62,16 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
                          "Give a video (mp4, mpg, avi, mov, webm, mkv) or audio (wav, flac, mp3, m4a) file.") from e
 
 
-def _check_file(path: Path) -> None:
+def _check_file(path: str | os.PathLike) -> Path:
+    """The path of an existing file, or MediaError naming what it is instead."""
+    if not str(path):  # Path("") is "." (a folder): say what was given
+        raise MediaError("an empty file name was given. Give the path of a file.")
+    path = Path(path)
     if path.is_dir():
         raise MediaError(f"{path}: is a folder. Give a file in it.")
     if not path.is_file():
         raise MediaError(f"{path}: no such file. Check the path.")
+    return path
 
 
 @contextlib.contextmanager
@@ -240,8 +244,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Returns (H, W, 3) uint8, C-contiguous. A photo whose longer side is over MAX_IMAGE_SIDE pixels is
     scaled down to that (logged): lipgen works on faces, not on pixels beyond what the models use.
     """
-    path = Path(path)
-    _check_file(path)
+    path = _check_file(path)
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -335,6 +338,12 @@ def read_frames(path: str | os.PathLike, max_seconds: float = MAX_SECONDS) -> np
     if is_still(path):
         return read_image(path)[None]
     return read_video(path, max_seconds=max_seconds)
+
+
+def has_video(path: str | os.PathLike) -> bool:
+    """Whether a media file has a video stream (MediaError if it cannot be opened)."""
+    with _open(path) as container:
+        return bool(container.streams.video)
 
 
 def has_audio(path: str | os.PathLike) -> bool:
