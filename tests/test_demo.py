@@ -202,3 +202,15 @@ def test_the_face_number_takes_whole_numbers_from_0_and_refuses_the_rest_in_one_
     for bad in ("abc", -1, 1.5, float("inf"), float("nan"), [1]):
         with pytest.raises(ValueError, match="give a whole number"):
             face_number(bad)
+
+
+def test_the_page_without_gradio_is_refused_in_one_line_before_its_address(monkeypatch, capsys):
+    import importlib.util
+
+    from lipgen.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
+    assert main(["demo", "--port", "7869"]) == 2
+    out, err = capsys.readouterr()
+    assert "http://" not in out and 'pip install "lipgen[demo]"' in err and len(err.strip().splitlines()) == 1

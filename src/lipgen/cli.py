@@ -134,10 +134,13 @@ def _stream(args) -> None:
 
 
 def _demo(args) -> None:
-    try:
-        from .demo import check_settings, demo
-    except ImportError as e:
-        raise ValueError(f"the web page needs Gradio ({e}): pip install -e \".[demo]\"") from e
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:  # demo.py imports it only when serving
+        raise ValueError("the web page needs Gradio, which is not installed: pip install \"lipgen[demo]\" (in a "
+                         "checkout: pip install -e \".[demo]\")")
+    from .demo import check_settings, demo
+
     check_settings(args.host, args.port, args.max_seconds, args.max_upload_mb)  # before the address is printed
     print(f"lipgen demo: http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
     demo(args.host, args.port, max_seconds=args.max_seconds, max_upload_mb=args.max_upload_mb)
@@ -379,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_stream)
 
     p = sub.add_parser("demo", help="a local web page: speech + face -> video, in the browser",
-                       description="Serve lipgen's web page (needs pip install -e \".[demo]\"): upload or record "
+                       description="Serve lipgen's web page (needs the demo extra: pip install \"lipgen[demo]\"): upload or record "
                                    "speech, upload a photo or video or pick a sample, choose the model and face, "
                                    "watch and download the result, or watch it live as it is made (motion model). One job "
                                    "at a time; no analytics.")

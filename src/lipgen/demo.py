@@ -1,4 +1,4 @@
-"""A local web page for lipgen: `lipgen demo` (pip install -e ".[demo]": Gradio).
+"""A local web page for lipgen: `lipgen demo` (the demo extra, Gradio: pip install "lipgen[demo]").
 
 Upload or record speech, upload a photo or a video of a face (or pick a bundled sample), choose the model and
 the face (a preview of the first frame shows every detected face numbered), generate with a progress bar,
