@@ -382,10 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_stream)
 
     p = sub.add_parser("demo", help="a local web page: speech + face -> video, in the browser",
-                       description="Serve lipgen's web page (needs the demo extra: pip install \"lipgen[demo]\"): upload or record "
-                                   "speech, upload a photo or video or pick a sample, choose the model and face, "
-                                   "watch and download the result, or watch it live as it is made (motion model). One job "
-                                   "at a time; no analytics.")
+                       description="Serve lipgen's web page (needs the demo extra: pip install \"lipgen[demo]\"): "
+                                   "upload or record speech, upload a photo or video or pick a sample, choose the model "
+                                   "and face, watch and download the result, or watch it live as it is made (motion "
+                                   "model). One job at a time; no analytics.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--max-seconds", type=float, default=60, help="longest speech or face video taken (default 60)")

@@ -155,8 +155,9 @@ def video_mouths(video: str | os.PathLike, max_seconds: float = media.MAX_SECOND
     are read from their motion."""
     from . import face
 
-    if media.is_still(video) or not media.has_video(video):
-        kind = "a still image" if media.is_still(video) else "sound only, no pictures"
+    still = media.is_still(video)
+    if still or not media.has_video(video):
+        kind = "a still image" if still else "sound only, no pictures"
         raise media.MediaError(f"{video}: {kind}. Lips are read from a video of a talking face: give one (mp4, mov, "
                                "avi, ...); a file's speech goes in as audio.")
     cuts = []
