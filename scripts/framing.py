@@ -289,7 +289,9 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(summary, indent=1))
     (args.out / "report.md").write_text(markdown(summary))
-    picture(args.work, args.out / "framing.jpg")
+    dubbed = sorted(p.name[:-len("-dubbed.mp4")] for p in (args.work / "moving").glob("*-dubbed.mp4"))
+    if dubbed:  # the astronaut's framings when she was among them (--extra), else the first portrait's
+        picture(args.work, args.out / "framing.jpg", "astronaut" if "astronaut" in dubbed else dubbed[0])
     print((args.out / "report.md").read_text())
 
 
@@ -301,6 +303,8 @@ def picture(work: Path, out: Path, stem: str = "astronaut", frames=(0, 14, 22, 3
     for name in list(STILL_FRAMINGS) + ["moving"]:
         if name == "moving":
             video = work / "moving" / f"{stem}-dubbed.mp4"
+            if not video.is_file():
+                continue
         else:
             found = sorted((work / _folder(name) / "work").glob(f"{stem}.png/motion-*.mp4"))
             if not found:
@@ -324,6 +328,8 @@ def picture(work: Path, out: Path, stem: str = "astronaut", frames=(0, 14, 22, 3
         for k, tile in enumerate(tiles):
             row.paste(tile, (110 + 150 * k, 0))
         rows.append(row)
+    if not rows:
+        return
     sheet = Image.new("RGB", (rows[0].width, 150 * len(rows)), "white")
     for k, row in enumerate(rows):
         sheet.paste(row, (0, 150 * k))

@@ -12,7 +12,7 @@
 # Resumable: a finished run (model.safetensors) is skipped, a killed one resumes from its last
 # checkpoint, a seed whose report.json exists is not re-evaluated. Runs go one at a time on one thread.
 # Usage: [SEEDS="0 1"] [ROWS="full no_corr ..."] [LIMIT=] scripts/glance_ablation.sh [cache] [steps] [runs folder]
-#        then python scripts/ablation_table.py docs/eval/ablation/seed* > docs/eval/ablation/README.md
+#        then python scripts/ablation_table.py docs/eval/ablation/seed* > docs/eval/ablation/table.md
 set -euo pipefail
 CACHE=${1:-cache/grid}
 STEPS=${2:-200}

@@ -3,6 +3,9 @@
     pip install -e ".[mesh]"
     python scripts/mesh_reading.py [--work cache/unseen/portraits]
 
+Of a portrait's videos of one kind, only the newest is read (the judge's work folder keeps those of earlier
+models and renderers beside it).
+
 `lipgen evaluate-portraits` reads every video with dlib, whose inner-lip points on 256 px faces read closed lips
 apart (under a moustache, by up to 0.17 of the eye distance) and a mouth open wide shut (on the teeth). This reads
 the same videos of its work folder again with the face mesh (lipgen.lips.mesh_points, in the box of the judge's own
@@ -49,6 +52,12 @@ def main():
         raise SystemExit(f"{args.work}: no judged portrait videos; run `lipgen evaluate-portraits` first")
     kinds = {m: re.sub(r"-[0-9a-f]{12}$", "", m.name.replace(".upright10-landmarks.npy", "")) for m in videos}
     videos = [m for m in videos if args.kinds is None or kinds[m] in args.kinds]  # static-<key> -> static
+    newest = {}  # a portrait's videos of one kind made again (another model or renderer) leave the older behind
+    for m in videos:
+        key = (m.parent, kinds[m])
+        if key not in newest or m.stat().st_mtime > newest[key].stat().st_mtime:
+            newest[key] = m
+    videos = sorted(newest.values())
     rows = []
     for marks in tqdm(videos, desc="mesh reading", unit="video"):
         video, kind = marks.with_name(marks.name.replace(".upright10-landmarks.npy", ".mp4")), kinds[marks]

@@ -127,6 +127,8 @@ def main() -> None:
     ap.add_argument("--work", default="runs/sync_quality", help="landmark cache for the videos")
     ap.add_argument("--out", default="docs/eval/sync_expert_quality.md")
     args = ap.parse_args()
+    if not (args.videos or args.cache):
+        ap.error("nothing to judge: give --videos FOLDER, --cache GRID_CACHE, or both")
     lm = sync.load_landmark_expert(args.expert)
     landmark_score = lambda c, audio: sync.landmark_sync_scores(lm, c["landmarks"], audio)  # noqa: E731
     px = sync.load_expert()
@@ -149,7 +151,10 @@ def main() -> None:
         clips = grid_clips(Path(args.cache), args.grid_limit)
         results["GRID test, landmark expert"] = judge(clips, landmark_score, max_mismatched=4)
         results["GRID test, pixel expert (syncnet)"] = judge(clips, pixel_score, max_mismatched=4)
-    lines = ["# Sync experts as judges", "", f"Made by `python scripts/sync_expert_quality.py` "
+    lines = ["# Sync experts as judges", "", "Made by `python scripts/sync_expert_quality.py"
+             + (f" --videos {args.videos}" if args.videos else "") + (f" --cache {args.cache}" if args.cache else "")
+             + (f" --grid-limit {args.grid_limit}" if args.cache and args.grid_limit != 100 else "")
+             + (f" --expert {args.expert}" if args.expert else "") + f" --out {args.out}` "
              f"(videos: first {args.seconds:.0f} s; shift check: audio delayed {SHIFT} frames).", "",
              "Mismatched: the clip's face with every other clip's audio (16 others in the wild, 4 on GRID); "
              "'real > mismatched' is the share of those pairs where the clip's own audio scores higher.", "",

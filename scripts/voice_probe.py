@@ -92,7 +92,10 @@ def _grid_r(system, cache: str) -> tuple[float, list]:
     rs, banded = [], []
     for clip in MotionDataset(cache, "test", window=system.config.n_frames, augment=False,
                               speech=system.config.speech).clips:
-        feats, motion, _ = clip["versions"][0]
+        if "versions" in clip:  # whisper: the clean version, encoded as training encodes it
+            feats, motion, _ = clip["versions"][0]
+        else:  # log-mel: made from the clip's speech
+            feats, motion = system.features(clip["audio"], len(clip["motion"]))[:], clip["motion"]
         pred = system.gap(torch.from_numpy(system.predict(np.asarray(feats, np.float32))[None]))[0].numpy()
         real = system.gap(torch.from_numpy(motion[None]))[0].numpy()
         rs.append(np.corrcoef(pred, real)[0, 1])
