@@ -114,3 +114,20 @@ def test_smooth_is_scipys_gaussian_filter_a_block_at_a_time():
             assert np.allclose(inplace, expected, atol=1e-5)
     one = rng.normal(size=(1, 3))
     assert np.array_equal(smooth(one, 2.0), one)
+
+
+def test_a_followed_face_that_changes_size_past_the_drift_limit_is_looked_for_again(clip):
+    import cv2
+
+    frames = media.read_video(clip)[:40]
+    h, w = frames.shape[1:3]
+    zoomed = np.full_like(frames, 128)
+    for t, frame in enumerate(frames):  # the camera zooms out to half size over 20 frames, then holds
+        small = cv2.resize(frame, None, fx=1 - 0.5 * min(t / 20, 1), fy=1 - 0.5 * min(t / 20, 1),
+                           interpolation=cv2.INTER_AREA)
+        y, x = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+        zoomed[t, y:y + small.shape[0], x:x + small.shape[1]] = small
+    landmarks, detections = face.track_landmarks(zoomed)
+    assert detections == 2  # the first frame's, and again once the eyes were 30% closer than when detected
+    fresh = face.landmarks_in_box(zoomed[-1], face.detect_faces(zoomed[-1])[0])
+    assert abs(face.eye_distance(landmarks[-1:])[0] / face.eye_distance(fresh[None])[0] - 1) < 0.05

@@ -40,6 +40,10 @@ WEAK_DETECTION = 0.5  # a detection scoring under this share of the image's best
 FOLLOW_LIMIT = 0.8  # share of a box shift its landmarks follow, from which a detection is taken for no face
 CUT_GREY_LEVELS = 24.0  # mean grey-level change (0-255) of a 32x32 thumbnail between frames that marks a scene cut
 MAX_LOST = 5  # frames (allow_missing): a face the detector cannot find this long has left the picture
+# share by which a followed face's eye distance may grow or shrink from the last detection's before the detector looks
+# again: each frame's box comes from the last frame's points, and a turning, blurred head's points shrank 10-15% a frame,
+# under the per-frame limit, to a third of the face in 1 s (latentsync_demo3, frames 125-149, until the next detection)
+DRIFT_LIMIT = 0.3
 FEATHER = 0.18  # share of a crop's side over which paste-back fades from crop to frame
 
 TEMPLATE_PATH = ASSETS / "face_template.npy"
@@ -257,7 +261,8 @@ def track_landmarks(frames, face_index: int | None = None, redetect_every: int =
         points = None
         if prev is not None and t % redetect_every and not (allow_missing and (cut or lost)):  # follow the face
             points = landmarks_in_box(frame, _box_from(prev, rel), gray)
-            if _implausible(prev, points) or (allow_missing and _leaving(points, detected, gray.shape)):
+            if (_implausible(prev, points) or _drifted(detected, points)
+                    or (allow_missing and _leaving(points, detected, gray.shape))):
                 points = None
         if points is None:
             n_detect += 1
@@ -321,6 +326,14 @@ def _implausible(prev: np.ndarray, points: np.ndarray) -> bool:
     size_a, size_b = (a[2:] - a[:2]).mean(), (b[2:] - b[:2]).mean()
     moved = np.linalg.norm((a[:2] + a[2:]) / 2 - (b[:2] + b[2:]) / 2)
     return abs(size_b / size_a - 1) > 0.2 or moved > 0.25 * size_a
+
+
+def _drifted(seen: np.ndarray | None, points: np.ndarray) -> bool:
+    """Whether a followed face's eye distance has grown or shrunk by more than DRIFT_LIMIT since it was last detected
+    (`seen`: those landmarks)."""
+    if seen is None:
+        return False
+    return abs(eye_distance(points[None])[0] / eye_distance(seen[None])[0] - 1) > DRIFT_LIMIT
 
 
 SMOOTH_BLOCK = 4096  # frames smoothed at a time
