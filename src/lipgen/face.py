@@ -250,7 +250,7 @@ def track_landmarks(frames, face_index: int | None = None, redetect_every: int =
     """
     out = []
     rel = None  # detector box expressed in the landmark box's frame: (dx0, dy0, dx1, dy1) / size
-    det_box = prev = last_seen = thumb = detected = None
+    det_box = prev = last_seen = thumb = detected = looked = None  # looked: the points where the detector last ran
     n_detect = lost = 0
     for t, frame in enumerate(frames):
         gray = _gray(frame)
@@ -261,7 +261,7 @@ def track_landmarks(frames, face_index: int | None = None, redetect_every: int =
         points = None
         if prev is not None and t % redetect_every and not (allow_missing and (cut or lost)):  # follow the face
             points = landmarks_in_box(frame, _box_from(prev, rel), gray)
-            if (_implausible(prev, points) or _drifted(detected, points)
+            if (_implausible(prev, points) or _drifted(looked, points)
                     or (allow_missing and _leaving(points, detected, gray.shape))):
                 points = None
         if points is None:
@@ -288,6 +288,7 @@ def track_landmarks(frames, face_index: int | None = None, redetect_every: int =
             points = landmarks_in_box(frame, det_box, gray)
             rel = _box_relation(det_box, points)
             detected = points if len(boxes) else detected
+            looked = points  # found or not: a face the detector cannot find is not looked for again every frame
         out.append(points)
         prev = last_seen = points
     if not out:
@@ -329,8 +330,8 @@ def _implausible(prev: np.ndarray, points: np.ndarray) -> bool:
 
 
 def _drifted(seen: np.ndarray | None, points: np.ndarray) -> bool:
-    """Whether a followed face's eye distance has grown or shrunk by more than DRIFT_LIMIT since it was last detected
-    (`seen`: those landmarks)."""
+    """Whether a followed face's eye distance has grown or shrunk by more than DRIFT_LIMIT since the detector last
+    looked for it (`seen`: the landmarks then)."""
     if seen is None:
         return False
     return abs(eye_distance(points[None])[0] / eye_distance(seen[None])[0] - 1) > DRIFT_LIMIT
