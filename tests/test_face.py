@@ -131,3 +131,22 @@ def test_a_followed_face_that_changes_size_past_the_drift_limit_is_looked_for_ag
     assert detections == 2  # the first frame's, and again once the eyes were 30% closer than when detected
     fresh = face.landmarks_in_box(zoomed[-1], face.detect_faces(zoomed[-1])[0])
     assert abs(face.eye_distance(landmarks[-1:])[0] / face.eye_distance(fresh[None])[0] - 1) < 0.05
+
+
+def test_a_check_never_hands_the_track_to_another_face(clip):
+    import cv2
+
+    frames = media.read_video(clip)[:60]
+    first, _ = face.track_landmarks(frames[:1])
+    centre = (first[0].min(0) + first[0].max(0)) / 2
+    h, w = frames.shape[1:3]
+    pairs = []
+    for t, frame in enumerate(frames):  # the left face shrinks to 0.35 and back (too small to detect), the right stays
+        k = np.interp(t, [5, 25, 35, 45], [1, 0.35, 0.35, 1])
+        shrink = np.float32([[k, 0, (1 - k) * centre[0]], [0, k, (1 - k) * centre[1]]])
+        still = np.float32([[0.9, 0, 0.1 * centre[0]], [0, 0.9, 0.1 * centre[1]]])
+        pairs.append(np.hstack([cv2.warpAffine(frame, shrink, (w, h)), cv2.warpAffine(frame, still, (w, h))]))
+    for allow_missing in (False, True):
+        landmarks, detections = face.track_landmarks(pairs, 0, allow_missing=allow_missing)
+        assert detections > 2  # checked as it shrank past the drift limit, and every 50 frames
+        assert (landmarks[:, :, 0].max(1) < w).all()  # always on the left face, never NaN

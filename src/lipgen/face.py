@@ -44,6 +44,7 @@ MAX_LOST = 5  # frames (allow_missing): a face the detector cannot find this lon
 # again: each frame's box comes from the last frame's points, and a turning, blurred head's points shrank 10-15% a frame,
 # under the per-frame limit, to a third of the face in 1 s (latentsync_demo3, frames 125-149, until the next detection)
 DRIFT_LIMIT = 0.3
+NEAR_SHARE = 0.5  # a check's detection is the followed face's only within this share of its size from it
 FEATHER = 0.18  # share of a crop's side over which paste-back fades from crop to frame
 
 TEMPLATE_PATH = ASSETS / "face_template.npy"
@@ -234,10 +235,12 @@ def track_landmarks(frames, face_index: int | None = None, redetect_every: int =
                     cuts: list | None = None) -> tuple[np.ndarray, int]:
     """68-point landmarks through a clip, detecting only when needed.
 
-    The detector runs on the first frame, every `redetect_every` frames, at a scene cut, and whenever
-    the tracked face jumps or changes size implausibly. In between, each frame's box comes from the
-    previous frame's landmarks, mapped through the detector-box / landmark-box relation measured at
-    the last detection (the predictor expects detector-like boxes). frames: (T, H, W, 3) uint8 or any
+    The detector runs on the first frame, at a scene cut, and whenever the tracked face jumps or changes
+    size implausibly in a frame. In between, each frame's box comes from the previous frame's landmarks,
+    mapped through the detector-box / landmark-box relation measured at the last detection (the predictor
+    expects detector-like boxes); every `redetect_every` frames, and when the face's eye distance has drifted
+    DRIFT_LIMIT from where the detector last looked, the followed face is checked: a detection where it is
+    (_near) takes over, and a face the detector cannot find there is followed on. frames: (T, H, W, 3) uint8 or any
     iterable of frames (streamed: one in memory). `where` names the source in errors.
 
     allow_missing=False: the first frame must show the face; a frame where it is lost (blur, occlusion)
@@ -258,13 +261,23 @@ def track_landmarks(frames, face_index: int | None = None, redetect_every: int =
         cut = before is not None and np.abs(thumb - before).mean() > CUT_GREY_LEVELS
         if cut and cuts is not None:
             cuts.append(t)
-        points = None
-        if prev is not None and t % redetect_every and not (allow_missing and (cut or lost)):  # follow the face
+        points = check = None
+        if prev is not None and not (allow_missing and (cut or lost)):  # follow the face
             points = landmarks_in_box(frame, _box_from(prev, rel), gray)
-            if (_implausible(prev, points) or _drifted(looked, points)
-                    or (allow_missing and _leaving(points, detected, gray.shape))):
+            if _implausible(prev, points) or (allow_missing and _leaving(points, detected, gray.shape)):
                 points = None
-        if points is None:
+            elif not t % redetect_every or _drifted(looked, points):
+                check = points
+        if check is not None:  # a plausible face checked: a detection where it is, else it is followed on
+            n_detect += 1
+            quick = bool(t % redetect_every)  # drifted: no CNN (a blurred face it cannot find costs ~1 s a frame)
+            boxes = _near(detect_faces(frame, upsample=0, fallback=False) if quick else detect_faces(frame), check)
+            if len(boxes):
+                det_box = _nearest(boxes, check)
+                points = landmarks_in_box(frame, det_box, gray)
+                rel, detected = _box_relation(det_box, points), points
+            looked = points
+        elif points is None:
             n_detect += 1
             # looking for a face that is gone: a quick look, a thorough one at cuts and every redetect_every frames
             quick = allow_missing and prev is None and not cut and t % redetect_every
@@ -276,9 +289,7 @@ def track_landmarks(frames, face_index: int | None = None, redetect_every: int =
                 det_box = choose_face(plausible_faces(gray, boxes), face_index,
                                       f"the first frame of {where}" if t == 0 else f"frame {t} of {where}")
             elif len(boxes):  # the face nearest to the tracked one
-                centre = (prev if prev is not None else last_seen)
-                centre = (centre.min(0) + centre.max(0)) / 2
-                det_box = boxes[np.argmin(np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=1))]
+                det_box = _nearest(boxes, prev if prev is not None else last_seen)
             elif allow_missing and (cut or prev is None or lost >= MAX_LOST):  # cut away, still away, or left
                 out.append(np.full((68, 2), np.nan, np.float32))
                 prev, lost = None, 0
@@ -288,7 +299,7 @@ def track_landmarks(frames, face_index: int | None = None, redetect_every: int =
             points = landmarks_in_box(frame, det_box, gray)
             rel = _box_relation(det_box, points)
             detected = points if len(boxes) else detected
-            looked = points  # found or not: a face the detector cannot find is not looked for again every frame
+            looked = points
         out.append(points)
         prev = last_seen = points
     if not out:
@@ -327,6 +338,24 @@ def _implausible(prev: np.ndarray, points: np.ndarray) -> bool:
     size_a, size_b = (a[2:] - a[:2]).mean(), (b[2:] - b[:2]).mean()
     moved = np.linalg.norm((a[:2] + a[2:]) / 2 - (b[:2] + b[2:]) / 2)
     return abs(size_b / size_a - 1) > 0.2 or moved > 0.25 * size_a
+
+
+def _nearest(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The detector box whose centre is nearest the centre of the landmarks `points`."""
+    centre = (points.min(0) + points.max(0)) / 2
+    return boxes[np.argmin(np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=1))]
+
+
+def _near(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The detector boxes that can be the followed face whose landmarks are `points`: centred within NEAR_SHARE of its
+    size of it, and 0.5-2 times as large (a check must not hand the track to another face or a false detection)."""
+    if not len(boxes):
+        return boxes
+    box = _box_of(points)
+    size = (box[2:] - box[:2]).mean()
+    sizes = (boxes[:, 2:] - boxes[:, :2]).mean(1)
+    apart = np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - (box[:2] + box[2:]) / 2, axis=1)
+    return boxes[(apart < NEAR_SHARE * size) & (sizes > 0.5 * size) & (sizes < 2 * size)]
 
 
 def _drifted(seen: np.ndarray | None, points: np.ndarray) -> bool:
