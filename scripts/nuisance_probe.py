@@ -21,8 +21,8 @@ from lipgen import speech
 from lipgen.checkpoint import load_system
 from lipgen.data.motion import MotionDataset
 from lipgen.evaluation.wild import mouth_opening
+from layer_probe import CONTEXT, with_context  # +-3 frames, as session 14's probe
 
-CONTEXT = 3  # frames each side
 WIDTH = 2 * CONTEXT + 1
 E, F = speech.N_ENCODER, speech.N_FEATURES  # the encoder's features; with the loudness row (never projected)
 PENALTIES = (0.03, 0.1, 0.3, 1.0)  # ridge, on standardised features
@@ -32,11 +32,6 @@ def per_frame(rows: np.ndarray) -> np.ndarray:
     rows = np.asarray(rows, np.float32)
     n = len(rows) // speech.ROWS_PER_FRAME
     return rows[:n * speech.ROWS_PER_FRAME].reshape(n, speech.ROWS_PER_FRAME, -1).mean(1)
-
-
-def with_context(x: np.ndarray) -> np.ndarray:
-    padded = np.pad(x, ((CONTEXT, CONTEXT), (0, 0)), mode="edge")
-    return np.concatenate([padded[i:i + len(x)] for i in range(WIDTH)], 1)
 
 
 def top(scatter: np.ndarray, k: int) -> np.ndarray:

@@ -40,9 +40,10 @@ WEAK_DETECTION = 0.5  # a detection scoring under this share of the image's best
 FOLLOW_LIMIT = 0.8  # share of a box shift its landmarks follow, from which a detection is taken for no face
 CUT_GREY_LEVELS = 24.0  # mean grey-level change (0-255) of a 32x32 thumbnail between frames that marks a scene cut
 MAX_LOST = 5  # frames (allow_missing): a face the detector cannot find this long has left the picture
-# share by which a followed face's eye distance may grow or shrink from the last detection's before the detector looks
-# again: each frame's box comes from the last frame's points, and a turning, blurred head's points shrank 10-15% a frame,
-# under the per-frame limit, to a third of the face in 1 s (latentsync_demo3, frames 125-149, until the next detection)
+# share by which a followed face's eye distance may grow or shrink from where the detector last looked before it is
+# checked: each frame's box comes from the last frame's points, and a turning, blurred head's points shrank 10-15% a
+# frame, under the per-frame limit, to a third of the face in 1 s (latentsync_demo3, frames 125-149, until the next
+# detection)
 DRIFT_LIMIT = 0.3
 NEAR_SHARE = 0.5  # a check's detection is the followed face's only within this share of its size from it
 FEATHER = 0.18  # share of a crop's side over which paste-back fades from crop to frame
@@ -240,8 +241,8 @@ def track_landmarks(frames, face_index: int | None = None, redetect_every: int =
     mapped through the detector-box / landmark-box relation measured at the last detection (the predictor
     expects detector-like boxes); every `redetect_every` frames, and when the face's eye distance has drifted
     DRIFT_LIMIT from where the detector last looked, the followed face is checked: a detection where it is
-    (_near) takes over, and a face the detector cannot find there is followed on. frames: (T, H, W, 3) uint8 or any
-    iterable of frames (streamed: one in memory). `where` names the source in errors.
+    (_near) takes over, and a face the detector cannot find there is followed on. frames: (T, H, W, 3) uint8 or
+    any iterable of frames (streamed: one in memory). `where` names the source in errors.
 
     allow_missing=False: the first frame must show the face; a frame where it is lost (blur, occlusion)
     keeps the last detection. allow_missing=True (videos with cutaways): frames without a face get NaN
