@@ -78,12 +78,22 @@ def with_context(x: np.ndarray) -> np.ndarray:
     return np.concatenate([padded[i:i + len(x)] for i in range(2 * CONTEXT + 1)], 1)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def probe_arguments(doc: str) -> argparse.Namespace:
+    """--cache and --work, as the linear probes of the voice take them (this one and nuisance_probe.py)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", default="cache/grid", help="preprocessed GRID cache")
     parser.add_argument("--work", default="cache/unseen/videos", help="evaluate-videos work folder")
-    args = parser.parse_args()
-    gap_of = load_system(str(Path(speech.__file__).parent / "assets" / "motion.safetensors"), strict=False)[0].gap
+    return parser.parse_args()
+
+
+def shipped_gap():
+    """The shipped motion model's change of the inner-lip gap: (B, T, 31, 2) motion tensor -> (B, T)."""
+    return load_system(str(Path(speech.__file__).parent / "assets" / "motion.safetensors"), strict=False)[0].gap
+
+
+def main():
+    args = probe_arguments(__doc__)
+    gap_of = shipped_gap()
 
     def grid(split):
         clips = MotionDataset(args.cache, split, augment=False, speech="whisper", versions=1).clips

@@ -11,17 +11,15 @@ held-out clips and with the validation clips' real mouth opening (ungated). Dete
     python scripts/nuisance_probe.py [--cache cache/grid] [--work cache/unseen/videos]
 """
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lipgen import speech
-from lipgen.checkpoint import load_system
 from lipgen.data.motion import MotionDataset
 from lipgen.evaluation.wild import mouth_opening
-from layer_probe import CONTEXT, with_context  # +-3 frames, as session 14's probe
+from layer_probe import CONTEXT, probe_arguments, shipped_gap, with_context  # as session 14's probe
 
 WIDTH = 2 * CONTEXT + 1
 E, F = speech.N_ENCODER, speech.N_FEATURES  # the encoder's features; with the loudness row (never projected)
@@ -39,11 +37,8 @@ def top(scatter: np.ndarray, k: int) -> np.ndarray:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache", default="cache/grid", help="preprocessed GRID cache")
-    parser.add_argument("--work", default="cache/unseen/videos", help="evaluate-videos work folder")
-    args = parser.parse_args()
-    gap_of = load_system(str(Path(speech.__file__).parent / "assets" / "motion.safetensors"), strict=False)[0].gap
+    args = probe_arguments(__doc__)
+    gap_of = shipped_gap()
 
     def gap(motion):
         return gap_of(torch.from_numpy(np.asarray(motion, np.float32)[None]))[0].numpy()
