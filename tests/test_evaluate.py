@@ -23,6 +23,8 @@ def test_evaluate_reference_rows_and_reports(grid_cache, tiny_glance, tmp_path):
     for name in ("report.md", "report.csv", "report.json", "mouth_opening.png"):
         assert (tmp_path / name).is_file()
     assert json.loads((tmp_path / "report.json").read_text())["clips"] == 1
+    glossary = (tmp_path / "report.md").read_text().split("## Columns")[1]
+    assert "- **LMD (px, per point)** (lower is better): " in glossary and "- **SSIM** (higher" in glossary
 
 
 def test_evaluate_cli(grid_cache, tiny_glance, tmp_path, capsys):

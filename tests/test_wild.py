@@ -62,7 +62,10 @@ def test_video_reports(reference_rows):
         rows = list(csv.DictReader(f))
     assert [(r["input"], r["row"]) for r in rows] == [(CLIP.name, "ground truth"), (CLIP.name, "static")]
     assert set(COLUMNS) <= set(rows[0]) and all(r["reason"] == "" for r in rows)
-    assert "## from photo" in (out / "report" / "report.md").read_text()
+    report = (out / "report" / "report.md").read_text()
+    assert "## from photo" in report
+    glossary = report.split("## Columns")[1]  # a report says what its columns mean, docs or not
+    assert all(f"- **{header}**" in glossary for header, _ in COLUMNS.values())
 
 
 def test_silence_from_audio_agrees_with_grid_word_timings():
@@ -136,6 +139,7 @@ def test_portraits_end_to_end(tmp_path):
     assert glance["opening_ratio"] > 1 and glance["envelope_corr"] > 0 and glance["identity_kept"] > 0.5
     report = (tmp_path / "report" / "report.md").read_text()
     assert "wall.png: FaceNotFoundError: no face found" in report
+    assert all(f"- **{header}**" in report.split("## Columns")[1] for header, _ in PORTRAIT_COLUMNS.values())
     assert json.loads((tmp_path / "report" / "report.json").read_text())["no_face_found"] == ["wall.png"]
 
 

@@ -59,6 +59,23 @@ COLUMNS = {  # key: (header, better)
     "seam_jitter": ("seam jitter (px)", "lower"),
 }
 
+MEANINGS = {  # a line each, under every report (the full definitions: docs/metrics.md)
+    "lmd": "mouth landmark distance to the real frame's: mean over the 20 mouth points, in 64 px mouth-crop pixels",
+    "lmd_authors": "the same summed over the 20 points, as the papers' code reports it",
+    "ssim": "structural similarity of the 64 px mouth crop to the real one",
+    "psnr": "peak signal-to-noise ratio of the 64 px mouth crop against the real one",
+    "cpbd": "CPBD sharpness of the mouth crop (no reference)",
+    "lse_d": "sync distance (LSE-D) of lipgen's GRID pixel sync expert at the best offset",
+    "lse_c": "sync confidence (LSE-C) of that expert",
+    "sync_offset": "the size of its best offset, in frames",
+    "identity": "cosine similarity of the clip's mean dlib face descriptor to the real clip's",
+    "silence_opening": "inner-lip gap over the mouth's width in the silent frames of the word timings",
+    "speech_opening": "the same in spoken frames",
+    "opening_corr": "Pearson correlation of that opening, frame by frame, with the real clip's",
+    "jitter": "mean acceleration (second difference) of the 20 centred mouth points: flicker, in mouth-crop pixels",
+    "seam_jitter": "the same at the frames where a windowed model starts a new window (none for one-pass models)",
+}
+
 
 @dataclass
 class ClipResult:
@@ -268,9 +285,11 @@ def _markdown(table: dict, columns: list[str]) -> str:
 
 
 def _write(out: Path, results: list[ClipResult], summary: dict) -> None:
+    from .wild import glossary  # wild imports this module
+
     columns = [k for k in COLUMNS if any(np.isfinite(v[k]) for v in summary["rows"].values())]
     md = [f"# lipgen evaluation: {summary['clips']} {summary['split']} clips of {summary['cache']}", "",
-          "Mouth crops 64x64; landmarks in mouth-crop pixels; definitions in docs/metrics.md. "
+          "Mouth crops 64x64; landmarks in mouth-crop pixels; what each column means: \"Columns\", at the end. "
           "Reference rows: ground truth (real crops) and static (the first frame repeated).", "",
           _markdown(summary["rows"], columns), ""]
     for speaker, table in summary["per_speaker"].items():
@@ -281,7 +300,7 @@ def _write(out: Path, results: list[ClipResult], summary: dict) -> None:
                f"{summary['split']} clips, chance {rep['chance']:.3f})",
                "", "| measure | value |", "|---|---|"]
         md += [f"| {k} | {v:.3f} |" for k, v in rep.items() if k not in ("words", "frames", "chance")] + [""]
-    md += ["![mouth opening](mouth_opening.png)", ""]
+    md += ["![mouth opening](mouth_opening.png)", "", *glossary({k: COLUMNS[k] for k in columns}, MEANINGS), ""]
     write_atomic(out / "report.md", "\n".join(md))
     table = io.StringIO(newline="")
     writer = csv.writer(table)

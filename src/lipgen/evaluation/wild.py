@@ -105,6 +105,35 @@ COLUMNS = {  # key: (header, better: "lower" / "higher" / "" for a plain reading
     "sync_abs_offset": ("|offset| (GRID pixel expert)", "lower"),
     "sync_offset": ("offset (GRID pixel expert)", ""),
 }
+# What each column means, in a line: written under every report, so that a report read without lipgen's docs
+# (docs/metrics.md, "In the wild": the full definitions) still says what its numbers are.
+MEANINGS = {
+    "lmd_iod": "the 20 mouth points of each frame, each set centred, against the real frame's; mean distance in "
+               "shares of the real frame's inter-ocular distance (IOD)",
+    "lmd_vs_static": "LMD / IOD over the static row's on the same clip: below 1 beats a face that never moves",
+    "opening_corr": "Pearson correlation of the mouth opening, frame by frame, with the real clip's",
+    "opening_speech": "mean inner-lip gap over the row's own IOD in frames with speech",
+    "opening_silence": "the same in silent frames (videos: from the sound's energy; portraits: the word timings)",
+    "opening_ratio": "opening in speech over opening in silence: the mouth opens to speak and rests between words",
+    "ratio_at_least_2": "1 where speech / silence is at least 2; its mean is the share of inputs that reach it",
+    "envelope_corr": "Pearson correlation of the mouth opening with the speech's loudness (RMS per frame)",
+    "identity_distance": "dlib's face-descriptor distance of every 5th frame to the first real frame (or the "
+                         "photo); under 0.6 is dlib's same person",
+    "identity_kept": "share of those frames under 0.6",
+    "cpbd": "CPBD sharpness of a square about the mouth, at the output's own resolution",
+    "cpbd_vs_real": "the row's CPBD over the real clip's: near 1 keeps the source's sharpness",
+    "cpbd_vs_photo": "the row's CPBD over the photo's: near 1 keeps the source's sharpness",
+    "wild_conf": "sync confidence (LSE-C) of lipgen's landmark sync expert, which judges lip motion against "
+                 "the sound for any face and voice",
+    "wild_dist": "its sync distance (LSE-D) at the best offset",
+    "wild_abs_offset": "the size of its best offset, in frames",
+    "wild_offset": "its best offset in frames (+: the sound is later)",
+    "sync_conf": "sync confidence (LSE-C) of lipgen's GRID pixel expert (trained on GRID only: weaker elsewhere)",
+    "sync_dist": "its sync distance (LSE-D) at the best offset",
+    "sync_abs_offset": "the size of its best offset, in frames",
+    "sync_offset": "its best offset in frames (+: the sound is later)",
+    "frames": "frames of the row's video (25 fps)",
+}
 CLIP_TABLE = ("lmd_iod", "lmd_vs_static", "opening_corr", "opening_ratio", "identity_kept", "cpbd", "wild_conf",
               "wild_offset")  # the per-clip table of report.md (report.csv has every column)
 
@@ -652,7 +681,7 @@ def evaluate_videos(folder: str | os.PathLike, out: str | os.PathLike, models: l
              f"{seconds:g} s of each at 25 fps, longer side at most {max_side} px. Means over the clips where "
              "the row was measured (n). "
              "Reference rows: ground truth (the clip) and static (its first frame held). IOD = inter-ocular distance "
-             "of the real frame; silence from the audio's energy. Definitions: docs/metrics.md, \"In the wild\"."]
+             "of the real frame; silence from the audio's energy. What each column means: \"Columns\", at the end."]
     write_reports(out, "lipgen evaluation on videos", notes, summary, tables, rows, COLUMNS, CLIP_TABLE)
     plot_videos(out / "opening.png", plotted, specs)
     return summary
@@ -716,7 +745,7 @@ def write_reports(out: Path, title: str, notes: list[str], summary: dict, tables
         md += [f"- {r['input']}, {_label(r['row'], r['mode'])}: {r['reason'].splitlines()[0]}"
                for r in summary["failed_rows"]]
         md += [""]
-    md += ["![mouth opening](opening.png)", ""]
+    md += ["![mouth opening](opening.png)", "", *glossary(columns), ""]
     write_atomic(out / "report.md", "\n".join(md))
     table = io.StringIO(newline="")
     writer = csv.writer(table)
@@ -727,6 +756,14 @@ def write_reports(out: Path, title: str, notes: list[str], summary: dict, tables
         writer.writerow([name, "", "", *([""] * len(columns)), reason])
     write_atomic(out / "report.csv", table.getvalue())
     write_atomic(out / "report.json", json_text({**summary, "rows": rows}))
+
+
+def glossary(columns: dict, meanings: dict = MEANINGS) -> list[str]:
+    """A report's "Columns" section: each column's header, what it means and which way is better."""
+    better = {"lower": " (lower is better)", "higher": " (higher is better)", "": ""}
+    return ["## Columns", "", *(f"- **{columns[k][0]}**{better[columns[k][1]]}: {meanings[k]}."
+                                for k in columns if k in meanings),
+            "", "The full definitions: docs/metrics.md in lipgen's source."]
 
 
 def plot_videos(path: Path, plotted: dict, specs: dict) -> None:
