@@ -658,6 +658,20 @@ def test_a_one_frame_gif_is_a_photo_and_an_animated_one_a_video(tmp_path):
     assert media.read_frames(tmp_path / "moving.gif").shape[0] >= 2
 
 
+def test_an_avif_photo_is_a_photo_and_a_heic_one_is_refused_by_name(tmp_path):
+    from PIL import Image, features
+
+    from lipgen.generate import SAMPLE_FACE, FaceSource
+
+    if features.check("avif"):  # Pillow's wheels read AVIF; FFmpeg read it as a 1-frame video at 1 fps
+        Image.open(SAMPLE_FACE).convert("RGB").save(tmp_path / "phone.avif")
+        assert media.is_still(tmp_path / "phone.avif")
+        assert FaceSource(tmp_path / "phone.avif").fps == media.VIDEO_FPS
+    (tmp_path / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(100))
+    with pytest.raises(MediaError, match="does not read HEIC photos. Save it as JPEG or PNG"):
+        FaceSource(tmp_path / "phone.heic")
+
+
 @pytest.mark.parametrize("out, words", [("x.gif", "lipgen writes mp4 files; name the output x.mp4"),
                                         ("x", "name the output x.mp4"), ("new/", "names a folder")])
 def test_output_names_of_another_format_or_a_folder_are_refused(tmp_path, out, words):

@@ -46,7 +46,10 @@ RATE_TOLERANCE = 0.05  # a video's measured frame rate this close to its nominal
 
 VIDEO_SUFFIXES = {".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".webm", ".mkv", ".m4v", ".3gp", ".3g2", ".ts", ".mts", ".flv",
                   ".wmv"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".webp", ".tif", ".tiff", ".gif"}  # GIF, WebP: see is_still
+# GIF, WebP, AVIF: see is_still
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".avif"}
+ANIMATED_SUFFIXES = (".gif", ".webp", ".avif")  # one image or several
+UNREAD_PHOTO_SUFFIXES = {".heic", ".heif", ".jxl", ".dng", ".cr2", ".nef", ".arw"}  # phones' and cameras' own
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc", ".amr",
                   ".caf", ".wma", ".weba", ".mka", ".ac3"}
 LIMIT_HINT = "--max-seconds where the command has it, max_seconds in Python"  # how a length limit is raised
@@ -55,11 +58,13 @@ FLOAT_PEAK_LIMIT = 64.0  # a float array peaking above this holds integer sample
 
 def _open(path: str | os.PathLike) -> av.container.InputContainer:
     path = _check_file(path)
+    if path.suffix.lower() in UNREAD_PHOTO_SUFFIXES:  # FFmpeg may decode one tile of such a photo: refused, not cut
+        raise MediaError(f"{path}: lipgen does not read {path.suffix[1:].upper()} photos. Save it as JPEG or PNG first.")
     try:
         return av.open(str(path))
     except av.error.FFmpegError as e:
-        raise MediaError(f"{path}: not a readable media file ({e.strerror or e}). "
-                         "Give a video (mp4, mpg, avi, mov, webm, mkv) or audio (wav, flac, mp3, m4a) file.") from e
+        raise MediaError(f"{path}: not a readable media file ({e.strerror or e}). Give a photo (png, jpg, webp), "
+                         "video (mp4, mpg, avi, mov, webm, mkv) or audio (wav, flac, mp3, m4a) file.") from e
 
 
 def _check_file(path: str | os.PathLike) -> Path:
@@ -285,9 +290,9 @@ def _to_uint8(grey: np.ndarray, mode: str) -> np.ndarray:
 
 
 def is_still(path: str | os.PathLike) -> bool:
-    """A photo (one frame) rather than a video: by its name, and a GIF or WebP by its frame count."""
+    """A photo (one frame) rather than a video: by its name, and a GIF, WebP or AVIF by its frame count."""
     suffix = Path(path).suffix.lower()
-    if suffix in (".gif", ".webp") and Path(path).is_file():
+    if suffix in ANIMATED_SUFFIXES and Path(path).is_file():
         from PIL import Image
 
         try:
