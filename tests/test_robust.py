@@ -658,6 +658,16 @@ def test_a_one_frame_gif_is_a_photo_and_an_animated_one_a_video(tmp_path):
     assert media.read_frames(tmp_path / "moving.gif").shape[0] >= 2
 
 
+def test_a_face_video_too_slow_for_lips_is_drawn_at_25_fps(tmp_path):
+    from lipgen.generate import SAMPLE_FACE, FaceSource
+
+    image = media.read_image(SAMPLE_FACE)
+    media.write_mp4(tmp_path / "slides.mp4", np.stack([image] * 4), fps=2)  # 2 s of a 2 fps slideshow
+    assert media.video_fps(tmp_path / "slides.mp4") == 2
+    assert FaceSource(tmp_path / "slides.mp4").fps == media.VIDEO_FPS  # the mouth can change 25 times a second
+    assert FaceSource(tmp_path / "slides.mp4", fps=2).fps == 2  # as asked
+
+
 def test_an_avif_photo_is_a_photo_and_a_heic_one_is_refused_by_name(tmp_path):
     from PIL import Image, features
 

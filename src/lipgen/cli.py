@@ -174,7 +174,8 @@ def add_controls(p, batch: bool = True) -> None:
         p.add_argument("--max-seconds", type=float, default=600,
                        help="longest input accepted, in seconds (default 600)")
         p.add_argument("--fps", type=float,
-                       help="output frame rate, 1-240 (default: a video face's own rate, 25 for a photo)")
+                       help="output frame rate, 1-240 (default: a video face's own rate, 25 for a photo or a video "
+                            "slower than 20 fps)")
     p.add_argument("--loop", default="pingpong", choices=["pingpong", "forward"],
                    help="a face video shorter than the speech plays back and forth (pingpong, default) or from its "
                         "start again (forward)")

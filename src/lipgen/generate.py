@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 LOOPS = ("pingpong", "forward")  # how a video shorter than the speech goes on: back and forth, or from its start
 PINGPONG_MAX_BYTES = 4 << 30  # a ping-pong loop keeps the video's decoded frames in memory: at most this much
 MIN_FPS, MAX_FPS = 1, 240  # output frame rates one may ask for (--fps)
+# a face video slower than this (a slideshow, a timelapse, a GIF) is drawn at media.VIDEO_FPS unless --fps says
+# otherwise: at its own rate the mouth could change only that often, too seldom to follow speech
+MIN_LIP_FPS = 20
 CROP_PAD = 0.1  # most --pad the crop models take without a warning: more shows them a crop unlike their training
 FACE_CACHE = 16  # prepared face sources kept by a Generator (landmarks and matrices: ~1 MB per minute of video)
 
@@ -85,7 +88,7 @@ class FaceSource:
 
     A video's frames without the face (a cutaway, an opening before the face appears) have NaN landmarks
     and matrices, and frames() gives None as their matrix: they are passed through untouched.
-    fps: the output frame rate (default: a video's own rate, media.VIDEO_FPS for a photo); loop: how a video
+    fps: the output frame rate (default: a video's own rate, media.VIDEO_FPS for a photo or under MIN_LIP_FPS); loop: how a video
     shorter than the speech goes on (LOOPS); face_box: (x0, y0, x1, y1) pixels of the first frame, pins the face
     overlapping it (instead of face_index); pad: extra share of the crop side the crop models' mouth and face
     crops show on every side (see face.padded).
@@ -106,6 +109,10 @@ class FaceSource:
             frames = self.image[None]
         else:  # first pass: landmarks only (a frame at a time), so long videos fit in memory
             self.fps = Fraction(fps).limit_denominator(1001) if fps else media.video_fps(path)
+            if not fps and self.fps < MIN_LIP_FPS:
+                log.info("%s plays at %.3g fps, too few frames for lips to follow speech: drawn at %d fps (its frames "
+                         "held); --fps N chooses", path, float(self.fps), media.VIDEO_FPS)
+                self.fps = Fraction(media.VIDEO_FPS)
             frames = media.iter_video(path, fps=self.fps, max_seconds=max_seconds)
         if face_box is not None:
             first = self.image if self.still else next(media.iter_video(path, fps=self.fps, max_seconds=max_seconds))
@@ -204,7 +211,7 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
     (models that read lips: DAVS); its own sound is muxed unless `audio` is given too.
     expressiveness: how far the motion model moves the mouth, times its prediction (default
     lipgen.models.motion.EXPRESSIVENESS); other models ignore it.
-    fps: output frame rate (default: a video face's own rate; 25 for a photo); loop: a video shorter than the
+    fps: output frame rate (default: a video face's own rate; 25 for a photo or a video under 20 fps); loop: a video shorter than the
     speech plays "pingpong" (back and forth, default) or "forward" (from its start again); pad: share of the
     changed region's size added around it (crop models: their crops; motion: the warp's fade beyond the jaw);
     batch_size: windows per forward pass (glance, davs); progress: True (a bar), False, or a function called with
