@@ -88,10 +88,10 @@ class FaceSource:
 
     A video's frames without the face (a cutaway, an opening before the face appears) have NaN landmarks
     and matrices, and frames() gives None as their matrix: they are passed through untouched.
-    fps: the output frame rate (default: a video's own rate, media.VIDEO_FPS for a photo or under MIN_LIP_FPS); loop: how a video
-    shorter than the speech goes on (LOOPS); face_box: (x0, y0, x1, y1) pixels of the first frame, pins the face
-    overlapping it (instead of face_index); pad: extra share of the crop side the crop models' mouth and face
-    crops show on every side (see face.padded).
+    fps: the output frame rate (default: a video's own rate, media.VIDEO_FPS for a photo or a video under
+    MIN_LIP_FPS); loop: how a video shorter than the speech goes on (LOOPS); face_box: (x0, y0, x1, y1) pixels
+    of the first frame, pins the face overlapping it (instead of face_index); pad: extra share of the crop side
+    the crop models' mouth and face crops show on every side (see face.padded).
     """
 
     def __init__(self, path: str | os.PathLike, face_index: int | None = None, max_seconds: float = media.MAX_SECONDS,
@@ -211,9 +211,10 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
     (models that read lips: DAVS); its own sound is muxed unless `audio` is given too.
     expressiveness: how far the motion model moves the mouth, times its prediction (default
     lipgen.models.motion.EXPRESSIVENESS); other models ignore it.
-    fps: output frame rate (default: a video face's own rate; 25 for a photo or a video under 20 fps); loop: a video shorter than the
-    speech plays "pingpong" (back and forth, default) or "forward" (from its start again); pad: share of the
-    changed region's size added around it (crop models: their crops; motion: the warp's fade beyond the jaw);
+    fps: output frame rate (default: a video face's own rate; 25 for a photo or a video under 20 fps); loop: a
+    video shorter than the speech plays "pingpong" (back and forth, default) or "forward" (from its start again);
+    pad: share of the changed region's size added around it (crop models: their crops; motion: the warp's fade
+    beyond the jaw);
     batch_size: windows per forward pass (glance, davs); progress: True (a bar), False, or a function called with
     (frames written, frames in all) after each frame, whose exception stops the job (no output is left).
     Raises MediaError (unreadable/empty/too-long audio or video), FaceNotFoundError, MultipleFacesError.

@@ -59,7 +59,8 @@ FLOAT_PEAK_LIMIT = 64.0  # a float array peaking above this holds integer sample
 def _open(path: str | os.PathLike) -> av.container.InputContainer:
     path = _check_file(path)
     if path.suffix.lower() in UNREAD_PHOTO_SUFFIXES:  # FFmpeg may decode one tile of such a photo: refused, not cut
-        raise MediaError(f"{path}: lipgen does not read {path.suffix[1:].upper()} photos. Save it as JPEG or PNG first.")
+        raise MediaError(f"{path}: lipgen does not read {path.suffix[1:].upper()} photos. Save it as JPEG or PNG "
+                         "first.")
     try:
         return av.open(str(path))
     except av.error.FFmpegError as e:
