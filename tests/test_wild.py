@@ -4,6 +4,7 @@ import csv
 import json
 import shutil
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -65,6 +66,7 @@ def test_video_reports(reference_rows):
     report = (out / "report" / "report.md").read_text()
     assert "## from photo" in report
     glossary = report.split("## Columns")[1]  # a report says what its columns mean, docs or not
+    assert f"av {av.__version__}" in report and "dlib " in report  # and what its numbers were made with
     assert all(f"- **{header}**" in glossary for header, _ in COLUMNS.values())
 
 

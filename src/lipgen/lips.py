@@ -62,8 +62,10 @@ def _mesh():
         log.debug("lips read by dlib alone: `pip install lipgen[mesh]` also reads them with MediaPipe's face mesh, "
                  "which follows a wide-open mouth's lips better")
         return None
-    with _quiet():
-        return FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True)
+    with _quiet():  # its graph opens its models on threads of its own: one image run waits for them (they log)
+        mesh = FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True)
+        mesh.process(np.zeros((64, 64, 3), np.uint8))
+    return mesh
 
 
 def reader() -> str:

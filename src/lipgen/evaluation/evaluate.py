@@ -224,6 +224,9 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
     summary = _summarise(results, list(rows))
     summary.update(cache=str(cache), split=split, clips=len(clips), models=models,
                    sync_expert=None if sync_expert is None else str(expert))
+    from .wild import library_versions  # wild imports this module
+
+    summary["versions"] = library_versions()
     summary["representation"] = {}
     from .representation import evaluate_representation, lip_reader_accuracy
 
@@ -285,12 +288,12 @@ def _markdown(table: dict, columns: list[str]) -> str:
 
 
 def _write(out: Path, results: list[ClipResult], summary: dict) -> None:
-    from .wild import glossary  # wild imports this module
+    from .wild import glossary, versions_line  # wild imports this module
 
     columns = [k for k in COLUMNS if any(np.isfinite(v[k]) for v in summary["rows"].values())]
     md = [f"# lipgen evaluation: {summary['clips']} {summary['split']} clips of {summary['cache']}", "",
           "Mouth crops 64x64; landmarks in mouth-crop pixels; what each column means: \"Columns\", at the end. "
-          "Reference rows: ground truth (real crops) and static (the first frame repeated).", "",
+          "Reference rows: ground truth (real crops) and static (the first frame repeated).", "", versions_line(), "",
           _markdown(summary["rows"], columns), ""]
     for speaker, table in summary["per_speaker"].items():
         md += [f"## speaker {speaker}", "", _markdown(table, columns), ""]

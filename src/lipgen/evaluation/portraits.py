@@ -58,6 +58,8 @@ from .wild import (
     shade_silence,
     summarise,
     tracked,
+    library_versions,
+    versions_line,
     write_reports,
 )
 
@@ -211,12 +213,12 @@ def evaluate_portraits(folder: str | os.PathLike, out: str | os.PathLike, models
                            "expressiveness": expressiveness,
                            "speech": [str(p) for p in speech], "speech_seconds": len(silent) / media.VIDEO_FPS,
                            "silent_frames": int(silent.sum()), "max_side": max_side, "sync_expert": expert,
-                           "run_seconds": round(time.time() - started, 1)}
+                           "run_seconds": round(time.time() - started, 1), "versions": library_versions()}
     notes = [f"{summary['complete']} of {len(paths)} images of `{folder}` evaluated with every row "
              f"({len(summary['no_face_found'])} with no face found), longer side at most {max_side} px. Each says "
              f"{len(silent) / media.VIDEO_FPS:.1f} s of speech ({', '.join(p.name for p in speech)}; "
              f"{int(silent.sum())} of {len(silent)} frames silent by the word timings). Means over the images "
-             "where the row was measured (n). What each column means: \"Columns\", at the end."]
+             "where the row was measured (n). What each column means: \"Columns\", at the end.", "", versions_line()]
     write_reports(out, "lipgen evaluation on portraits", notes, summary, {"from photo": order}, rows,
                   PORTRAIT_COLUMNS, PORTRAIT_TABLE)
     plot_portraits(out / "opening.png", plotted)

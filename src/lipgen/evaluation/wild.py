@@ -675,13 +675,15 @@ def evaluate_videos(folder: str | os.PathLike, out: str | os.PathLike, models: l
                            "expressiveness": expressiveness,
                            "seconds": seconds, "max_side": max_side,
                            "manifest": None if manifest is None else str(manifest),
-                           "sync_expert": expert, "run_seconds": round(time.time() - started, 1)}
+                           "sync_expert": expert, "run_seconds": round(time.time() - started, 1),
+                           "versions": library_versions()}
     tables = {mode: [r for r in order if r[1] in (REFERENCE, mode)] for mode in MODES}
     notes = [f"{summary['complete']} of {len(paths)} clips of `{folder}` evaluated with every row, first "
              f"{seconds:g} s of each at 25 fps, longer side at most {max_side} px. Means over the clips where "
              "the row was measured (n). "
              "Reference rows: ground truth (the clip) and static (its first frame held). IOD = inter-ocular distance "
-             "of the real frame; silence from the audio's energy. What each column means: \"Columns\", at the end."]
+             "of the real frame; silence from the audio's energy. What each column means: \"Columns\", at the end.",
+             "", versions_line()]
     write_reports(out, "lipgen evaluation on videos", notes, summary, tables, rows, COLUMNS, CLIP_TABLE)
     plot_videos(out / "opening.png", plotted, specs)
     return summary
@@ -756,6 +758,28 @@ def write_reports(out: Path, title: str, notes: list[str], summary: dict, tables
         writer.writerow([name, "", "", *([""] * len(columns)), reason])
     write_atomic(out / "report.csv", table.getvalue())
     write_atomic(out / "report.json", json_text({**summary, "rows": rows}))
+
+
+def library_versions() -> dict:
+    """The libraries a judge's numbers depend on beyond lipgen's own code: the video encoder and decoder (PyAV's
+    FFmpeg and x264), the landmark reader (dlib), the image operations (OpenCV), the networks (torch, CTranslate2).
+    Between two installs with the same code, a hard clip's reading moved by 0.04 of opening correlation
+    (docs/eval/unseen/README.md, "Session 23"); a report names them so that its numbers can be traced."""
+    import importlib
+    import importlib.metadata as meta
+
+    out = {"lipgen": meta.version("lipgen")}
+    for name in ("torch", "numpy", "av", "cv2", "dlib", "ctranslate2"):  # the modules imported, whichever
+        out[name] = importlib.import_module(name).__version__  # package brought them (cv2: headless or contrib)
+    out["libavcodec"] = ".".join(map(str, media.av.library_versions["libavcodec"]))
+    from ..lips import reader
+
+    out["lips"] = reader()  # MediaPipe's face mesh also reads a photo's lips where it is installed
+    return out
+
+
+def versions_line() -> str:
+    return "Made with " + ", ".join(f"{k} {v}" for k, v in library_versions().items()) + "."
 
 
 def glossary(columns: dict, meanings: dict = MEANINGS) -> list[str]:
