@@ -83,6 +83,22 @@ def test_long_speech_is_predicted_in_pieces_like_one_pass(speech, monkeypatch):
     assert np.abs(gap[0] - gap[1]).mean() < 0.1 * gap[0].std()
 
 
+def test_the_motion_is_the_same_on_any_thread_count(speech):
+    system = load_system(shipped_checkpoint("motion"), strict=False)[0]
+    feats = system.features(np.tile(speech, 3))  # 9 s: a 3 s sentence's sums are too short to be split
+    feats = feats[0:len(feats)]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # two threads sum a convolution in another order (the last bit moved, and with it
+        two = system.predict(feats)  # a pixel where the renderer rounds a point)
+        assert torch.get_num_threads() == 2  # and the caller's setting is kept
+        torch.set_num_threads(1)
+        one = system.predict(feats)
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(one, two)
+
+
 def test_encoded_versions_serve_a_longer_window_than_they_were_made_for(grid_cache):
     from lipgen.data.motion import MotionDataset
 

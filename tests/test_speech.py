@@ -20,7 +20,8 @@ def test_the_encoder_is_whisper_and_hears_the_words(sentence):
     assert mel.shape == (1, speech.N_MELS, 3000) and -1.6 < mel.min() and mel.max() < 3
     result = speech.encoder().generate(ctranslate2.StorageView.from_array(mel), [[50257, 50362]], max_length=30)
     words = "".join(result[0].sequences[0]).replace("\u0120", " ").lower()  # tiny.en: <|startoftranscript|><|notimestamps|>
-    assert "blue" in words and "now" in words, words
+    # the int8 products depend on the CPU (MKL's kernels): "bimblue f2 now." on one, "bimblu f2 now." on another
+    assert "blu" in words and "now" in words, words
 
 
 def test_features_cover_any_length_the_same_however_sliced(sentence):

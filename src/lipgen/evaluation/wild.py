@@ -762,9 +762,9 @@ def write_reports(out: Path, title: str, notes: list[str], summary: dict, tables
 
 def library_versions() -> dict:
     """The libraries a judge's numbers depend on beyond lipgen's own code: the video encoder and decoder (PyAV's
-    FFmpeg and x264), the landmark reader (dlib), the image operations (OpenCV), the networks (torch, CTranslate2).
-    Between two installs with the same code, a hard clip's reading moved by 0.04 of opening correlation
-    (docs/eval/unseen/README.md, "Session 23"); a report names them so that its numbers can be traced."""
+    FFmpeg and x264), the landmark reader (dlib), the image operations (OpenCV), the networks (torch, CTranslate2),
+    and the processor (CTranslate2's int8 kernels are chosen per processor). Between two installs with the same code, a hard clip's reading moved by 0.04 of opening correlation
+    (docs/eval/unseen/README.md, "Sessions 23-24"); a report names them so that its numbers can be traced."""
     import importlib
     import importlib.metadata as meta
 
@@ -775,7 +775,23 @@ def library_versions() -> dict:
     from ..lips import reader
 
     out["lips"] = reader()  # MediaPipe's face mesh also reads a photo's lips where it is installed
+    out["cpu"] = cpu_name()  # CTranslate2's int8 products (MKL) differ by CPU: Whisper's features by ~2%
     return out
+
+
+def cpu_name() -> str:
+    """The processor and its widest vector instructions, e.g. "Intel(R) Xeon(R) Processor (avx2, avx512, amx)"."""
+    import platform
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    flags = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
+    flags = set(flags.group(1).split()) if flags else set()
+    wide = [tag for tag, flag in (("avx2", "avx2"), ("avx512", "avx512f"), ("amx", "amx_int8")) if flag in flags]
+    return (name.group(1).strip() if name else platform.machine()) + (f" ({', '.join(wide)})" if wide else "")
 
 
 def versions_line() -> str:
