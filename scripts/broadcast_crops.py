@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from lipgen import media
+from lipgen.evaluation.wild import REFERENCE_THREADS
 
 
 def crop_clip(folder: Path, out: Path, side: int, scale: float) -> None:
@@ -35,7 +36,7 @@ def crop_clip(folder: Path, out: Path, side: int, scale: float) -> None:
         frames = np.pad(frames, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
         x0, y0 = x0 + pad, y0 + pad
     crops = [cv2.resize(f[y0:y0 + size, x0:x0 + size], (side, side), interpolation=cv2.INTER_AREA) for f in frames]
-    media.write_mp4(out, np.stack(crops), sound=folder / "clip.mp4")
+    media.write_mp4(out, np.stack(crops), sound=folder / "clip.mp4", threads=REFERENCE_THREADS)  # same bytes anywhere
 
 
 def main():

@@ -73,7 +73,7 @@ def drawn(video: Path, source: FaceSource, motion: np.ndarray, audio: np.ndarray
         tracked = ((source.image, source.landmarks[0], source.face_matrix[0]) for _ in range(len(motion)))
         frames = render.animate(tracked, render.rest_of(source.landmarks, source.face_matrix), motion, photo=True)
         tmp = video.with_name(f".{video.stem}.tmp.mp4")
-        media.write_mp4(tmp, frames, audio)
+        media.write_mp4(tmp, frames, audio, threads=wild.GENERATED_THREADS)  # as the judge encodes generation
         tmp.replace(video)
     return video
 

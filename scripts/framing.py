@@ -34,7 +34,8 @@ from tqdm import tqdm
 from lipgen import face as geometry
 from lipgen import media
 from lipgen.evaluation.portraits import DEFAULT_SPEECH, PORTRAIT_COLUMNS, evaluate_portraits, prepare_speech
-from lipgen.evaluation.wild import face_descriptors, frame_rms, load_sync_expert, measure, still_landmarks
+from lipgen.evaluation.wild import (GENERATED_THREADS, REFERENCE_THREADS, face_descriptors, frame_rms, load_sync_expert,
+                                   measure, still_landmarks)
 from lipgen.generate import generate
 from lipgen.models.motion import opening
 
@@ -187,9 +188,9 @@ def judge_moving(images: list[Path], work: Path, audio: np.ndarray, silent: np.n
             video, out = work / f"{path.stem}.mp4", work / f"{path.stem}-dubbed.mp4"
             if not video.is_file():
                 media.write_mp4(video, moving_frames(image, int(round(seconds * MOVING_FPS))), audio, fps=MOVING_FPS,
-                                preset="fast")
+                                preset="fast", threads=REFERENCE_THREADS)  # the same bytes on any machine
             if not out.is_file():
-                generate(audio, video, out, progress=False)
+                generate(audio, video, out, progress=False, encoder_threads=GENERATED_THREADS)
             row["fps"] = float(media.video_fps(out))
             source, made = media.read_video(video, fps=MOVING_FPS), media.read_video(out, fps=MOVING_FPS)
             marks, _ = geometry.track_landmarks(source, 0, where=video.name)

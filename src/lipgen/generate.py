@@ -198,7 +198,7 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
              drive_video: str | os.PathLike | None = None, sample_rate: int = media.SAMPLE_RATE,
              max_seconds: float = media.MAX_SECONDS, progress=True,
              expressiveness: float | None = None, fps=None, loop: str = "pingpong", pad: float = 0.0,
-             face_box=None, batch_size: int = 8) -> Path:
+             face_box=None, batch_size: int = 8, encoder_threads: int | None = None) -> Path:
     """Make `out` (mp4 with the speech file's own sound): the face in `face` saying `audio`. One call of
     lipgen.Generator, which holds the model for repeated calls.
 
@@ -217,22 +217,27 @@ def generate(audio: str | os.PathLike | np.ndarray | None, face: str | os.PathLi
     beyond the jaw);
     batch_size: windows per forward pass (glance, davs); progress: True (a bar), False, or a function called with
     (frames written, frames in all) after each frame, whose exception stops the job (no output is left).
+    encoder_threads: x264's threads (default: the cores but one). x264's output depends on its thread count (a
+    quarter of the pixels differ between 1 and 2 threads), so the judges fix it to compare runs across machines.
     Raises MediaError (unreadable/empty/too-long audio or video), FaceNotFoundError, MultipleFacesError.
     """
     return Generator(model, checkpoint, batch_size=batch_size).generate(
         audio, face, out, face_index=face_index, face_box=face_box, drive_video=drive_video, sample_rate=sample_rate,
-        max_seconds=max_seconds, progress=progress, expressiveness=expressiveness, fps=fps, loop=loop, pad=pad)
+        max_seconds=max_seconds, progress=progress, expressiveness=expressiveness, fps=fps, loop=loop, pad=pad,
+        encoder_threads=encoder_threads)
 
 
 def _write(out, frames, samples: np.ndarray, n_frames: int, progress, fps=media.VIDEO_FPS,
-           sound=None) -> Path:
+           sound=None, threads: int | None = None) -> Path:
     """Write the frames and the sound to `out`. progress: True (a bar), False, or a function called with (frames
-    written, n_frames) after each frame, whose errors stop the job (nothing is written)."""
+    written, n_frames) after each frame, whose errors stop the job (nothing is written). threads: x264's (default:
+    the cores but one)."""
     report = progress if callable(progress) else None
     bar = tqdm(total=n_frames, desc="generate", unit="frame", disable=not progress or report is not None)
     # the writer fits the sound (sound's own, else the samples) to the frames written; one core makes the frames,
     # the others encode them
-    with media.Mp4Writer(out, audio=samples, fps=fps, threads=max(1, _cores() - 1), sound=sound) as writer, \
+    threads = threads or max(1, _cores() - 1)
+    with media.Mp4Writer(out, audio=samples, fps=fps, threads=threads, sound=sound) as writer, \
             render.one_blas_thread():
         for done, frame in enumerate(prefetched(frames), 1):
             writer.write(frame)
@@ -358,7 +363,8 @@ class Generator:
     def generate(self, audio, face: str | os.PathLike, out: str | os.PathLike = "out.mp4",
                  face_index: int | None = None, face_box=None, drive_video: str | os.PathLike | None = None,
                  sample_rate: int = media.SAMPLE_RATE, max_seconds: float = media.MAX_SECONDS, progress=True,
-                 expressiveness: float | None = None, fps=None, loop: str = "pingpong", pad: float = 0.0) -> Path:
+                 expressiveness: float | None = None, fps=None, loop: str = "pingpong", pad: float = 0.0,
+                 encoder_threads: int | None = None) -> Path:
         """Make `out`: the face in `face` saying `audio`; the arguments as lipgen.generate.generate's."""
         if audio is not None and not isinstance(audio, (str, os.PathLike, np.ndarray)):
             raise TypeError(f"audio: give a file path or a numpy array of samples, not {type(audio).__name__}")
@@ -366,6 +372,8 @@ class Generator:
         if expressiveness is not None:
             check_number("expressiveness", expressiveness, *EXPRESSIVENESS_RANGE)
         check_number("max_seconds", max_seconds, 0.001)
+        if encoder_threads is not None:
+            check_number("encoder_threads", encoder_threads, 1, integer=True)
         if drive_video is not None and media.is_still(drive_video):
             raise media.MediaError(f"{drive_video}: a still image; --drive-video takes a video of someone speaking.")
         system = self.system
@@ -397,7 +405,7 @@ class Generator:
             source.check_length(n_frames)
             gain = self.expressiveness if expressiveness is None else expressiveness
             frames = motion_frames(system, samples, n_frames, source, gain)
-            return _write(out, frames, samples, n_frames, progress, source.fps, sound)
+            return _write(out, frames, samples, n_frames, progress, source.fps, sound, encoder_threads)
         else:
             n_model = -(-samples.size // media.SAMPLES_PER_FRAME)  # ceil: the last partial frame is kept
             kind, crops = model_crops(system, media.log_mel(samples, n_model), source.identity_mouth,
@@ -411,7 +419,7 @@ class Generator:
         frames = (frame if matrix is None else  # no face: untouched
                   grey_as(geometry.paste_back(frame, geometry.match_colour(crop, frame, matrix), matrix), frame)
                   for crop, (frame, matrix) in zip(crops, source.frames(kind, n_frames)))
-        return _write(out, frames, samples, n_frames, progress, source.fps, sound)
+        return _write(out, frames, samples, n_frames, progress, source.fps, sound, encoder_threads)
 
     __call__ = generate
 

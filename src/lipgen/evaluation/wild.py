@@ -80,6 +80,9 @@ REFERENCE_PRESET = "fast"
 # and two x264 threads on any machine: x264's choices depend on its thread count (with one, a held frame drifts
 # as with "veryfast"), so a reference is the same bytes wherever it is made
 REFERENCE_THREADS = 2
+# and the models' videos with one x264 thread, whatever the machine (generation's default, the cores but one, gave
+# one on the 2-core machines every committed report was made on; with two, a quarter of the pixels differ)
+GENERATED_THREADS = 1
 MODES = ("from photo", "dubbing", "voice only")
 # "voice only": a face the models know well (GRID s1's first frame, bundled) driven by each clip's audio, scored
 # by the correlation of its mouth opening with the real speaker's: does the audio side generalise to the voice?
@@ -493,7 +496,7 @@ def generated(spec: tuple[str, Path, float | None], audio: np.ndarray, face: Pat
     """make(path) for a model's video of `face` (photo or video) saying `audio`."""
     name, checkpoint, expressiveness = spec
     return lambda path: generate(audio, face, path, model=name, checkpoint=checkpoint, face_index=face_index,
-                                 expressiveness=expressiveness, progress=False)
+                                 expressiveness=expressiveness, progress=False, encoder_threads=GENERATED_THREADS)
 
 
 def prepared_face_index(original: np.ndarray, prepared: np.ndarray, face_index: int | None) -> int | None:
