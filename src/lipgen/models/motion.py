@@ -312,7 +312,7 @@ class Motion(nn.Module):
             for a in range(0, n, PREDICT_FRAMES):
                 lo, hi = max(0, a - PREDICT_MARGIN), min(n, a + PREDICT_FRAMES + PREDICT_MARGIN)
                 piece = torch.from_numpy(np.ascontiguousarray(feats[rows * lo:rows * hi], np.float32))[None]
-                threads = torch.get_num_threads()  # read after the piece's features: loading the encoder sets it
+                threads = torch.get_num_threads()
                 # one thread: the same motion on every thread count. With two, a sum's order moved it by 2e-6 px,
                 # and the renderer's rounding of points to pixels made that 0.05% of a portrait's pixels (the
                 # judge's precision: docs/eval/unseen/README.md, "Sessions 23-24"); 10 s of speech take ~30 ms
