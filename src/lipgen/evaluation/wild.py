@@ -766,8 +766,9 @@ def write_reports(out: Path, title: str, notes: list[str], summary: dict, tables
 def library_versions() -> dict:
     """The libraries a judge's numbers depend on beyond lipgen's own code: the video encoder and decoder (PyAV's
     FFmpeg and x264), the landmark reader (dlib), the image operations (OpenCV), the networks (torch, CTranslate2),
-    and the processor (CTranslate2's int8 kernels are chosen per processor). Between two installs with the same code, a hard clip's reading moved by 0.04 of opening correlation
-    (docs/eval/unseen/README.md, "Sessions 23-24"); a report names them so that its numbers can be traced."""
+    and the processor (CTranslate2's int8 kernels are chosen per processor). Between two installs with the same code,
+    a hard clip's reading moved by 0.04 of opening correlation (docs/eval/unseen/README.md, "Sessions 23-24"); a
+    report names them so that its numbers can be traced."""
     import importlib
     import importlib.metadata as meta
 
