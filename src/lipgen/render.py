@@ -26,7 +26,7 @@ from .face import MOUTH_CORNERS, invert, transform_points
 from .models.motion import MOTION_POINTS, closed, opening, rest_shape
 from .pixels import grey_as
 
-REVISION = 18  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
+REVISION = 19  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
 # 3: the painted interior's edge 3x sharper; 4: a video's jaw sides keep their own outline; 5: the interior between
 # smooth curves through the inner lips, not straight lines; 6: the warp kept off the eyes; 7: ... of bowed heads only;
 # 8: the interior the union of the curves and the straight lines; 9: ... a video frame's between the curves alone;
@@ -35,7 +35,8 @@ REVISION = 18  # of what is drawn: part of the evaluations' cached videos' key (
 # and are taken from a photo only where they look like teeth; 14: ... a video frame's own always; 15: after a
 # frame drawn part of the way the motion returns gradually; 16: the closed rest's lips meet where GRID's part, the
 # upper lip brought down a fifth of the gap; 17: ... and an arched mouth's corners raised towards level; 18: a video's
-# face looked for again when its followed points shrink or grow (lipgen.face.DRIFT_LIMIT), not drawn where they slid)
+# face looked for again when its followed points shrink or grow (lipgen.face.DRIFT_LIMIT), not drawn where they slid;
+# 19: the motion the same on any thread count (a video made with two threads before it is made again)
 PINNED = np.r_[0:3, 14:17, 17:48]  # brows, nose, eyes, upper jaw: do not move with speech
 UPPER_LIP = [49, 50, 51, 52, 53, 61, 62, 63]
 LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
