@@ -293,7 +293,8 @@ def _write(out: Path, results: list[ClipResult], summary: dict) -> None:
     columns = [k for k in COLUMNS if any(np.isfinite(v[k]) for v in summary["rows"].values())]
     md = [f"# lipgen evaluation: {summary['clips']} {summary['split']} clips of {summary['cache']}", "",
           "Mouth crops 64x64; landmarks in mouth-crop pixels; what each column means: \"Columns\", at the end. "
-          "Reference rows: ground truth (real crops) and static (the first frame repeated).", "", versions_line(), "",
+          "Reference rows: ground truth (real crops) and static (the first frame repeated).", "",
+          versions_line(summary["versions"]), "",
           _markdown(summary["rows"], columns), ""]
     for speaker, table in summary["per_speaker"].items():
         md += [f"## speaker {speaker}", "", _markdown(table, columns), ""]

@@ -218,7 +218,8 @@ def evaluate_portraits(folder: str | os.PathLike, out: str | os.PathLike, models
              f"({len(summary['no_face_found'])} with no face found), longer side at most {max_side} px. Each says "
              f"{len(silent) / media.VIDEO_FPS:.1f} s of speech ({', '.join(p.name for p in speech)}; "
              f"{int(silent.sum())} of {len(silent)} frames silent by the word timings). Means over the images "
-             "where the row was measured (n). What each column means: \"Columns\", at the end.", "", versions_line()]
+             "where the row was measured (n). What each column means: \"Columns\", at the end.", "",
+             versions_line(summary["settings"]["versions"])]
     write_reports(out, "lipgen evaluation on portraits", notes, summary, {"from photo": order}, rows,
                   PORTRAIT_COLUMNS, PORTRAIT_TABLE)
     plot_portraits(out / "opening.png", plotted)

@@ -686,7 +686,7 @@ def evaluate_videos(folder: str | os.PathLike, out: str | os.PathLike, models: l
              "the row was measured (n). "
              "Reference rows: ground truth (the clip) and static (its first frame held). IOD = inter-ocular distance "
              "of the real frame; silence from the audio's energy. What each column means: \"Columns\", at the end.",
-             "", versions_line()]
+             "", versions_line(summary["settings"]["versions"])]
     write_reports(out, "lipgen evaluation on videos", notes, summary, tables, rows, COLUMNS, CLIP_TABLE)
     plot_videos(out / "opening.png", plotted, specs)
     return summary
@@ -798,8 +798,9 @@ def cpu_name() -> str:
     return (name.group(1).strip() if name else platform.machine()) + (f" ({', '.join(wide)})" if wide else "")
 
 
-def versions_line() -> str:
-    return "Made with " + ", ".join(f"{k} {v}" for k, v in library_versions().items()) + "."
+def versions_line(versions: dict) -> str:
+    """A report's "Made with" line from library_versions()."""
+    return "Made with " + ", ".join(f"{k} {v}" for k, v in versions.items()) + "."
 
 
 def glossary(columns: dict, meanings: dict = MEANINGS) -> list[str]:
