@@ -353,7 +353,7 @@ class Generator:
         if key in self._faces:
             self._faces.move_to_end(key)
             return self._faces[key]
-        log.info("tracking the face in %s", path)
+        log.info("%s the face in %s", "finding" if path.is_file() and media.is_still(path) else "tracking", path)
         source = FaceSource(path, face_index, max_seconds, fps=fps, loop=loop, face_box=face_box, pad=pad)
         self._faces[key] = source
         while len(self._faces) > FACE_CACHE:
