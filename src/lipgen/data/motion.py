@@ -45,10 +45,8 @@ ENCODE_GROUP = 90  # clips encoded (and their files written) at a time
 class MotionDataset(Dataset):
     def __init__(self, cache: str | os.PathLike, split: str | None = "train", window: int = 32,
                  augment: bool = True, seed: int = 0, clips: list[str] | None = None, items_per_clip: int = 8,
-                 progress: bool = False, freq_mask: int = 0, speech: str = "mel", versions: int = SPEECH_VERSIONS,
-                 splice: float = 0.0):
+                 progress: bool = False, freq_mask: int = 0, speech: str = "mel", versions: int = SPEECH_VERSIONS):
         self.cache, self.window, self.augment, self.seed = Path(cache), window, augment, seed
-        self.splice = splice  # share of augmented draws whose spoken words are put in a random order
         self.freq_mask = freq_mask  # widest band of mel bins zeroed in augmentation (0: none)
         if speech not in ("mel", "whisper"):
             raise ValueError(f"speech front end {speech!r}: choose 'mel' or 'whisper'")
@@ -65,10 +63,7 @@ class MotionDataset(Dataset):
             for w in meta.get("words", []):
                 if w["word"] in SILENCE:
                     silent[int(np.ceil(w["start"])):int(np.floor(w["end"])) + 1] = True
-            words = [(int(round(w["start"])), min(len(motion), int(round(w["end"])))) for w in meta.get("words", [])
-                     if w["word"] not in SILENCE and w.get("start") is not None]
-            self.clips.append({"id": meta["id"], "motion": motion, "audio": audio, "silent": silent[:len(motion)],
-                               "words": [(a, b) for a, b in words if b > a]})
+            self.clips.append({"id": meta["id"], "motion": motion, "audio": audio, "silent": silent[:len(motion)]})
         self.items_per_clip = items_per_clip
         if speech == "whisper":
             self._encode_versions(versions if augment else 1, progress)
@@ -86,8 +81,6 @@ class MotionDataset(Dataset):
         """A clip as the wild might bring it: (audio, motion, silent), with a tempo and a room/microphone/noise/codec
         draw (the motion and silence timelines stretched with the tempo)."""
         audio, motion, silent = clip["audio"], clip["motion"], clip["silent"]
-        if self.splice and len(clip["words"]) > 1 and rng.random() < self.splice:
-            audio, motion, silent = _shuffled_words(audio, motion, silent, clip["words"], rng)
         rate = rng.uniform(*TEMPO_RANGE)
         n_frames = max(self.window, int(len(motion) / rate))
         audio = media.fit_audio(voice.stretch(audio, rate), n_frames)
@@ -101,7 +94,7 @@ class MotionDataset(Dataset):
         return voice.augment(audio, rng, babble=babble), motion, silent
 
     def _versions_path(self, clip_id: str, versions: int) -> Path:
-        kind = (f"aug{versions}" + (f"-splice{self.splice:g}" if self.splice else "")) if self.augment else "clean"
+        kind = f"aug{versions}" if self.augment else "clean"
         return clip_folder(self.cache, clip_id) / f"speech-{speech.ENCODER}-{kind}-seed{self.seed}.npz"
 
     def _encode_versions(self, versions: int, progress: bool) -> None:
@@ -159,29 +152,3 @@ class MotionDataset(Dataset):
         return {"features": torch.from_numpy(feats),
                 "motion": torch.from_numpy(np.ascontiguousarray(motion[start:start + self.window])),
                 "silent": torch.from_numpy(silent[start:start + self.window].copy())}
-
-
-def _shuffled_words(audio, motion, silent, words, rng, fade: int = 2):
-    """The clip with its spoken words (frame spans) in a random order, what lies between them kept in place:
-    Whisper then hears GRID's words out of GRID's grammar. Motion is crossfaded over `fade` frames at each join."""
-    spf = media.SAMPLES_PER_FRAME
-    order = rng.permutation(len(words))
-    a_parts, m_parts, s_parts, at = [], [], [], 0
-    for slot, k in enumerate(order):
-        gap_start, gap_end = at, words[slot][0]  # what precedes this slot in the original timeline
-        a_parts.append(audio[gap_start * spf:gap_end * spf]); m_parts.append(motion[gap_start:gap_end])
-        s_parts.append(silent[gap_start:gap_end])
-        a, b = words[k]
-        a_parts.append(audio[a * spf:b * spf]); m_parts.append(motion[a:b]); s_parts.append(silent[a:b])
-        at = words[slot][1]
-    a_parts.append(audio[at * spf:]); m_parts.append(motion[at:]); s_parts.append(silent[at:])
-    new_motion = np.concatenate(m_parts).astype(np.float32)
-    joins = np.cumsum([len(m) for m in m_parts])[:-1]
-    for j in joins:  # smooth the step at each join
-        lo, hi = max(0, j - fade), min(len(new_motion), j + fade)
-        if hi - lo > 1:
-            w = np.linspace(0, 1, hi - lo)[:, None, None]
-            new_motion[lo:hi] = new_motion[lo] * (1 - w) + new_motion[hi - 1] * w
-    out = np.concatenate(a_parts).astype(np.float32)
-    n = len(new_motion) * spf
-    return media.fit_audio(out, len(new_motion)) if len(out) != n else out, new_motion, np.concatenate(s_parts)
