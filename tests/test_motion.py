@@ -313,6 +313,28 @@ def test_a_photos_closed_lips_meet_at_a_seam(photo, monkeypatch):
     assert not np.array_equal(as_photo, render.render(image, points, closed_lips, photo=True))
 
 
+def test_lips_read_crossed_rest_closed_with_nothing_painted_between_them(photo):
+    """dlib can read a small closed mouth with its inner lower lip above the upper (makeittalk_harry: 3 px). A distance
+    reads that as open: the photo then rested with a band of painted teeth between its lips. Crossed lips are
+    brought to meet, and what shows between them at rest is the photo's own, warped (a seam may darken it)."""
+    image, points, matrix = photo
+    crossed = points.copy()
+    middle = points[60:68, 1].mean()
+    crossed[[61, 62, 63], 1], crossed[[65, 66, 67], 1] = middle + 1.5, middle - 1.5  # the lower lip 3 px above
+    assert opening(crossed) > 2.5 and render.parted(crossed) < -2.5 and render.source_opening(crossed) == 0
+    aligned = face.transform_points(crossed[None], matrix[None])[0]
+    rest = closed(rest_shape(aligned[None]))
+    inner = [(motion_index([a])[0], motion_index([b])[0]) for a, b in ((61, 67), (62, 66), (63, 65))]
+    assert all(abs(rest[b, 1] - rest[a, 1]) < 1e-6 for a, b in inner)  # they meet
+    outer = motion_index([*range(48, 60), *range(3, 14)])
+    assert np.abs(rest[outer] - aligned[MOTION_POINTS][outer]).max() < 1e-6  # nothing else moves
+    drawn = next(render.animate([(image, crossed, matrix)], rest, [np.zeros((31, 2))], photo=True))
+    dst = render.target_points(crossed, matrix, rest, np.zeros((31, 2)))
+    warped = render.render(image, crossed, dst, source_gap=1e6)  # the warp alone: nothing painted
+    assert np.abs(drawn.astype(int) - warped).max() > 10  # the seam
+    assert (drawn.astype(int) - warped).max() <= 2  # nothing lighter than the photo's own pixels
+
+
 def points_of(image):
     return face.track_landmarks(image[None])[0][0]
 

@@ -44,7 +44,6 @@ from .inference import load_model as load_generator  # the network alone (script
 from . import ASSETS
 from .models import DEFAULT_MODEL  # noqa: F401
 from .models.base import DRIVEN, can
-from .models.motion import opening
 from .pixels import grey_as
 
 SAMPLE_AUDIO = ASSETS / "jfk.flac"
@@ -129,7 +128,7 @@ class FaceSource:
             log.warning("the face in %s is small (eyes %.0f px apart): its lip landmarks may be off and the mouth "
                         "drawn in the wrong place; a closer or larger picture (eyes %d+ px apart) works better",
                         path, iod, SMALL_FACE_IOD)
-        gap = opening(landmarks[0]) / iod if self.still else 0.0
+        gap = render.source_opening(landmarks[0]) / iod if self.still else 0.0
         if gap > WIDE_OPEN:
             log.warning("the mouth in %s is open wide (lips %.2f of the eye distance apart): lipgen closes it by "
                         "warping, and teeth or tongue can show between the closed lips; a photo with closed or "

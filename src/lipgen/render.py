@@ -22,11 +22,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .face import MOUTH_CORNERS, invert, transform_points
+from .face import INNER_LIP_PAIRS, MOUTH_CORNERS, invert, transform_points
 from .models.motion import MOTION_POINTS, closed, opening, rest_shape
 from .pixels import grey_as
 
-REVISION = 19  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
+REVISION = 20  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
 # 3: the painted interior's edge 3x sharper; 4: a video's jaw sides keep their own outline; 5: the interior between
 # smooth curves through the inner lips, not straight lines; 6: the warp kept off the eyes; 7: ... of bowed heads only;
 # 8: the interior the union of the curves and the straight lines; 9: ... a video frame's between the curves alone;
@@ -36,7 +36,8 @@ REVISION = 19  # of what is drawn: part of the evaluations' cached videos' key (
 # frame drawn part of the way the motion returns gradually; 16: the closed rest's lips meet where GRID's part, the
 # upper lip brought down a fifth of the gap; 17: ... and an arched mouth's corners raised towards level; 18: a video's
 # face looked for again when its followed points shrink or grow (lipgen.face.DRIFT_LIMIT), not drawn where they slid;
-# 19: the motion the same on any thread count (a video made with two threads before it is made again)
+# 19: the motion the same on any thread count (a video made with two threads before it is made again); 20: inner
+# lips read crossed are closed as lips that part, and nothing is painted or shut between them
 PINNED = np.r_[0:3, 14:17, 17:48]  # brows, nose, eyes, upper jaw: do not move with speech
 UPPER_LIP = [49, 50, 51, 52, 53, 61, 62, 63]
 LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
@@ -89,6 +90,20 @@ def _part(points, n_still: int = len(PINNED) + len(JAW_LINE) + 4 * RING_POINTS) 
 _PARTS = (_part(UPPER_PART), _part(LOWER_PART))
 _t = np.linspace(0, 1, RING_POINTS, endpoint=False)
 _RING = np.concatenate([np.c_[_t, 0 * _t], np.c_[1 + 0 * _t, _t], np.c_[1 - _t, 1 + 0 * _t], np.c_[0 * _t, 1 - _t]])
+
+
+def parted(points: np.ndarray) -> float:
+    """How far apart the inner lips of (68, 2) points are across the mouth (pixels, the mean of the facing pairs along
+    the normal of the line between the inner corners): below 0 where a reading crosses them (the lower above the upper:
+    dlib on a small closed mouth), which opening(), a distance, reads as open."""
+    axis = points[64] - points[60]
+    normal = np.array([-axis[1], axis[0]]) / max(float(np.linalg.norm(axis)), 1e-6)  # towards the lower lip
+    return float(np.mean([(points[b] - points[a]) @ normal for a, b in INNER_LIP_PAIRS]))
+
+
+def source_opening(points: np.ndarray) -> float:
+    """The opening (pixels) a frame's own lips show between them: opening(), or 0 where the reading crosses them."""
+    return float(opening(points)) if parted(points) > 0 else 0.0
 
 
 def target_points(points: np.ndarray, face_matrix: np.ndarray, rest: np.ndarray, motion: np.ndarray,
@@ -380,7 +395,7 @@ def _teeth_colour(frame: np.ndarray, points: np.ndarray, lips: np.ndarray | None
     one reading of an "open" mouth can be lip, tongue or moustache). A video frame's open mouth is its real interior
     of the moment, and what is painted beyond it continues it (with enamel instead, dubbing followed the real
     opening at 0.40 against 0.46: docs/eval/unseen/README.md, "Session 20")."""
-    if opening(points) > 2.0:
+    if source_opening(points) > 2.0:
         mask = np.zeros(frame.shape[:2], np.uint8)
         cv2.fillPoly(mask, [np.round(points[60:68]).astype(np.int32)], 1)
         inside = frame[mask > 0].astype(np.float64)
@@ -425,9 +440,9 @@ def render(frame: np.ndarray, src: np.ndarray, dst: np.ndarray, paints: tuple | 
     """The frame with its lower face moved from `src` to `dst` (68, 2) and the opened lips filled.
     paints: colours(frame, src) when already known (a photo's, for every frame); pad: see warp; source_gap: the
     opening (pixels) up to which the frame's own interior is kept (default: 0 for a photo, else the landmarks',
-    opening(src)); photo: the frame is a still image (see animate and fill_mouth)."""
+    source_opening(src)); photo: the frame is a still image (see animate and fill_mouth)."""
     lips, teeth = paints if paints is not None else colours(frame, src, photo)
-    gap = (0.0 if photo else float(opening(src))) if source_gap is None else source_gap
+    gap = (0.0 if photo else source_opening(src)) if source_gap is None else source_gap
     return _draw(_interior_shut(frame, src, lips) if photo else frame, frame, src, dst, (lips, teeth), pad, gap,
                  photo)[0]
 
@@ -444,7 +459,7 @@ def _interior_shut(frame: np.ndarray, src: np.ndarray, lips: np.ndarray) -> np.n
     """A photo with whatever shows between its lips (teeth, tongue) darkened to the seam's lip colour. Every opening
     of a photo is painted (fill_mouth), so its own interior shows only where the warp has squeezed it between
     closed lips: as a bright line of teeth there, which dlib read as parted lips."""
-    if opening(src) < 1.0:
+    if source_opening(src) < 1.0:
         return frame
     mask = np.zeros(frame.shape[:2], np.float32)
     cv2.fillPoly(mask, [np.round(src[60:68] * 4).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)
@@ -497,6 +512,6 @@ def animate(tracked, rest: np.ndarray, motion, pad: float = 0.0, photo: bool = F
             paints, source = colours(frame, points, photo), (frame, points)  # a photo's once; a video's per frame
             base = _interior_shut(frame, points, paints[0]) if photo else frame  # a photo's shut once
         dst = target_points(points, matrix, rest, step, own_jaw=not photo)
-        image, share = _draw(base, frame, points, dst, paints, pad, 0.0 if photo else float(opening(points)), photo,
+        image, share = _draw(base, frame, points, dst, paints, pad, 0.0 if photo else source_opening(points), photo,
                              min(share + UNFOLD_RELEASE, 1.0))
         yield image

@@ -95,12 +95,14 @@ def closed(rest: np.ndarray) -> np.ndarray:
     above their corners (an open mouth's arch), the corners rise towards level, by at most CORNER_SHARE of the gap,
     the lips between them in proportion. (With the upper lip held and the corners where they were, a mouth open
     wide closed on its arched upper lip, a frown: vexpress_AOC's first frame. Leaving GRID's own small resting gap
-    instead made its held-out mouths worse: LMD 1.17 vs 1.02 on 3 clips.)"""
+    instead made its held-out mouths worse: LMD 1.17 vs 1.02 on 3 clips.) Inner lips read crossed (the lower above the
+    upper: dlib on a small closed mouth, makeittalk_harry) are brought to meet the same way; nothing else moves."""
     out = rest.copy()
-    gaps = [max(0.0, rest[motion_index([b])[0], 1] - rest[motion_index([a])[0], 1]) for a, b in INNER_LIP_PAIRS]
-    for (upper, lower), g in zip(INNER_LIP_PAIRS, gaps):
+    signed = [rest[motion_index([b])[0], 1] - rest[motion_index([a])[0], 1] for a, b in INNER_LIP_PAIRS]
+    for (upper, lower), g in zip(INNER_LIP_PAIRS, signed):  # crossed (g < 0: a misread closed mouth) uncrossed too
         out[motion_index([upper]), 1] += UPPER_SHARE * g
         out[motion_index([lower]), 1] -= (1 - UPPER_SHARE) * g
+    gaps = [max(0.0, g) for g in signed]
     g = float(np.mean(gaps))
     out[motion_index([50, 51, 52]), 1] += 0.5 * UPPER_SHARE * g
     corners = out[motion_index([60, 64])]
