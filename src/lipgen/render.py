@@ -102,7 +102,8 @@ def parted(points: np.ndarray) -> float:
 
 
 def source_opening(points: np.ndarray) -> float:
-    """The opening (pixels) a frame's own lips show between them: opening(), or 0 where the reading crosses them."""
+    """The opening (pixels) a frame's own lips show between them: opening(), or 0 where the reading crosses them.
+    (opening() itself stays a distance: it is also what the judges and the motion model's training measure.)"""
     return float(opening(points)) if parted(points) > 0 else 0.0
 
 
