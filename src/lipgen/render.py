@@ -97,7 +97,8 @@ def parted(points: np.ndarray) -> float:
     the normal of the line between the inner corners): below 0 where a reading crosses them (the lower above the upper:
     dlib on a small closed mouth), which opening(), a distance, reads as open."""
     axis = points[64] - points[60]
-    normal = np.array([-axis[1], axis[0]]) / max(float(np.linalg.norm(axis)), 1e-6)  # towards the lower lip
+    length = float(np.linalg.norm(axis))
+    normal = np.array([-axis[1], axis[0]]) / length if length >= 1.0 else np.array([0.0, 1.0])  # to the lower lip
     return float(np.mean([(points[b] - points[a]) @ normal for a, b in INNER_LIP_PAIRS]))
 
 
