@@ -322,6 +322,9 @@ def test_lips_read_crossed_rest_closed_with_nothing_painted_between_them(photo):
     middle = points[60:68, 1].mean()
     crossed[[61, 62, 63], 1], crossed[[65, 66, 67], 1] = middle + 1.5, middle - 1.5  # the lower lip 3 px above
     assert opening(crossed) > 2.5 and render.parted(crossed) < -2.5 and render.source_opening(crossed) == 0
+    profile = crossed.copy()
+    profile[64] = profile[60]  # inner corners on one point (a profile): measured upright
+    assert render.parted(profile) == pytest.approx(-3.0)
     aligned = face.transform_points(crossed[None], matrix[None])[0]
     rest = closed(rest_shape(aligned[None]))
     inner = [(motion_index([a])[0], motion_index([b])[0]) for a, b in ((61, 67), (62, 66), (63, 65))]
