@@ -18,8 +18,6 @@ Shapes: N audio samples at SAMPLE_RATE, T video frames, MELS_PER_FRAME rows per 
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 
 from .media import HOP_LENGTH, MELS_PER_FRAME, N_MELS, SAMPLE_RATE, SAMPLES_PER_FRAME, log_mel, speech_gain
@@ -143,52 +141,17 @@ def coloured_noise(rng: np.random.Generator, n: int) -> np.ndarray:
     return x / (np.sqrt(np.mean(x ** 2)) + 1e-12)
 
 
-CODECS = (("amr", "libopencore_amrnb", 8000, (7400, 12200)),  # a phone call
-          ("ogg", "libopus", 16000, (8000, 16000)),  # a voice message
-          ("mp3", "libmp3lame", 16000, (24000, 48000)))  # a small MP3
-
-
-def codec(audio: np.ndarray, fmt: str, name: str, rate: int, bit_rate: int) -> np.ndarray:
-    """Speech ((N,) float at SAMPLE_RATE) through a lossy encoder and back (in memory): (N,) float64."""
-    import av
-
-    x = np.interp(np.arange(int(audio.size * rate / SAMPLE_RATE)) * SAMPLE_RATE / rate, np.arange(audio.size), audio)
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format=fmt) as out:
-        stream = out.add_stream(name, rate=rate, layout="mono")
-        stream.bit_rate = bit_rate
-        frame = av.AudioFrame.from_ndarray(np.clip(x * 32767, -32768, 32767).astype(np.int16)[None], format="s16",
-                                           layout="mono")
-        frame.sample_rate = rate
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            out.mux(packet)
-    buffer.seek(0)
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-    with av.open(buffer, "r") as container:
-        pieces = [f.to_ndarray().reshape(-1) for frame in container.decode(audio=0) for f in resampler.resample(frame)]
-    pieces += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    y = np.concatenate(pieces).astype(np.float64) if pieces else np.zeros(0)
-    return np.pad(y, (0, max(0, audio.size - y.size)))[:audio.size]
-
-
-def augment(audio: np.ndarray, rng: np.random.Generator, babble: np.ndarray | None = None,
-            wild: bool = False) -> np.ndarray:
+def augment(audio: np.ndarray, rng: np.random.Generator, babble: np.ndarray | None = None) -> np.ndarray:
     """One random draw of what the wild does to speech: (N,) -> (N,) float32, same length.
 
-    babble: other speech (any length) to mix in as background talkers. wild: rooms up to 1.3 s and wetter,
-    speech clipped 3-15 dB over full scale, and real codecs (CODECS) too.
+    babble: other speech (any length) to mix in as background talkers.
     """
     from scipy import signal  # training only: generation need not load it (~50 MB)
 
     x = np.asarray(audio, np.float64)
     n = x.size
     if rng.random() < 0.4:  # a room
-        if wild:
-            ir = room_response(rng, rng.uniform(0.15, 1.3))
-            ir[1:] *= 10 ** (rng.uniform(0, 9) / 20)
-            x = signal.fftconvolve(x, ir)[:n]
-        else:
-            x = signal.fftconvolve(x, room_response(rng, rng.uniform(0.15, 0.8)))[:n]
+        x = signal.fftconvolve(x, room_response(rng, rng.uniform(0.15, 0.8)))[:n]
     if rng.random() < 0.4:  # a small or cheap microphone, a phone line
         low = rng.uniform(80, 400)
         high = rng.uniform(2800, 7500)
@@ -212,13 +175,6 @@ def augment(audio: np.ndarray, rng: np.random.Generator, babble: np.ndarray | No
             x = np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu * peak
         else:
             x = signal.resample_poly(signal.resample_poly(x, 1, 2), 2, 1)[:n]
-    if wild and rng.random() < 0.15:  # recorded too loud
-        peak = np.abs(x).max() + 1e-9
-        x = np.clip(x / peak * 10 ** (rng.uniform(3, 15) / 20), -1, 1) * peak
-    if wild and rng.random() < 0.3:
-        fmt, name, rate, bit_rates = CODECS[rng.integers(len(CODECS))]
-        peak = np.abs(x).max() + 1e-9
-        x = codec(x / peak * 0.9, fmt, name, rate, int(rng.uniform(*bit_rates))) / 0.9 * peak
     x = x * 10 ** (rng.uniform(-20, 10) / 20)  # gain
     return np.clip(x, -1, 1).astype(np.float32)
 

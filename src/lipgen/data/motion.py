@@ -45,16 +45,12 @@ ENCODE_GROUP = 90  # clips encoded (and their files written) at a time
 class MotionDataset(Dataset):
     def __init__(self, cache: str | os.PathLike, split: str | None = "train", window: int = 32,
                  augment: bool = True, seed: int = 0, clips: list[str] | None = None, items_per_clip: int = 8,
-                 progress: bool = False, freq_mask: int = 0, speech: str = "mel", versions: int = SPEECH_VERSIONS,
-                 recordings: str = "lab"):
+                 progress: bool = False, freq_mask: int = 0, speech: str = "mel", versions: int = SPEECH_VERSIONS):
         self.cache, self.window, self.augment, self.seed = Path(cache), window, augment, seed
         self.freq_mask = freq_mask  # widest band of mel bins zeroed in augmentation (0: none)
         if speech not in ("mel", "whisper"):
             raise ValueError(f"speech front end {speech!r}: choose 'mel' or 'whisper'")
         self.speech = speech
-        if recordings not in ("lab", "wild"):
-            raise ValueError(f"recordings {recordings!r}: choose 'lab' or 'wild'")
-        self.recordings = recordings
         metas = clip_metas(cache, split, clips=clips, min_frames=window)
         if not metas:
             raise no_clips(cache, split, clips, min_frames=window)
@@ -95,10 +91,10 @@ class MotionDataset(Dataset):
         motion = (motion[lo] * (1 - w) + motion[hi] * w).astype(np.float32)
         silent = silent[np.round(t).astype(int)]
         babble = self.clips[rng.integers(len(self.clips))]["audio"]
-        return voice.augment(audio, rng, babble=babble, wild=self.recordings == "wild"), motion, silent
+        return voice.augment(audio, rng, babble=babble), motion, silent
 
     def _versions_path(self, clip_id: str, versions: int) -> Path:
-        kind = (f"aug{versions}" + ("-wild" if self.recordings == "wild" else "")) if self.augment else "clean"
+        kind = f"aug{versions}" if self.augment else "clean"
         return clip_folder(self.cache, clip_id) / f"speech-{speech.ENCODER}-{kind}-seed{self.seed}.npz"
 
     def _encode_versions(self, versions: int, progress: bool) -> None:

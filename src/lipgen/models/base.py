@@ -64,7 +64,6 @@ class DataSpec:
     freq_mask: int = 0  # motion: widest band of mel bins masked in augmentation
     speech: str = "mel"  # motion: the speech front end the features come from ("mel" or "whisper")
     versions: int = 6  # motion, whisper: versions of each training clip encoded (the clean one + augmented draws)
-    recordings: str = "lab"  # motion: "lab" (lipgen.voice.augment's draws) or "wild" (+ real codecs, bigger rooms, clipping)
 
     def __post_init__(self):
         if self.kind not in DATASETS:
