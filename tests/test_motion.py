@@ -496,6 +496,31 @@ def test_teeth_fade_out_towards_the_mouth_corners():
     assert middle > 200 and corner < 60, (middle, corner)  # before: 229 and 157
 
 
+def test_the_inside_of_a_mouth_with_colourless_lips_is_no_redder_than_they_are():
+    """A person's lips open onto a red-dark inside; a stone statue's or a tinted photo's grey-green lips onto one as dark
+    but no redder than they are (a red mouth painted into a grey-green statue looked pasted on)."""
+    a, b, centre = 40.0, 16.0, np.array([100.0, 60.0])
+    angles = np.radians([180, 135, 90, 45, 0, -45, -90, -135])
+    dst = np.zeros((68, 2))
+    dst[60:68] = centre + np.c_[a * np.cos(angles), -b * np.sin(angles)]
+    dst[48], dst[54] = centre - [1.1 * a, 0], centre + [1.1 * a, 0]
+    frame = np.full((120, 200, 3), 128, np.uint8)
+    teeth = np.array([240.0, 240.0, 230.0])
+
+    def cavity(lips):  # the painted inside's mean colour below the teeth band
+        return render.fill_mouth(frame, dst, 0.0, lips, teeth)[66:72, 90:111].reshape(-1, 3).astype(float).mean(0)
+
+    def redness(rgb):
+        return (rgb[0] - rgb[1:].mean()) / rgb.mean()
+
+    person, statue, cartoon = np.array([200.0, 80.0, 80.0]), np.array([150.0, 160.0, 155.0]), np.array([60, 90, 200.0])
+    assert redness(cavity(person)) > 1.0  # deep red, as before
+    for lips in (statue, cartoon):
+        assert redness(cavity(lips)) <= redness(lips) + 0.02, lips  # CAVITY alone: statue +0.94, cartoon +0.74
+    grey = np.full(3, statue @ render.LUMA)
+    assert abs(cavity(statue) @ render.LUMA - cavity(grey) @ render.LUMA) < 2  # as dark as behind grey lips as bright
+
+
 def test_only_teeth_are_taken_for_teeth():
     """A photo's own teeth colour is its open mouth's brightest part when that is near grey and brighter than the
     lips; a pink or red interior (lips, tongue, a lip's highlight) gives the enamel colour instead. A video frame's

@@ -24,9 +24,9 @@ import numpy as np
 
 from .face import INNER_LIP_PAIRS, MOUTH_CORNERS, invert, transform_points
 from .models.motion import MOTION_POINTS, closed, opening, rest_shape
-from .pixels import grey_as
+from .pixels import LUMA, grey_as
 
-REVISION = 20  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
+REVISION = 21  # of what is drawn: part of the evaluations' cached videos' key (2: a photo's openings all drawn;
 # 3: the painted interior's edge 3x sharper; 4: a video's jaw sides keep their own outline; 5: the interior between
 # smooth curves through the inner lips, not straight lines; 6: the warp kept off the eyes; 7: ... of bowed heads only;
 # 8: the interior the union of the curves and the straight lines; 9: ... a video frame's between the curves alone;
@@ -37,7 +37,8 @@ REVISION = 20  # of what is drawn: part of the evaluations' cached videos' key (
 # upper lip brought down a fifth of the gap; 17: ... and an arched mouth's corners raised towards level; 18: a video's
 # face looked for again when its followed points shrink or grow (lipgen.face.DRIFT_LIMIT), not drawn where they slid;
 # 19: the motion the same on any thread count (a video made with two threads before it is made again); 20: inner
-# lips read crossed are closed as lips that part, and nothing is painted or shut between them
+# lips read crossed are closed as lips that part, and nothing is painted or shut between them; 21: behind lips that
+# are not red (a statue's, a tinted photo's, a drawing's) the cavity is as dark but no redder than they are
 PINNED = np.r_[0:3, 14:17, 17:48]  # brows, nose, eyes, upper jaw: do not move with speech
 UPPER_LIP = [49, 50, 51, 52, 53, 61, 62, 63]
 LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
@@ -61,7 +62,10 @@ TEETH_SIDES = (0.55, 0.85)  # the teeth fade out between these shares of the way
 # the dark at the mouth's sides (a band drawn corner to corner looked like a denture's rim)
 TEETH_NEUTRAL = 0.25  # a source's own teeth are its open mouth's brightest fifth when that is this near grey ...
 TEETH_BRIGHTER = 1.3  # ... and this many times as bright as its lips (else it is lip, tongue or moustache)
-CAVITY = np.array([0.30, 0.13, 0.12])  # cavity colour at the lip edge, as a share of the lip colour
+CAVITY = np.array([0.30, 0.13, 0.12])  # cavity colour at the lip edge, as a share of the lip colour (red lips) ...
+CAVITY_GREY = float(CAVITY @ LUMA)  # ... and as dark but no redder than the lips, where they are not red
+LIP_RED = 0.25  # how much redder the lips are than grey ((R - mean(G, B)) / max): at or above it the cavity is
+# CAVITY's, below it (a statue's, a tinted photo's, a drawing's blue lips) in proportion towards CAVITY_GREY
 DEEP = 0.35  # the deepest cavity is this much darker than its edge
 ENAMEL = np.array([0.95, 0.93, 0.88])  # teeth a photo does not show, under white light
 SEAM = 0.7  # opacity of the dark line where a photo's closed lips meet ...
@@ -372,7 +376,7 @@ def fill_mouth(frame: np.ndarray, dst: np.ndarray, source_gap: float, lips: np.n
     span = np.maximum(lower - upper, 1e-3)
     depth = np.clip((v - upper) / span, 0, 1)  # 0 at the upper lip, 1 at the lower
     across = np.clip(np.abs(u - length / 2) / (length / 2), 0, 1)[..., None]  # 0 centre, 1 corner
-    cavity = lips * CAVITY * (1 - DEEP * np.sin(np.pi * depth)[..., None]) * (1 - 0.3 * across ** 2)
+    cavity = lips * _cavity_share(lips) * (1 - DEEP * np.sin(np.pi * depth)[..., None]) * (1 - 0.3 * across ** 2)
     teeth_depth = np.minimum(min(UPPER_TEETH * gap, TEETH_MAX * mouth_w) / span, TEETH_SHARE)  # share of each column
     teeth = np.clip((teeth_depth - depth) * max(gap, 1.0), 0, 1)  # 1 in the band, soft lower edge ...
     teeth = (teeth * np.clip((TEETH_SIDES[1] - across[..., 0]) / (TEETH_SIDES[1] - TEETH_SIDES[0]), 0, 1))[..., None]
@@ -388,6 +392,15 @@ def fill_mouth(frame: np.ndarray, dst: np.ndarray, source_gap: float, lips: np.n
         region = np.minimum(region, line * lips * SEAM_DARK + (1 - line) * region)  # never lighter than it was
     out[y0:y1, x0:x1] = np.clip(region, 0, 255).round().astype(np.uint8)
     return out
+
+
+def _cavity_share(lips: np.ndarray) -> np.ndarray:
+    """The cavity's colour as a share of the lip colour: a mouth's red inside (CAVITY) behind red lips, but behind lips
+    that are not (a stone statue's, a tinted or faded photo's, a drawing's blue ones) as dark and no redder than they
+    are (a red mouth painted into a grey-green statue looked pasted on)."""
+    lips = np.asarray(lips, np.float64)
+    red = np.clip((lips[0] - lips[1:].mean()) / max(lips.max(), 1.0) / LIP_RED, 0, 1)
+    return red * CAVITY + (1 - red) * CAVITY_GREY
 
 
 def _teeth_colour(frame: np.ndarray, points: np.ndarray, lips: np.ndarray | None = None) -> np.ndarray:
