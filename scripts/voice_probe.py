@@ -16,6 +16,9 @@ side of the portraits' "speech / silence opening".
 With --grid CACHE it also prints the same correlation on GRID's held-out (test split) clips of a
 preprocessed cache, from their clean Whisper features: what the model does on the speech it was made for.
 
+With --stream it also scores the motion as `lipgen stream` makes it (the speech arriving in 20 ms chunks, its causal
+silence gate): the live path's side of the same number.
+
 With --bands it also splits both openings into frequency bands (0-1 Hz: speech against pauses and slow
 expressions; 2.5-6 Hz: syllables) and prints, per band, the share of the real opening's variance, the share of
 the prediction's, and their correlation: where the strangers' correlation is lost.
@@ -40,6 +43,8 @@ def main():
     parser.add_argument("--lags", type=int, default=0, help="also print the gated mean r with the prediction "
                         "shifted by -LAGS..LAGS frames (positive: the prediction of a later frame is compared)")
     parser.add_argument("--grid", metavar="CACHE", help="also score GRID's held-out clips of this cache (model space)")
+    parser.add_argument("--stream", action="store_true", help="also score the motion as `lipgen stream` makes it "
+                        "(lipgen.stream.StreamingMotion: 20 ms chunks, its causal silence gate, default look-ahead)")
     parser.add_argument("--bands", action="store_true", help="also print variance shares and correlation per "
                         "frequency band (with --grid: GRID's too)")
     args = parser.parse_args()
@@ -58,7 +63,7 @@ def main():
         for rest, g in zip((True, False), gaps(portrait_audio, len(silent))):
             print(f"  portraits' speech{'' if rest else ' (no silence gate)'}: gap {g[~silent].mean():.2f} px in "
                   f"speech, {g[silent].mean():.2f} in silence, ratio {g[~silent].mean() / max(g[silent].mean(), 1e-6):.2f}")
-        rs, lagged, banded = [], [], []
+        rs, lagged, banded, streamed = [], [], [], []
         for clip in clips:
             audio, landmarks = np.load(clip / "audio.npy"), np.load(clip / "clip.landmarks.npy")
             real = mouth_opening(landmarks)
@@ -68,10 +73,16 @@ def main():
             lagged.append([_lagged_r(gated, real, lag) for lag in range(-args.lags, args.lags + 1)])
             if args.bands:
                 banded.append(_bands(gated, np.where(ok, real, np.nanmean(real))))
-            print(f"  {clip.name:40s} r = {rs[-1][0]:+.3f} ({rs[-1][1]:+.3f} without the silence gate)")
+            if args.stream:
+                g = system.gap(torch.from_numpy(_streamed(system, audio)[None]))[0].numpy()[:len(real)]
+                streamed.append(np.corrcoef(g[ok], real[ok])[0, 1] if g.std() > 0 else 0.0)
+            print(f"  {clip.name:40s} r = {rs[-1][0]:+.3f} ({rs[-1][1]:+.3f} without the silence gate)"
+                  + (f", streamed {streamed[-1]:+.3f}" if args.stream else ""))
         r = np.mean(rs, axis=0)
         print(f"{path}: {system.config.speech} front end, mean r = {r[0]:.3f} ({r[1]:.3f} without the silence gate) "
               f"over {len(rs)} clips")
+        if args.stream:
+            print(f"  streamed as `lipgen stream` makes it: mean r = {np.mean(streamed):.3f}")
         if args.bands:
             _print_bands("validation clips", banded)
         if args.grid:
@@ -82,6 +93,15 @@ def main():
         if args.lags:
             print("  gated mean r at lag " + " ".join(f"{lag:+d}: {v:.3f}" for lag, v in
                                                       zip(range(-args.lags, args.lags + 1), np.mean(lagged, 0))))
+
+
+def _streamed(system, audio: np.ndarray) -> np.ndarray:
+    """The motion lipgen.stream makes of audio arriving in 20 ms chunks (expressiveness 1): (T, 31, 2)."""
+    from lipgen.stream import StreamingMotion
+
+    stream = StreamingMotion(system, gain=1.0)
+    parts = [stream.push(audio[i:i + 320]) for i in range(0, len(audio), 320)]
+    return np.concatenate([*parts, stream.push(np.zeros(0, np.float32), final=True)])
 
 
 def _grid_r(system, cache: str) -> tuple[float, list]:

@@ -364,8 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "mp4 when made (at 25 fps, whatever the face video's rate); the sound is muxed "
                                    "when the speech ends; Ctrl-C on a microphone or stdin ends the speech there and "
                                    "finishes the video. Every audio step is causal; the model waits for --lookahead "
-                                   "frames of audio after a frame (default its whole future context: 23 frames, "
-                                   "920 ms).")
+                                   "frames of audio after a frame (default its whole future context: 11 frames, "
+                                   "440 ms, for the shipped model).")
     p.add_argument("--audio", help="speech file played at real-time pace, or - for raw PCM on stdin")
     p.add_argument("--mic", action="store_true", help="listen to the microphone until Ctrl-C (the video is then "
                                                       "finished with what was heard) or --seconds")

@@ -8,16 +8,22 @@ The face is prepared once (tracked, its rest shape and colours found) and every 
 Every audio step is causal: the log-mel gain and the loudness row's speech level are the 95th percentile of
 the energy heard in the last LEVEL_SECONDS, and the per-bin normalisation (CMVN) is a running mean and
 variance started from a prior (the bundled speech's statistics, worth PRIOR_SECONDS of audio). The motion
-model itself hears `context_frames` (19) frames on each side and smooths its output over 3 more, and a
-frame's log-mel reaches into the next frame, so a frame can be made only once lookahead_frames() more frames
-of audio have arrived: 23 frames, 920 ms, for the shipped model. It then runs over a sliding window of
+model itself hears `context_frames` frames on each side (the shipped model 7, the log-mel one 19) and smooths its
+output over 3 more, and a frame's log-mel reaches into the next frame, so a frame can be made only once
+lookahead_frames() more frames of audio have arrived: 11 frames, 440 ms, for the shipped model (23, 920 ms, for
+the log-mel one). It then runs over a sliding window of
 PAST_FRAMES frames before the new ones plus that look-ahead. A smaller `lookahead` lowers the latency; the
 model then sees nothing past what has arrived, and its motion differs more from the whole-file one.
 
 Only the motion model streams (the crop models normalise loudness over the whole utterance and draw 16-frame
-windows), and only with the log-mel front end: the shipped default motion model hears speech through
-Whisper's encoder, which takes 30 s windows, so streaming runs the shipped log-mel motion model
-(STREAM_CHECKPOINT, trained with `--preset mel`) unless a checkpoint is given. Output is at media.VIDEO_FPS.
+windows). The shipped one hears speech through Whisper's encoder (lipgen.speech), which attends over all the audio
+it is given: streamed, every WHISPER_EVERY frames the encoder hears the last WHISPER_SECONDS of audio that has
+arrived, and the new frames are made from those features once lookahead_frames() more frames have arrived (the
+frames at the very end of what was heard, which Whisper hears with no future, only feed the model's context). On
+the 17 validation clips of strangers this follows the real speakers' mouths at 0.355 against 0.358 for the whole
+file at once (model space); the log-mel motion model (`--checkpoint` of a model trained with `--preset mel`,
+STREAM_CHECKPOINT), which streamed before session 26, follows them at 0.158 (docs/eval/unseen/README.md, "Session
+26"). Output is at media.VIDEO_FPS.
 """
 
 from __future__ import annotations
@@ -55,29 +61,27 @@ LEVEL_SECONDS = 60.0  # the speech level is taken over this much of the latest a
 LEVEL_HOPS = int(LEVEL_SECONDS * media.SAMPLE_RATE / media.HOP_LENGTH)
 SMOOTH_TRUNCATE = 4.0  # scipy's gaussian_filter1d default: the smoothing reaches 4 sigma
 STREAM_CHECKPOINT = ASSETS / "motion_mel.safetensors"  # the shipped motion model of the (causal) log-mel front end
+WHISPER_SECONDS = 4.0  # Whisper front end: audio the encoder hears for each step (6 s: the same; 3 s: the same)
+WHISPER_EVERY = 4  # ... and frames made per step at least (160 ms; one 4 s encoding takes ~30 ms on one core)
 
 
 def streaming_model(system):
-    """The model that streams for `system`: itself if it can, the shipped log-mel motion model in place of a
-    shipped Whisper one; LipgenError for anything else."""
-    from .checkpoint import load_system
-
+    """The model that streams for `system`: itself (a motion model, either front end); LipgenError for anything
+    else."""
     if system.crop != "motion":
         raise LipgenError(f"lipgen stream needs the motion model (--model motion), not {type(system).__name__}: "
                           "the other models normalise loudness over the whole utterance.")
-    if system.config.speech == "mel":
-        return system
-    if getattr(system, "shipped", False):
-        log.info("streaming with the log-mel motion model (Whisper's encoder takes whole 30 s windows)")
-        return load_system(STREAM_CHECKPOINT, strict=False)[0]
-    raise LipgenError(f"this motion model hears speech through {system.config.speech!r}, which cannot stream: "
-                      "train one with `lipgen train --model motion --preset mel`, or leave --checkpoint out.")
+    if system.config.speech not in ("mel", "whisper"):
+        raise LipgenError(f"this motion model hears speech through {system.config.speech!r}, which cannot stream: "
+                          "leave --checkpoint out, or give a motion model of the 'whisper' or 'mel' front end.")
+    return system
 
 
 def lookahead_frames(system) -> int:
     """Frames of audio after a frame that the motion model needs before the frame can be made: its receptive
     field's future half (context_frames), the output smoothing's radius, and one frame for the log-mel's
-    centred windows."""
+    centred windows (Whisper's features hear all the audio they are given: these frames are what they hear past
+    the frame)."""
     cfg = system.config
     smooth = int(SMOOTH_TRUNCATE * cfg.smooth_sigma + 0.5) if cfg.smooth_sigma > 0 else 0
     return cfg.context_frames + smooth + 1
@@ -114,6 +118,7 @@ class StreamingFeatures:
         self.heard = 0  # samples pushed
         self.energy = np.zeros(0)  # mean square of the last LEVEL_SECONDS of complete hops
         self.frames = 0  # frames whose features are out
+        self.level = 0.0  # the speech level (mean square of a hop) heard so far
 
     def speech_flags(self, start: int, stop: int) -> np.ndarray:
         """Whether lipgen.vad hears speech in frames start..stop (the last KEEP_FLAGS frames out are kept)."""
@@ -154,6 +159,7 @@ class StreamingFeatures:
         if spoken.any():  # the level of the speech itself, once some is heard (not of a room's noise before it)
             level = np.percentile(self.energy[spoken], SPEECH_LEVEL_PERCENTILE)
             gain = media.TARGET_SPEECH_RMS / max(np.sqrt(level), media.MIN_SPEECH_RMS)
+        self.level = level  # the speech level now (mean square): the Whisper front end's loudness row uses it too
         spf = media.SAMPLES_PER_FRAME
         ready = -(-self.heard // spf) if final else self.heard // spf - 1  # frames whose rows are complete
         f0, f1 = self.frames, ready
@@ -186,7 +192,9 @@ class StreamingMotion:
     """The motion model over a sliding window: push(samples) -> motion (k, 31, 2) of the frames now made.
 
     lookahead: frames of audio waited for after a frame (default lookahead_frames(system), the model's whole
-    future context); gain: expressiveness (default lipgen.models.motion.EXPRESSIVENESS)."""
+    future context); gain: expressiveness (default lipgen.models.motion.EXPRESSIVENESS). A Whisper model's
+    features are made afresh each step from the last WHISPER_SECONDS of audio (_push_whisper); a log-mel model's
+    rows are made once, causally (StreamingFeatures), which also hears who speaks for the silence gate of both."""
 
     def __init__(self, system, lookahead: int | None = None, gain: float | None = None):
         from .models.motion import EXPRESSIVENESS
@@ -200,8 +208,12 @@ class StreamingMotion:
         self.rows = np.zeros((0, media.N_MELS + 1), np.float32)
         self.made = 0  # frames whose motion is out
         self.dropped = 0  # frames of rows dropped from the front (older than any later window)
+        self.whisper = system.config.speech == "whisper"
+        self.audio, self.base, self.heard = np.zeros(0, np.float32), 0, 0  # Whisper: the latest samples, from base
 
     def push(self, samples: np.ndarray, final: bool = False) -> np.ndarray:
+        if self.whisper:
+            return self._push_whisper(samples, final)
         self.rows = np.concatenate([self.rows, self.features.push(samples, final)])
         have = len(self.rows) // media.MELS_PER_FRAME + self.dropped
         upto = have if final else have - self.lookahead
@@ -215,6 +227,38 @@ class StreamingMotion:
         keep_from = max(self.made - PAST_FRAMES, 0)  # rows older than the next window are dropped
         self.rows = self.rows[(keep_from - self.dropped) * media.MELS_PER_FRAME:]
         self.dropped = keep_from
+        return motion
+
+    def _push_whisper(self, samples: np.ndarray, final: bool) -> np.ndarray:
+        from . import speech
+        from .voice import relative_loudness
+
+        self.features.push(samples, final)  # who speaks (the gate) and how loud speech is (the loudness row)
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        self.audio = np.concatenate([self.audio, samples])
+        self.heard += samples.size
+        spf = media.SAMPLES_PER_FRAME
+        have = self.features.frames  # frames of audio heard (whose speech flags the gate has: all but the last)
+        upto = have if final else have - self.lookahead
+        if upto <= self.made or (not final and upto - self.made < WHISPER_EVERY):
+            return np.zeros((0, 31, 2))
+        first = max(have - int(WHISPER_SECONDS * media.VIDEO_FPS), self.base // spf, 0)  # frames the encoder hears
+        audio = self.audio[first * spf - self.base: have * spf - self.base]
+        audio = np.pad(audio, (0, (have - first) * spf - audio.size))  # the last part-frame of a final push
+        rows = speech.ROWS_PER_FRAME * (have - first)
+        encoded = speech.encode_windows([audio], seconds=max(1, -(-audio.size // media.SAMPLE_RATE)))[0][:rows]
+        db = hop_db(audio, have - first)  # the loudness row: as speech.loudness_rows, against the level heard so far
+        loud = relative_loudness(db, 10 * np.log10(self.features.level + 1e-12))
+        loud = loud.reshape(rows, -1).mean(1)
+        start = max(self.made - PAST_FRAMES, first)  # the model's window: PAST_FRAMES of context, as log-mel's
+        r0 = speech.ROWS_PER_FRAME * (start - first)
+        feats = np.concatenate([encoded[r0:], loud[r0:, None]], axis=1).astype(np.float32)
+        motion = self.system.predict(feats)[self.made - start: upto - start] * self.gain
+        motion *= self._gate(upto)[:, None, None]
+        self.made = upto
+        keep = max(upto + self.lookahead - int(WHISPER_SECONDS * media.VIDEO_FPS), 0) * spf  # what the next hears
+        if keep > self.base:
+            self.audio, self.base = self.audio[keep - self.base:], keep
         return motion
 
     def _gate(self, upto: int) -> np.ndarray:
