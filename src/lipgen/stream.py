@@ -20,10 +20,10 @@ windows). The shipped one hears speech through Whisper's encoder (lipgen.speech)
 it is given: streamed, every WHISPER_EVERY frames the encoder hears the last WHISPER_SECONDS of audio that has
 arrived, and the new frames are made from those features once lookahead_frames() more frames have arrived (the
 frames at the very end of what was heard, which Whisper hears with no future, only feed the model's context). On
-the 17 validation clips of strangers this follows the real speakers' mouths at 0.355 against 0.358 for the whole
-file at once (model space); the log-mel motion model (`--checkpoint` of a model trained with `--preset mel`,
-STREAM_CHECKPOINT), which streamed before session 26, follows them at 0.158 (docs/eval/unseen/README.md, "Session
-26"). Output is at media.VIDEO_FPS.
+the 17 validation clips of strangers this follows the real speakers' mouths at 0.354 against 0.358 for the whole
+file at once (model space, `scripts/voice_probe.py --stream`); the log-mel motion model (`--checkpoint` of a model
+trained with `--preset mel`, STREAM_CHECKPOINT), which streamed before session 26, follows them at 0.174 streamed
+(docs/eval/unseen/README.md, "Session 26"). Output is at media.VIDEO_FPS.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ LEVEL_SECONDS = 60.0  # the speech level is taken over this much of the latest a
 LEVEL_HOPS = int(LEVEL_SECONDS * media.SAMPLE_RATE / media.HOP_LENGTH)
 SMOOTH_TRUNCATE = 4.0  # scipy's gaussian_filter1d default: the smoothing reaches 4 sigma
 STREAM_CHECKPOINT = ASSETS / "motion_mel.safetensors"  # the shipped motion model of the (causal) log-mel front end
-WHISPER_SECONDS = 4.0  # Whisper front end: audio the encoder hears for each step (6 s: the same; 3 s: the same)
+WHISPER_SECONDS = 4.0  # Whisper front end: audio the encoder hears for each step (3 or 6 s followed strangers alike)
 WHISPER_EVERY = 4  # ... and frames made per step at least (160 ms; one 4 s encoding takes ~30 ms on one core)
 
 
@@ -209,7 +209,7 @@ class StreamingMotion:
         self.made = 0  # frames whose motion is out
         self.dropped = 0  # frames of rows dropped from the front (older than any later window)
         self.whisper = system.config.speech == "whisper"
-        self.audio, self.base, self.heard = np.zeros(0, np.float32), 0, 0  # Whisper: the latest samples, from base
+        self.audio, self.base = np.zeros(0, np.float32), 0  # Whisper: the latest samples, from sample `base` on
 
     def push(self, samples: np.ndarray, final: bool = False) -> np.ndarray:
         if self.whisper:
@@ -236,13 +236,13 @@ class StreamingMotion:
         self.features.push(samples, final)  # who speaks (the gate) and how loud speech is (the loudness row)
         samples = np.asarray(samples, np.float32).reshape(-1)
         self.audio = np.concatenate([self.audio, samples])
-        self.heard += samples.size
         spf = media.SAMPLES_PER_FRAME
         have = self.features.frames  # frames of audio heard (whose speech flags the gate has: all but the last)
         upto = have if final else have - self.lookahead
         if upto <= self.made or (not final and upto - self.made < WHISPER_EVERY):
             return np.zeros((0, 31, 2))
-        first = max(have - int(WHISPER_SECONDS * media.VIDEO_FPS), self.base // spf, 0)  # frames the encoder hears
+        heard_frames = int(WHISPER_SECONDS * media.VIDEO_FPS)
+        first = max(have - heard_frames, self.base // spf, 0)  # the first frame the encoder hears
         audio = self.audio[first * spf - self.base: have * spf - self.base]
         audio = np.pad(audio, (0, (have - first) * spf - audio.size))  # the last part-frame of a final push
         rows = speech.ROWS_PER_FRAME * (have - first)
@@ -256,7 +256,7 @@ class StreamingMotion:
         motion = self.system.predict(feats)[self.made - start: upto - start] * self.gain
         motion *= self._gate(upto)[:, None, None]
         self.made = upto
-        keep = max(upto + self.lookahead - int(WHISPER_SECONDS * media.VIDEO_FPS), 0) * spf  # what the next hears
+        keep = max(have - heard_frames, 0) * spf  # the next step hears no earlier audio than this one
         if keep > self.base:
             self.audio, self.base = self.audio[keep - self.base:], keep
         return motion
