@@ -21,7 +21,7 @@ wait
 # shipped as the mean of its last three checkpoints), its log-mel twin and the landmark sync expert, fp32
 # (they read the clips' waveforms from the corpus paths in the cache: run from the folder preprocessing ran in)
 lipgen train --model motion --preset cpu --cache $CACHE --out runs/motion --steps 3000 --batch-size 32 --workers 1 --val-every 250 &
-# the log-mel motion model that `lipgen stream` runs (causal features; the session-3 default)
+# the log-mel motion model (causal features; the session-3 default; `lipgen stream` ran it until session 26)
 lipgen train --model motion --preset mel --cache $CACHE --out runs/motion_mel --steps 3000 --batch-size 32 --workers 1 --val-every 250 &
 lipgen train --model lmsync --preset cpu --cache $CACHE --out runs/lmsync --steps 3000 --batch-size 32 --workers 1 --val-every 250 &
 wait
