@@ -102,10 +102,13 @@ class StreamingFeatures:
     audio has arrived (the log-mel's centred 25 ms windows reach 12.5 ms past a row). The speech level (for the
     log-mel gain and the loudness row) is the 95th percentile of the hop energies of the last LEVEL_SECONDS; the
     CMVN mean and variance run over the frames in which lipgen.vad hears speech (speech_flags), from the prior.
-    Work per push does not grow with time."""
+    Work per push does not grow with time. rows=False: only who speaks and how loud speech is (`level`) are kept
+    up, and push gives no rows (the Whisper front end makes its own features)."""
 
-    def __init__(self):
+    def __init__(self, rows: bool = True):
         from .vad import ChunkProbability
+
+        self.make_rows = rows
 
         mean, std = _prior()
         w = PRIOR_SECONDS * media.SAMPLE_RATE / media.HOP_LENGTH
@@ -165,14 +168,18 @@ class StreamingFeatures:
         f0, f1 = self.frames, ready
         if f1 <= f0:
             return np.zeros((0, media.N_MELS + 1), np.float32)
-        start = max(f0 - 1, 0)  # one frame before: the rows of f0 see real audio, not reflect padding
-        segment = self.audio[start * spf - self.base: (f1 + 1) * spf - self.base]
-        mel = media.log_mel(segment, f1 + (0 if final else 1) - start, gain=gain)[(f0 - start) * media.MELS_PER_FRAME:]
-        mel = mel[: (f1 - f0) * media.MELS_PER_FRAME].astype(np.float64)
         k0 = max(f0 * spf // CHUNK - 2, self.chunk_base)  # the chunks around frames f0..f1, heard by now
         speech = at_frames(self.chunk_probs[k0 - self.chunk_base:], f1 - f0, offset=f0 - k0 * CHUNK / spf) > THRESHOLD
         self.speech = np.concatenate([self.speech, speech])[-KEEP_FLAGS:]
         self.speech_base = f1 - len(self.speech)
+        if not self.make_rows:
+            self.frames = f1
+            self._keep_from((f1 - 1) * spf)
+            return np.zeros((0, media.N_MELS + 1), np.float32)
+        start = max(f0 - 1, 0)  # one frame before: the rows of f0 see real audio, not reflect padding
+        segment = self.audio[start * spf - self.base: (f1 + 1) * spf - self.base]
+        mel = media.log_mel(segment, f1 + (0 if final else 1) - start, gain=gain)[(f0 - start) * media.MELS_PER_FRAME:]
+        mel = mel[: (f1 - f0) * media.MELS_PER_FRAME].astype(np.float64)
         heard = np.repeat(speech, media.MELS_PER_FRAME)[:, None]  # the statistics follow speech only: a room's
         self.count += heard.sum()  # noise before the first word had become the "speech" the rest was measured by
         self.total += (mel * heard).sum(0)
@@ -182,10 +189,12 @@ class StreamingFeatures:
         db = hop_db(self.audio[f0 * spf - self.base:], f1 - f0)
         loud = relative_loudness(db, 10 * np.log10(level + 1e-12))
         self.frames = f1
-        keep = (f1 - 1) * spf  # the next push starts its segment a frame before its first frame
-        if keep > self.base:
-            self.audio, self.base = self.audio[keep - self.base:], keep
+        self._keep_from((f1 - 1) * spf)  # the next push starts its segment a frame before its first frame
         return np.concatenate([(mel - mean) / (std + CMVN_EPS), loud[:, None]], axis=1).astype(np.float32)
+
+    def _keep_from(self, sample: int) -> None:
+        if sample > self.base:
+            self.audio, self.base = self.audio[sample - self.base:], sample
 
 
 class StreamingMotion:
@@ -200,7 +209,8 @@ class StreamingMotion:
         from .models.motion import EXPRESSIVENESS
 
         self.system = system = streaming_model(system)
-        self.features = StreamingFeatures()
+        self.whisper = system.config.speech == "whisper"
+        self.features = StreamingFeatures(rows=not self.whisper)
         self.lookahead = lookahead_frames(system) if lookahead is None else lookahead
         if self.lookahead < 0:
             raise ValueError(f"lookahead must be 0 or more frames, got {lookahead}")
@@ -208,7 +218,6 @@ class StreamingMotion:
         self.rows = np.zeros((0, media.N_MELS + 1), np.float32)
         self.made = 0  # frames whose motion is out
         self.dropped = 0  # frames of rows dropped from the front (older than any later window)
-        self.whisper = system.config.speech == "whisper"
         self.audio, self.base = np.zeros(0, np.float32), 0  # Whisper: the latest samples, from sample `base` on
 
     def push(self, samples: np.ndarray, final: bool = False) -> np.ndarray:
