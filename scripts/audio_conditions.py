@@ -5,7 +5,8 @@ makes it) against the real speaker's mouth opening, per clip, for each condition
     python scripts/audio_conditions.py [MODEL.safetensors] [--work cache/unseen/videos] [--out FILE.md]
 
 Reads the clips that `lipgen evaluate-videos` prepared (audio.npy, clip.landmarks.npy: run scripts/evaluate_unseen.sh
-first). Codecs go through files and lipgen.media.read_audio, the path a user's file takes. Deterministic. Prints, per
+first). Codecs go through files and lipgen.media.read_audio, the path a user's file takes. Deterministic for a thread
+count (the committed table: OMP_NUM_THREADS=1). Prints, per
 condition: the mean correlation with the real opening, the mean correlation with the clean speech's prediction, the
 predicted gap in speech as a share of the clean one's, and the share of frames whose silence gate differs from the
 clean speech's. Where the gate hears no speech at all the mouth rests, and both correlations count as 0. Training's augmentation (lipgen.voice.augment) has rooms, band limits, noise, babble, mu-law, 8 kHz and
@@ -31,9 +32,11 @@ RATE = media.SAMPLE_RATE
 
 def _codec(x: np.ndarray, fmt: str, codec: str, rate: int, bit_rate: int) -> np.ndarray:
     """x through an encoder and back, via a file read by lipgen.media.read_audio."""
+    from scipy.signal import resample_poly
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"speech.{fmt}"
-        resampled = np.interp(np.arange(int(len(x) * rate / RATE)) * RATE / rate, np.arange(len(x)), x)
+        resampled = resample_poly(x, rate, RATE) if rate != RATE else x  # band-limited first, as a phone is
         pcm = np.clip(resampled * 32767, -32768, 32767).astype(np.int16)[None]
         with av.open(str(path), "w") as out:
             stream = out.add_stream(codec, rate=rate, layout="mono")
@@ -67,8 +70,8 @@ def _music(n: int, rng: np.random.Generator) -> np.ndarray:
                 out[start:start + beat] += env * np.sin(2 * np.pi * root * ratio * h * seg) / h
         kick = np.sin(2 * np.pi * 60 * seg) * np.exp(-seg * 20)
         out[start:start + beat] += 2 * kick
-        hat = start + beat // 2
-        out[hat:hat + 800] += rng.standard_normal(len(out[hat:hat + 800])) * 0.5 * np.exp(-np.arange(len(out[hat:hat + 800])) / 150)
+        hat = out[start + beat // 2:start + beat // 2 + 800]  # a hi-hat on the off-beat (a view: added in place)
+        hat += rng.standard_normal(len(hat)) * 0.5 * np.exp(-np.arange(len(hat)) / 150)
     return out
 
 
