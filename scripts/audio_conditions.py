@@ -6,11 +6,11 @@ makes it) against the real speaker's mouth opening, per clip, for each condition
 
 Reads the clips that `lipgen evaluate-videos` prepared (audio.npy, clip.landmarks.npy: run scripts/evaluate_unseen.sh
 first). Codecs go through files and lipgen.media.read_audio, the path a user's file takes. Deterministic for a thread
-count (the committed table: OMP_NUM_THREADS=1). Prints, per
-condition: the mean correlation with the real opening, the mean correlation with the clean speech's prediction, the
-predicted gap in speech as a share of the clean one's, and the share of frames whose silence gate differs from the
-clean speech's. Where the gate hears no speech at all the mouth rests, and both correlations count as 0. Training's augmentation (lipgen.voice.augment) has rooms, band limits, noise, babble, mu-law, 8 kHz and
-gain; the codecs, clipping, music, hum and DC offset here are not in it.
+count (the committed table: OMP_NUM_THREADS=1). Prints, per condition: the mean correlation with the real opening, the
+mean correlation with the clean speech's prediction, the predicted gap in speech as a share of the clean one's, and
+the share of frames whose silence gate differs from the clean speech's. Where the gate hears no speech at all the
+mouth rests, and both correlations count as 0. Training's augmentation (lipgen.voice.augment) has rooms, band limits,
+noise, babble, mu-law, 8 kHz and gain; the codecs, clipping, music, hum and DC offset here are not in it.
 """
 
 import argparse
