@@ -145,7 +145,6 @@ class MotionConfig:
     # batches, each member its own initial weights, dropout and loss) or joined from separate runs
     # (`scripts/export_model.py --members N`).
     members: int = 1
-    mixup: float = 0.0  # Beta(a, a) mixup of each training window with another of the batch (features and motion)
 
     def __post_init__(self):
         self.dilations = tuple(self.dilations)
@@ -284,12 +283,6 @@ class Motion(nn.Module):
         return {"loss": loss, **terms, "pred": pred, "target": target}
 
     def training_step(self, batch: dict, step: int, update) -> dict[str, float]:
-        if self.config.mixup > 0:
-            n = len(batch["features"])
-            lam = torch.distributions.Beta(self.config.mixup, self.config.mixup).sample((n,))
-            other = torch.randperm(n)
-            mix = lambda x: lam.view(-1, *[1] * (x.ndim - 1)) * x + (1 - lam.view(-1, *[1] * (x.ndim - 1))) * x[other]  # noqa: E731
-            batch = {**batch, "features": mix(batch["features"]), "motion": mix(batch["motion"])}
         out = self.losses(batch)
         update(out["loss"], "net")
         return {k: float(v.detach()) for k, v in out.items() if v.ndim == 0}
