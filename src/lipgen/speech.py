@@ -176,10 +176,10 @@ class SpeechFeatures:
         return out
 
 
-def loudness_rows(audio: np.ndarray, n_frames: int) -> np.ndarray:
+def loudness_rows(audio: np.ndarray, n_frames: int, level_db: float | None = None) -> np.ndarray:
     """lipgen.voice.loudness at the row rate: (ROWS_PER_FRAME * n_frames,) float32 in [-1, 0]."""
     per_row = MELS_PER_FRAME // ROWS_PER_FRAME
-    return loudness(audio, n_frames).reshape(-1, per_row).mean(1).astype(np.float32)
+    return loudness(audio, n_frames, level_db).reshape(-1, per_row).mean(1).astype(np.float32)
 
 
 def features(audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:

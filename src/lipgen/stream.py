@@ -240,7 +240,6 @@ class StreamingMotion:
 
     def _push_whisper(self, samples: np.ndarray, final: bool) -> np.ndarray:
         from . import speech
-        from .voice import relative_loudness
 
         self.features.push(samples, final)  # who speaks (the gate) and how loud speech is (the loudness row)
         samples = np.asarray(samples, np.float32).reshape(-1)
@@ -256,9 +255,7 @@ class StreamingMotion:
         audio = np.pad(audio, (0, (have - first) * spf - audio.size))  # the last part-frame of a final push
         rows = speech.ROWS_PER_FRAME * (have - first)
         encoded = speech.encode_windows([audio], seconds=max(1, -(-audio.size // media.SAMPLE_RATE)))[0][:rows]
-        db = hop_db(audio, have - first)  # the loudness row: as speech.loudness_rows, against the level heard so far
-        loud = relative_loudness(db, 10 * np.log10(self.features.level + 1e-12))
-        loud = loud.reshape(rows, -1).mean(1)
+        loud = speech.loudness_rows(audio, have - first, 10 * np.log10(self.features.level + 1e-12))  # level so far
         start = max(self.made - PAST_FRAMES, first)  # the model's window: PAST_FRAMES of context, as log-mel's
         r0 = speech.ROWS_PER_FRAME * (start - first)
         feats = np.concatenate([encoded[r0:], loud[r0:, None]], axis=1).astype(np.float32)

@@ -51,11 +51,12 @@ def relative_loudness(db: np.ndarray, level_db) -> np.ndarray:
     return (np.clip(db - level_db, LOUDNESS_FLOOR_DB, 0) / -LOUDNESS_FLOOR_DB).astype(np.float32)
 
 
-def loudness(audio: np.ndarray, n_frames: int) -> np.ndarray:
-    """Energy of every 10 ms hop relative to the utterance's speech level (its 95th percentile), in
-    [-1, 0] (0 = as loud as speech gets, -1 = LOUDNESS_FLOOR_DB or quieter): (n_frames * MELS_PER_FRAME,)."""
+def loudness(audio: np.ndarray, n_frames: int, level_db: float | None = None) -> np.ndarray:
+    """Energy of every 10 ms hop relative to the utterance's speech level (its 95th percentile; or level_db, a level
+    measured elsewhere: a stream's so far), in [-1, 0] (0 = as loud as speech gets, -1 = LOUDNESS_FLOOR_DB or
+    quieter): (n_frames * MELS_PER_FRAME,)."""
     db = hop_db(audio, n_frames)
-    return relative_loudness(db, np.percentile(db, SPEECH_LEVEL_PERCENTILE))
+    return relative_loudness(db, np.percentile(db, SPEECH_LEVEL_PERCENTILE) if level_db is None else level_db)
 
 
 def cmvn(mel: np.ndarray) -> np.ndarray:
