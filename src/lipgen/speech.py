@@ -46,10 +46,18 @@ WINDOW_SECONDS = 30  # what Whisper hears at once (its positional embedding)
 HOP_SECONDS = 25  # windows start this far apart; each keeps the rows of its own HOP_SECONDS
 CONTEXT_SECONDS = 2.5  # audio a window hears before the rows it keeps
 GAP_SECONDS = 0.2  # silence between clips packed into one window
+# An utterance is heard as the model was trained to hear GRID's: after a lead of silence and before a tail of it
+# (GRID's utterances begin with a median 0.57 s of silence and end with 0.97 s, and a packed window goes on after
+# them). Heard without them, Whisper's features at the very start and end of its input come out otherwise: on the
+# validation clips the motion followed the real opening at 0.358, with them 0.387 (docs/eval/unseen, "Session 27").
+LEAD_SECONDS = 0.6
+TAIL_SECONDS = 1.0
 N_FFT, HOP = 400, 160  # Whisper's log-mel: 25 ms windows every 10 ms, 80 bins
 N_MELS = 80
 WINDOW = WINDOW_SECONDS * SAMPLE_RATE
 SAMPLES_PER_ROW = HOP * 2
+LEAD = int(LEAD_SECONDS * SAMPLE_RATE) // SAMPLES_PER_ROW * SAMPLES_PER_ROW  # whole rows
+TAIL = int(TAIL_SECONDS * SAMPLE_RATE)
 
 
 def _mel_filters() -> np.ndarray:
@@ -135,16 +143,16 @@ def _release_freed_memory() -> None:
 
 class SpeechFeatures:
     """The encoder's features of an utterance of n_frames video frames: (ROWS_PER_FRAME * n_frames, N_FEATURES),
-    made a slice of rows at a time (`feats[r0:r1]`; the same values whatever the slicing). Up to 30 s of
-    audio is one window, of which the encoder runs over the audio's whole seconds only (a 10 s utterance
-    costs a third of a 30 s window; the trailing silence changes the motion little: correlation 0.98-0.99
-    with the whole window's on 8 validation clips); longer audio has a window every HOP_SECONDS, each
-    hearing CONTEXT_SECONDS before the rows it keeps and the rest of its 30 s after them."""
+    made a slice of rows at a time (`feats[r0:r1]`; the same values whatever the slicing). The speech is heard
+    after LEAD_SECONDS of silence. Up to 30 s of audio (with the lead and TAIL_SECONDS of silence after it) is one
+    window, of which the encoder runs over the whole seconds that hold them only (a 10 s utterance costs 12 s of a
+    30 s window); longer audio has a window every HOP_SECONDS, each hearing CONTEXT_SECONDS before the rows it
+    keeps (the first: the lead) and the rest of its 30 s after them."""
 
     def __init__(self, audio: np.ndarray, n_frames: int | None = None):
         self.audio = np.asarray(audio).reshape(-1)  # float32, or float16 (made float32 a window at a time)
         self.n_frames = self.audio.size // SAMPLES_PER_FRAME if n_frames is None else n_frames
-        self.single = self.n_frames * SAMPLES_PER_FRAME <= WINDOW
+        self.single = LEAD + self.n_frames * SAMPLES_PER_FRAME + TAIL <= WINDOW
         self.loudness = loudness_rows(self.audio, self.n_frames)
         self._done: dict[int, tuple[int, np.ndarray]] = {}  # window -> (first row, encoded rows): latest slice only
 
@@ -153,9 +161,12 @@ class SpeechFeatures:
 
     def _window(self, w: int) -> tuple[int, np.ndarray]:
         if w not in self._done:
-            start = 0 if self.single else max(0, w * HOP_SECONDS * SAMPLE_RATE - int(CONTEXT_SECONDS * SAMPLE_RATE))
-            seconds = -(-self.n_frames * SAMPLES_PER_FRAME // SAMPLE_RATE) if self.single else WINDOW_SECONDS
-            rows = encode_windows([np.asarray(self.audio[start:start + WINDOW], np.float32)], seconds=max(1, seconds))[0]
+            start = -LEAD if w == 0 else w * HOP_SECONDS * SAMPLE_RATE - int(CONTEXT_SECONDS * SAMPLE_RATE)
+            heard = LEAD + self.n_frames * SAMPLES_PER_FRAME + TAIL
+            seconds = -(-heard // SAMPLE_RATE) if self.single else WINDOW_SECONDS
+            audio = np.asarray(self.audio[max(start, 0):start + WINDOW], np.float32)
+            audio = np.concatenate([np.zeros(max(-start, 0), np.float32), audio])  # the lead
+            rows = encode_windows([audio], seconds=seconds)[0]
             self._done[w] = (start // SAMPLES_PER_ROW, rows)
         return self._done[w]
 

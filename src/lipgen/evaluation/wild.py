@@ -393,13 +393,15 @@ def file_key(*paths: Path, **settings) -> str:
 
 def model_key(spec: tuple, **settings) -> str:
     """file_key of a row's (model name, checkpoint, expressiveness), with what generation does beyond the checkpoint
-    (the motion model's silence gate, drawing, and what reads a photo's lips), so videos made before a change of it
-    are made again."""
+    (the motion model's silence gate, drawing, what reads a photo's lips, how its speech is heard), so videos made
+    before a change of it are made again."""
     from ..lips import reader
     from ..models.motion import SILENCE_MARGIN
     from ..render import REVISION
+    from ..speech import LEAD_SECONDS, TAIL_SECONDS
 
-    extra = {"silence_margin": SILENCE_MARGIN, "render": REVISION, "lips": reader()} if spec[0] == "motion" else {}
+    extra = {"silence_margin": SILENCE_MARGIN, "render": REVISION, "lips": reader(),
+             "heard": [LEAD_SECONDS, TAIL_SECONDS]} if spec[0] == "motion" else {}
     if spec[2] is not None:
         extra["expressiveness"] = spec[2]
     return file_key(spec[1], **settings, **extra)
