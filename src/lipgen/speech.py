@@ -152,7 +152,9 @@ class SpeechFeatures:
     def __init__(self, audio: np.ndarray, n_frames: int | None = None):
         self.audio = np.asarray(audio).reshape(-1)  # float32, or float16 (made float32 a window at a time)
         self.n_frames = self.audio.size // SAMPLES_PER_FRAME if n_frames is None else n_frames
-        self.single = LEAD + self.n_frames * SAMPLES_PER_FRAME + TAIL <= WINDOW
+        heard = LEAD + self.n_frames * SAMPLES_PER_FRAME + TAIL  # samples: the lead, the speech and the tail
+        self.single = heard <= WINDOW
+        self.seconds = -(-heard // SAMPLE_RATE) if self.single else WINDOW_SECONDS  # what the encoder runs over
         self.loudness = loudness_rows(self.audio, self.n_frames)
         self._done: dict[int, tuple[int, np.ndarray]] = {}  # window -> (first row, encoded rows): latest slice only
 
@@ -162,11 +164,9 @@ class SpeechFeatures:
     def _window(self, w: int) -> tuple[int, np.ndarray]:
         if w not in self._done:
             start = -LEAD if w == 0 else w * HOP_SECONDS * SAMPLE_RATE - int(CONTEXT_SECONDS * SAMPLE_RATE)
-            heard = LEAD + self.n_frames * SAMPLES_PER_FRAME + TAIL
-            seconds = -(-heard // SAMPLE_RATE) if self.single else WINDOW_SECONDS
             audio = np.asarray(self.audio[max(start, 0):start + WINDOW], np.float32)
             audio = np.concatenate([np.zeros(max(-start, 0), np.float32), audio])  # the lead
-            rows = encode_windows([audio], seconds=seconds)[0]
+            rows = encode_windows([audio], seconds=self.seconds)[0]
             self._done[w] = (start // SAMPLES_PER_ROW, rows)
         return self._done[w]
 
