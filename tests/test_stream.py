@@ -1,5 +1,6 @@
 """lipgen stream: causal features, the motion model over a sliding window, frames out while speech arrives."""
 
+import dataclasses
 import io
 
 import numpy as np
@@ -75,7 +76,7 @@ def test_whisper_streaming_is_causal(speech):
     assert len(before) >= cut // media.SAMPLES_PER_FRAME - lookahead_frames(system) - 4  # all but the look-ahead
     assert np.array_equal(before, np.concatenate(changed[: cut // 320]))
     assert not np.array_equal(np.concatenate(clean), np.concatenate(changed))
-    other = Motion(PRESETS["tiny"])
+    other = Motion(dataclasses.replace(PRESETS["tiny"]))  # a copy: the preset itself is shared by other tests
     other.config.speech = "phones"
     with pytest.raises(LipgenError, match="cannot stream"):
         streaming_model(other)

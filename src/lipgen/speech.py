@@ -49,7 +49,7 @@ GAP_SECONDS = 0.2  # silence between clips packed into one window
 # An utterance is heard as the model was trained to hear GRID's: after a lead of silence and before a tail of it
 # (GRID's utterances begin with a median 0.57 s of silence and end with 0.97 s, and a packed window goes on after
 # them). Heard without them, Whisper's features at the very start and end of its input come out otherwise: on the
-# validation clips the motion followed the real opening at 0.358, with them 0.387 (docs/eval/unseen, "Session 27").
+# validation clips the motion followed the real opening at 0.358, with them 0.385 (docs/eval/unseen, "Session 27").
 LEAD_SECONDS = 0.6
 TAIL_SECONDS = 1.0
 N_FFT, HOP = 400, 160  # Whisper's log-mel: 25 ms windows every 10 ms, 80 bins
@@ -127,6 +127,16 @@ def encode_windows(windows: list[np.ndarray], batch: int = 4, seconds: int = WIN
     return out
 
 
+def encode_heard(audio: np.ndarray, lead: bool = True) -> np.ndarray:
+    """Whisper's features of up to a window of speech heard as the model was trained to hear GRID's: after LEAD_SECONDS
+    of silence (lead) and before TAIL_SECONDS of it (the encoder runs over the whole seconds that hold them, at most
+    30): (len(audio) // SAMPLES_PER_ROW, N_ENCODER) float32, the lead's rows left out."""
+    pad = LEAD if lead else 0
+    heard = np.concatenate([np.zeros(pad, np.float32), np.asarray(audio[:WINDOW - pad], np.float32)])
+    seconds = min(WINDOW_SECONDS, -(-(heard.size + TAIL) // SAMPLE_RATE))
+    return encode_windows([heard], seconds=seconds)[0][pad // SAMPLES_PER_ROW:heard.size // SAMPLES_PER_ROW]
+
+
 @functools.cache
 def _malloc_trim():
     try:
@@ -152,9 +162,7 @@ class SpeechFeatures:
     def __init__(self, audio: np.ndarray, n_frames: int | None = None):
         self.audio = np.asarray(audio).reshape(-1)  # float32, or float16 (made float32 a window at a time)
         self.n_frames = self.audio.size // SAMPLES_PER_FRAME if n_frames is None else n_frames
-        heard = LEAD + self.n_frames * SAMPLES_PER_FRAME + TAIL  # samples: the lead, the speech and the tail
-        self.single = heard <= WINDOW
-        self.seconds = -(-heard // SAMPLE_RATE) if self.single else WINDOW_SECONDS  # what the encoder runs over
+        self.single = LEAD + self.n_frames * SAMPLES_PER_FRAME + TAIL <= WINDOW
         self.loudness = loudness_rows(self.audio, self.n_frames)
         self._done: dict[int, tuple[int, np.ndarray]] = {}  # window -> (first row, encoded rows): latest slice only
 
@@ -163,11 +171,14 @@ class SpeechFeatures:
 
     def _window(self, w: int) -> tuple[int, np.ndarray]:
         if w not in self._done:
-            start = -LEAD if w == 0 else w * HOP_SECONDS * SAMPLE_RATE - int(CONTEXT_SECONDS * SAMPLE_RATE)
-            audio = np.asarray(self.audio[max(start, 0):start + WINDOW], np.float32)
-            audio = np.concatenate([np.zeros(max(-start, 0), np.float32), audio])  # the lead
-            rows = encode_windows([audio], seconds=self.seconds)[0]
-            self._done[w] = (start // SAMPLES_PER_ROW, rows)
+            if w == 0:  # the utterance's start, heard after the lead (and, in a single window, before the tail)
+                audio = self.audio[:WINDOW]  # silence for frames past the audio's end
+                covered = min(self.n_frames * SAMPLES_PER_FRAME, WINDOW)
+                self._done[w] = (0, encode_heard(np.pad(audio, (0, max(covered - audio.size, 0)))))
+            else:
+                start = w * HOP_SECONDS * SAMPLE_RATE - int(CONTEXT_SECONDS * SAMPLE_RATE)
+                rows = encode_windows([np.asarray(self.audio[start:start + WINDOW], np.float32)])[0]
+                self._done[w] = (start // SAMPLES_PER_ROW, rows)
         return self._done[w]
 
     def __getitem__(self, rows: slice) -> np.ndarray:
