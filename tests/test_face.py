@@ -1,7 +1,9 @@
+import cv2
 import numpy as np
 import pytest
 
 from lipgen import face, media
+from lipgen.generate import SAMPLE_FACE
 from lipgen.errors import FaceNotFoundError, MultipleFacesError
 
 
@@ -150,3 +152,38 @@ def test_a_check_never_hands_the_track_to_another_face(clip):
         landmarks, detections = face.track_landmarks(pairs, 0, allow_missing=allow_missing)
         assert detections > 2  # checked as it shrank past the drift limit, and every 50 frames
         assert (landmarks[:, :, 0].max(1) < w).all()  # always on the left face, never NaN
+
+
+def _astronaut(scale: float) -> np.ndarray:
+    photo = media.read_image(SAMPLE_FACE)
+    return cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
+
+
+def test_a_small_face_is_read_between_pixels(monkeypatch):
+    small = _astronaut(0.6)  # eyes ~26 px apart, a 52 px box: a mouth a few pixels tall
+    box = face.detect_faces(small)[0]
+    half_right = cv2.warpAffine(small, np.float32([[1, 0, 0.5], [0, 1, 0]]), small.shape[1::-1], flags=cv2.INTER_CUBIC)
+    shift = (face.landmarks_in_box(half_right, box) - face.landmarks_in_box(small, box))[:, 0]
+    assert 0.3 < np.median(shift) < 0.7  # the points follow half a pixel
+    monkeypatch.setattr(face, "LANDMARK_SIDE", 0)  # read where the face is: dlib's whole pixels
+    shift = (face.landmarks_in_box(half_right, box) - face.landmarks_in_box(small, box))[:, 0]
+    assert np.all(shift == np.round(shift))
+
+
+def test_small_faces_are_read_as_they_are_at_full_size(monkeypatch):
+    big = _astronaut(3.0)  # a 260 px box, read as it is
+    box = face.detect_faces(big)[0]
+    assert box[2] - box[0] > face.LANDMARK_SIDE
+    full = face.landmarks_in_box(big, box) / 3.0
+    iod = face.eye_distance(full[None])[0]
+
+    def mouth_error(side: int) -> float:
+        monkeypatch.setattr(face, "LANDMARK_SIDE", side)
+        errors = []
+        for scale in (0.5, 0.6, 0.8):
+            small = _astronaut(scale)
+            points = face.landmarks_in_box(small, face.detect_faces(small)[0]) / scale
+            errors.append(np.linalg.norm(points[face.MOUTH] - full[face.MOUTH], axis=1).mean() / iod)
+        return float(np.mean(errors))
+
+    assert mouth_error(250) < 0.9 * mouth_error(0)

@@ -14,7 +14,7 @@ from lipgen import face, media
 from lipgen.cli import main
 from lipgen.data.corpora import SILENCE, grid, read_align
 from lipgen.evaluation.portraits import PORTRAIT_COLUMNS, evaluate_portraits, prepare_speech
-from lipgen.evaluation.wild import (COLUMNS, downscale, evaluate_videos, prepared_face_index, read_face_indices,
+from lipgen.evaluation.wild import (COLUMNS, downscale, evaluate_videos, mouth_opening, prepared_face_index, read_face_indices,
                                    roll_degrees, slug, speech_frames, still_landmarks)
 from lipgen.generate import SAMPLE_FACE
 
@@ -49,7 +49,10 @@ def test_ground_truth_is_perfect_and_static_is_worse(reference_rows):
     assert truth["n"] == static["n"] == 1 and summary["complete"] == 1
     assert truth["lmd_iod"] == 0 and truth["opening_corr"] == pytest.approx(1)
     assert static["lmd_iod"] > 0.01 and static["lmd_vs_static"] == pytest.approx(1)
-    assert static["opening_corr"] == 0 and static["opening_ratio"] == pytest.approx(1)  # a held frame keeps its landmarks
+    # a held frame keeps its landmarks, up to the codec's noise read between pixels (face.LANDMARK_SIDE)
+    work = reference_rows[0] / "work" / CLIP.name
+    held, real = (mouth_opening(np.load(work / name)) for name in ("static.still-landmarks.npy", "clip.landmarks.npy"))
+    assert np.ptp(held) < 0.02 < 0.05 < np.ptp(real)  # eye distances
     assert truth["identity_kept"] == static["identity_kept"] == 1
     assert truth["sync_conf"] > static["sync_conf"] and truth["sync_abs_offset"] <= 1
 

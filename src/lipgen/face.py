@@ -47,6 +47,11 @@ MAX_LOST = 5  # frames (allow_missing): a face the detector cannot find this lon
 DRIFT_LIMIT = 0.3
 NEAR_SHARE = 0.5  # a check's detection is the followed face's only within this share of its size from it
 FEATHER = 0.18  # share of a crop's side over which paste-back fades from crop to frame
+# pixels: a face box narrower than this has its landmarks read from its surroundings upsampled to this width. dlib puts
+# each point on a whole pixel, and a small face's mouth is a few pixels tall; read so, the 66 validation portraits shrunk
+# to a 70 px box are 2x as far (0.030 of the eye distance, mouth points) from their own reading at full size as read
+# upsampled (0.015), and their inner-lip gaps too (docs/eval/unseen/README.md, "Session 28")
+LANDMARK_SIDE = 250
 
 TEMPLATE_PATH = ASSETS / "face_template.npy"
 
@@ -168,11 +173,26 @@ def _shift_following(gray: np.ndarray, box: np.ndarray) -> float:
 
 
 def landmarks_in_box(image: np.ndarray, box: np.ndarray, gray: np.ndarray | None = None) -> np.ndarray:
-    """68 landmarks of the face in `box` (x0, y0, x1, y1): (68, 2) float32."""
+    """68 landmarks of the face in `box` (x0, y0, x1, y1): (68, 2) float32. A box narrower than LANDMARK_SIDE is
+    read in a copy of it and its surroundings scaled up to that width (cubic), so its points fall between pixels."""
     gray = _gray(image) if gray is None else gray
+    box = np.asarray(box, np.float64)
+    side = box[2] - box[0]
+    origin, scale = np.zeros(2), np.ones(2)
+    if 0 < side < LANDMARK_SIDE:
+        pad = side / 2  # the predictor looks a little beyond its box
+        x0, y0 = max(0, int(box[0] - pad)), max(0, int(box[1] - pad))
+        x1, y1 = min(gray.shape[1], int(box[2] + pad) + 1), min(gray.shape[0], int(box[3] + pad) + 1)
+        if x1 > x0 and y1 > y0:
+            crop = gray[y0:y1, x0:x1]
+            size = (round((x1 - x0) * LANDMARK_SIDE / side), round((y1 - y0) * LANDMARK_SIDE / side))
+            gray = np.ascontiguousarray(cv2.resize(crop, size, interpolation=cv2.INTER_CUBIC))
+            origin, scale = np.array([x0, y0], np.float64), np.array(size) / [x1 - x0, y1 - y0]
+            box = (box - np.r_[origin, origin] + 0.5) * np.r_[scale, scale] - 0.5  # pixel centres map to centres
     rect = _dlib().rectangle(*(int(round(v)) for v in box))
     shape = _predictor()(gray, rect)
-    return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
+    points = np.array([[p.x, p.y] for p in shape.parts()], np.float64)
+    return ((points + 0.5) / scale - 0.5 + origin).astype(np.float32)
 
 
 def eye_distance(landmarks: np.ndarray) -> np.ndarray:

@@ -385,9 +385,9 @@ def model_specs(models: list[str] | None,
 
 def file_key(*paths: Path, **settings) -> str:
     """A short key for files (resolved path, size, modification time) and settings: what a cached result
-    was made from."""
+    was made from. It includes how lipgen reads landmarks, which every cached reading and video depends on."""
     parts = [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths]
-    parts += [f"{k}={v}" for k, v in sorted(settings.items())]
+    parts += [f"{k}={v}" for k, v in sorted({**settings, "landmark_side": geometry.LANDMARK_SIDE}.items())]
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
 
 
