@@ -48,9 +48,9 @@ DRIFT_LIMIT = 0.3
 NEAR_SHARE = 0.5  # a check's detection is the followed face's only within this share of its size from it
 FEATHER = 0.18  # share of a crop's side over which paste-back fades from crop to frame
 # pixels: a face box narrower than this has its landmarks read from its surroundings upsampled to this width. dlib puts
-# each point on a whole pixel, and a small face's mouth is a few pixels tall; read so, the 66 validation portraits shrunk
-# to a 70 px box are 2x as far (0.030 of the eye distance, mouth points) from their own reading at full size as read
-# upsampled (0.015), and their inner-lip gaps too (docs/eval/unseen/README.md, "Session 28")
+# each point on a whole pixel, and a small face's mouth is a few pixels tall: the 66 validation portraits shrunk to a
+# 70 px box, read where they are, have their mouth points 0.017 of the eye distance (median) from their own reading at
+# full size, read upsampled 0.009 (docs/eval/unseen/README.md, "Session 28")
 LANDMARK_SIDE = 250
 
 TEMPLATE_PATH = ASSETS / "face_template.npy"
