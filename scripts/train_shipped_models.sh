@@ -4,9 +4,9 @@
 # thread each (OMP_NUM_THREADS=1); DAVS was trained later, beside two other jobs. Glance, CRGAN and the
 # sync expert were trained on a cache made before preprocessing forced-aligned untimed clips (then only
 # s1 had word timings), so a fresh run differs slightly for them (CRGAN's lip reader also sees s4's words).
-# Every model here was trained on landmarks read in dlib's whole pixels; since session 28 preprocessing reads a face
-# narrower than lipgen.face.LANDMARK_SIDE between pixels (GRID's inner-lip gaps: correlation 0.975 with the old
-# reading, 17% less frame-to-frame jitter), so a fresh run's labels differ slightly too.
+# Since session 28 preprocessing reads a face narrower than lipgen.face.LANDMARK_SIDE between pixels (GRID's inner-lip
+# gaps: correlation 0.975 with dlib's whole pixels, 17% less frame-to-frame jitter). The motion model was trained on a
+# cache made so (session 28); the other models here on landmarks read in whole pixels, so a fresh run differs slightly.
 # Usage: scripts/train_shipped_models.sh ../shared/data/grid
 set -euo pipefail
 GRID=${1:-../shared/data/grid}
