@@ -14,8 +14,8 @@ from lipgen import face, media
 from lipgen.cli import main
 from lipgen.data.corpora import SILENCE, grid, read_align
 from lipgen.evaluation.portraits import PORTRAIT_COLUMNS, evaluate_portraits, prepare_speech
-from lipgen.evaluation.wild import (COLUMNS, downscale, evaluate_videos, mouth_opening, prepared_face_index, read_face_indices,
-                                   roll_degrees, slug, speech_frames, still_landmarks)
+from lipgen.evaluation.wild import (COLUMNS, downscale, evaluate_videos, mouth_opening, prepared_face_index,
+                                   read_face_indices, roll_degrees, slug, speech_frames, still_landmarks)
 from lipgen.generate import SAMPLE_FACE
 
 from .conftest import FIXTURES, GRID, HELDOUT, SHARED, needs_shared
