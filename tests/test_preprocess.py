@@ -212,3 +212,27 @@ def test_a_clip_another_run_finished_meanwhile_is_taken_as_done(grid_cache):
     assert (clip_id, reason) == ("s1/bbaf2n", None)
     assert (grid_cache / "s1__bbaf2n" / "meta.json").read_text() == before
     assert not [p for p in grid_cache.iterdir() if p.name.startswith(".s1__bbaf2n")]  # its own copy removed
+
+
+def test_a_cache_read_in_whole_pixels_is_not_mixed_with_a_new_reading(grid_cache, tmp_path):
+    """Caches made before lipgen read small faces between pixels keep their whole-pixel landmarks; going on with
+    one would mix two readings, so it is refused (and training and evaluation on it say so)."""
+    import shutil
+
+    from lipgen.data.cache import CORPUS_FILE, WHOLE_PIXELS, landmark_side, reading_differs
+    from lipgen.face import LANDMARK_SIDE
+
+    assert json.loads((grid_cache / CORPUS_FILE).read_text())["landmark_side"] == LANDMARK_SIDE
+    cache = tmp_path / "old"
+    shutil.copytree(grid_cache, cache)
+    (cache / CORPUS_FILE).write_text(json.dumps({"corpus": "grid"}))  # as caches recorded before
+    assert landmark_side(cache) == LANDMARK_SIDE and reading_differs(cache) is None  # GRID's small faces, between
+    for path in cache.glob("*/landmarks.npy"):  # as read in whole pixels
+        np.save(path, np.round(np.load(path)))
+    assert landmark_side(cache) == WHOLE_PIXELS and "read in whole pixels" in reading_differs(cache)
+    assert preprocess(GRID, cache, workers=1, progress=False)["this_run"]["clips"] == 0  # nothing to do: no mixing
+    assert json.loads((cache / CORPUS_FILE).read_text()) == {"corpus": "grid", "landmark_side": WHOLE_PIXELS}
+    shutil.rmtree(cache / "s1__bbaf2n")
+    with pytest.raises(ValueError, match="whole pixels.*mix the two readings in one cache. Preprocess into a new"):
+        preprocess(GRID, cache, workers=1, progress=False)
+    assert not (cache / "s1__bbaf2n").exists()

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from .checkpoint import load_weights, save_model
-from .data.cache import missing_clips, read_vocabulary
+from .data.cache import missing_clips, read_vocabulary, reading_differs
 from .data.dataset import LipDataset, WordDataset, clip_ids
 from .errors import LipgenError, check_number, one_line
 from .models import data_presets, model_classes
@@ -175,6 +175,9 @@ def train(cfg: TrainConfig) -> Path:
     if missing and rank == 0:
         log.warning("%s: %d clips of its corpus are not processed yet (%s...): shards not run, or still running; "
                     "training goes on without them", cfg.cache, len(missing), ", ".join(missing[:3]))
+    if (differs := reading_differs(cfg.cache)) and rank == 0:
+        log.warning("%s: the model learns landmarks read otherwise than generation reads a face. Preprocess again "
+                    "into a new --cache folder to train on the same reading", differs)
     check_types(data_overrides, system.data_spec())
     spec = dataclasses.replace(system.data_spec(), **{**data_presets(cfg.model).get(cfg.preset, {}), **data_overrides})
     data = make_dataset(spec, cfg.cache, "train", clips=clips, seed=cfg.seed, vocabulary=vocabulary)

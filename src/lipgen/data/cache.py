@@ -3,6 +3,7 @@
     <cache>/<clip>/meta.json, <array>.npy    one folder per clip, named clip_dir_name(id)
     <cache>/vocabulary.json                  the corpus's word list (lipgen.data.corpora.vocabulary)
     <cache>/manifest.jsonl, _failed/         the corpus's clips; those that could not be used, with the reason
+    <cache>/corpus.json                      how the cache was made: its corpus layout, how its landmarks were read
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..face import LANDMARK_SIDE
 from ..files import write_atomic
 from .corpora import SILENCE
 
@@ -22,6 +24,8 @@ LANDMARKS, LANDMARKS_MOUTH, LANDMARKS_FACE = "landmarks", "landmarks_mouth", "la
 MOUTH_MATRIX, FACE_MATRIX = "mouth_matrix", "face_matrix"
 VOCABULARY_FILE = "vocabulary.json"
 FAILED = "_failed"  # <cache>/_failed/<clip>.json: a clip preprocessing could not use, with the reason
+CORPUS_FILE = "corpus.json"  # {"corpus": the layout (--corpus), "landmark_side": the face.LANDMARK_SIDE read at}
+WHOLE_PIXELS = 0  # landmark_side of a cache whose landmarks were read in whole pixels (lipgen before session 28)
 
 
 def clip_dir_name(clip_id: str) -> str:
@@ -45,6 +49,31 @@ def source_path(meta: dict) -> Path:
     raise FileNotFoundError(f"{path}: the source video of cached clip {meta['id']} is not there (moved or deleted?); "
                             "its sound and frames are read from it. Put the corpus back at that path, or preprocess "
                             "it where it is now.")
+
+
+def landmark_side(cache: str | os.PathLike) -> int | None:
+    """The face.LANDMARK_SIDE a cache's landmarks were read at, as its corpus.json records it; for a cache made
+    before that was recorded, as its landmarks show: read in whole pixels, small faces' points are all whole
+    numbers (WHOLE_PIXELS); faces wider than LANDMARK_SIDE are read alike either way. None: no clips yet."""
+    record = Path(cache) / CORPUS_FILE
+    if record.is_file() and "landmark_side" in (made := json.loads(record.read_text())):
+        return made["landmark_side"]
+    sample = [np.load(p) for p in sorted(Path(cache).glob(f"*/{LANDMARKS}.npy"))[:20]]
+    if not sample:
+        return None
+    whole = all((points == np.round(points)).all() for points in sample)
+    small = any((np.ptp(points[:, :17, 0], axis=1) < LANDMARK_SIDE).any() for points in sample)  # jaw width
+    return WHOLE_PIXELS if whole and small else LANDMARK_SIDE
+
+
+def reading_differs(cache: str | os.PathLike) -> str | None:
+    """Why a cache's landmarks are not read as this lipgen reads them (generation, the judges), or None."""
+    side = landmark_side(cache)
+    if side is None or side == LANDMARK_SIDE:
+        return None
+    how = "in whole pixels" if side == WHOLE_PIXELS else f"with faces narrower than {side} px upsampled"
+    return (f"{cache}: its landmarks were read {how}, and this lipgen reads faces narrower than {LANDMARK_SIDE} px "
+            "between pixels (lipgen.face.LANDMARK_SIDE)")
 
 
 def missing_clips(cache: str | os.PathLike) -> list[str]:

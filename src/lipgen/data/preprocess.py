@@ -40,11 +40,10 @@ from ..errors import FaceNotFoundError, LipgenError
 from ..files import remove_leftovers, temporary_suffix, write_atomic
 from ..models.base import WINDOW
 from .align import align_words
-from .cache import FAILED, clip_dir_name, missing_clips, write_vocabulary
+from .cache import CORPUS_FILE, FAILED, clip_dir_name, landmark_side, missing_clips, reading_differs, write_vocabulary
 from .corpora import SILENCE, Utterance, load_corpus, vocabulary, write_manifest
 
 log = logging.getLogger(__name__)
-CORPUS_FILE = "corpus.json"  # the layout (--corpus) a cache was made from
 
 MIN_FRAMES = WINDOW  # a clip shorter than one training window is of no use for training
 MAX_LEAD_TRIM = 0.6  # share of a clip that may be dropped at its start for having no face (corrupt opening frames)
@@ -250,6 +249,9 @@ def preprocess(root: str | os.PathLike, cache: str | os.PathLike, corpus: str = 
             failed_before += 1
             continue
         todo.append(utt)
+    if todo and (differs := reading_differs(cache)):
+        raise ValueError(f"{differs}; going on would mix the two readings in one cache. Preprocess into a new "
+                         "--cache folder.")
     start = time.perf_counter()
     done_frames = 0
     failures = {}
@@ -291,15 +293,16 @@ def preprocess(root: str | os.PathLike, cache: str | os.PathLike, corpus: str = 
 
 def _check_corpus(cache: Path, corpus: str) -> None:
     """One cache, one corpus layout: training reads every clip in a cache, so another corpus preprocessed into it
-    would be mixed in (and its manifest and word list would replace the first's)."""
+    would be mixed in (and its manifest and word list would replace the first's). The record also says how the
+    cache's landmarks are read (a cache made before it did: as its landmarks show)."""
     record = cache / CORPUS_FILE
-    if record.is_file():
-        made = json.loads(record.read_text()).get("corpus")
-        if made != corpus:
-            raise ValueError(f"{cache}: a cache of a {made} corpus; --corpus {corpus} would mix other clips into it. "
-                             "Give another --cache.")
-    else:
-        write_atomic(record, json.dumps({"corpus": corpus}))
+    made = json.loads(record.read_text()) if record.is_file() else {}
+    if made.get("corpus", corpus) != corpus:
+        raise ValueError(f"{cache}: a cache of a {made['corpus']} corpus; --corpus {corpus} would mix other clips "
+                         "into it. Give another --cache.")
+    if "landmark_side" not in made:
+        side = landmark_side(cache)
+        write_atomic(record, json.dumps({"corpus": corpus, "landmark_side": face.LANDMARK_SIDE if side is None else side}))
 
 
 def _follow(meta_path: Path, utt: Utterance) -> None:

@@ -172,6 +172,9 @@ def evaluate(models: list[str], cache: str | os.PathLike, out: str | os.PathLike
     out = Path(out)
     data = LipDataset(cache, split, window=1, stride=10**9, clips=clips)
     clips = data.clips[:limit]
+    if differs := cached.reading_differs(cache):
+        log.warning("%s: the real mouths are read otherwise than the generated ones, which biases LMD. Preprocess "
+                    "again into a new --cache folder to compare like with like", differs)
     systems = {}
     for spec in models:
         system = load_spec(spec)
