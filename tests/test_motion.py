@@ -373,6 +373,20 @@ def test_shipped_motion_model_moves_an_unseen_face_with_speech(tmp_path, speech)
     assert shipped_checkpoint("motion").is_file()
 
 
+def test_a_dubbed_video_says_only_the_new_speech(tmp_path, speech):
+    """Dubbing: a GRID video of s1 saying one sentence gets 3 s of silence and then another sentence. Where he spoke
+    and the new sound is silent, his mouth stays closed; it opens with the new words."""
+    video_in = GRID / "s1" / "video" / "bbaf3s.mp4"
+    lead = 3 * media.SAMPLE_RATE
+    out = generate(np.r_[np.zeros(lead, np.float32), speech], video_in, tmp_path / "dubbed.mp4", progress=False)
+    before, after = (face.track_landmarks(media.read_video(v))[0] for v in (video_in, out))
+    gap_before, gap_after = (opening(p) / face.eye_distance(p) for p in (before, after))
+    spoke = slice(18, 46)  # bbaf3s.align: "bin blue at f three soon", within the new silence (75 frames)
+    assert gap_after[spoke].mean() < 0.4 * gap_before[spoke].mean()  # 0.03 against 0.12 of the eye distance
+    new_words = 75 + np.flatnonzero(~_silent_frames(len(gap_after) - 75))
+    assert gap_after[new_words].mean() > 2 * gap_after[spoke].mean()
+
+
 def test_a_tilted_photo_moves_as_the_upright_one_turned(photo):
     """The astronaut turned 30 degrees in the frame: the same motion moves her lips to the upright photo's
     targets turned with her (along her own face's axes, not the image's), and draws the same mouth, turned."""
