@@ -4,7 +4,8 @@
 
 Several checkpoints of one run are averaged weight by weight (the motion model ships the mean of its last
 three: `runs/motion/checkpoints/step_*/model.safetensors`). With --members N the checkpoints are N runs' in
-order (equal groups), each run's averaged, joined as an ensemble that predicts their mean:
+order (equal groups), each run's averaged, joined as an ensemble of all their networks (a run that trained an
+ensemble brings all its members) that predicts their mean:
 
     python scripts/export_model.py runs/motion_s{0,1,2,3}/checkpoints/step_000{2500,2750,3000}/model.safetensors \
         src/lipgen/assets/motion.safetensors --members 4
@@ -19,7 +20,7 @@ parser.add_argument("checkpoints", nargs="+", help="model file(s) from `lipgen t
 parser.add_argument("out", help="where to write the shipped model")
 parser.add_argument("--parts", nargs="+", help="top-level modules to keep (default: the model's `parts`)")
 parser.add_argument("--members", type=int, default=1, help="the checkpoints are this many runs' (equal groups, "
-                    "in order): join them as an ensemble (motion)")
+                    "in order): join all their networks as one ensemble (motion)")
 parser.add_argument("--float32", action="store_true", help="keep float32 instead of fp16")
 args = parser.parse_args()
 path = export(args.checkpoints, args.out, args.parts and tuple(args.parts), half=not args.float32, members=args.members)

@@ -188,6 +188,12 @@ def test_an_ensemble_trains_each_member_and_predicts_their_mean(grid_cache, tmp_
     ensemble = load_system(joined, strict=False)[0]
     with torch.no_grad():
         assert torch.allclose(ensemble.net(feats[None]), (one.net(feats[None]) + other.net(feats[None])) / 2, atol=1e-6)
+    # a run that trained an ensemble brings all its members
+    three = load_system(export([tmp_path / "pair" / "model.safetensors", tmp_path / "a" / "model.safetensors"],
+                               tmp_path / "three.safetensors", half=False, members=2), strict=False)[0]
+    assert len(three.net.members) == 3
+    with torch.no_grad():
+        assert torch.allclose(three.net(feats[None]), (2 * pair.net(feats[None]) + one.net(feats[None])) / 3, atol=1e-6)
     with pytest.raises(ValueError, match="equal groups"):
         export([tmp_path / "a" / "model.safetensors"] * 3, tmp_path / "bad.safetensors", members=2)
 

@@ -152,22 +152,31 @@ def export(checkpoint: str | os.PathLike | list, out: str | os.PathLike, parts: 
     happened to leave them; the header (step included) is the last one's.
 
     members > 1 (a model whose config has `members`, e.g. motion): the list is that many equal groups, one
-    training run each (in order), each group averaged as above; the file is an ensemble whose member i is
-    group i (its parts' weights under `PART.members.i.`), predicting their mean."""
+    training run each (in order), each group averaged as above; the file is an ensemble of every run's networks
+    (a run of one network: its parts' weights under `PART.members.i.`; a run that trained an ensemble brings all
+    its members), predicting their mean."""
     paths = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
     if members > 1:
         if len(paths) % members:
             raise ValueError(f"{len(paths)} checkpoints do not split into {members} equal groups (one per run)")
         size = len(paths) // members
         groups = [_averaged(paths[i:i + size], parts) for i in range(0, len(paths), size)]
-        (system, header, _), configs = groups[0], {json.dumps(asdict(g[0].config), sort_keys=True) for g in groups}
-        if not hasattr(system.config, "members") or system.config.members != 1:
+        system, header, _ = groups[0]
+        if not hasattr(system.config, "members"):
             raise CheckpointError(f"{paths[0]}: a {header['model']} model of single networks has no ensembles")
-        if len(configs) > 1:
+        if len({json.dumps(asdict(replace(g[0].config, members=1)), sort_keys=True) for g in groups}) > 1:
             raise CheckpointError("the runs of an ensemble must share one model config: these differ")
-        state = {f"{k.split('.', 1)[0]}.members.{i}.{k.split('.', 1)[1]}": v
-                 for i, (_, _, group_state) in enumerate(groups) for k, v in group_state.items()}
-        config = replace(system.config, members=members)
+        state, joined = {}, 0
+        for run, _, run_state in groups:
+            for k, v in run_state.items():
+                part, rest = k.split(".", 1)
+                if run.config.members > 1:  # PART.members.j.REST: the run's own member j
+                    j, rest = rest.removeprefix("members.").split(".", 1)
+                    state[f"{part}.members.{joined + int(j)}.{rest}"] = v
+                else:
+                    state[f"{part}.members.{joined}.{rest}"] = v
+            joined += run.config.members
+        config = replace(system.config, members=joined)
     else:
         system, header, state = _averaged(paths, parts)
         config = system.config
