@@ -301,8 +301,9 @@ def _check_corpus(cache: Path, corpus: str) -> None:
         raise ValueError(f"{cache}: a cache of a {made['corpus']} corpus; --corpus {corpus} would mix other clips "
                          "into it. Give another --cache.")
     if "landmark_side" not in made:
-        side = landmark_side(cache)
-        write_atomic(record, json.dumps({"corpus": corpus, "landmark_side": face.LANDMARK_SIDE if side is None else side}))
+        side = landmark_side(cache)  # None: no clips yet, so they will be read as this lipgen reads
+        write_atomic(record, json.dumps({"corpus": corpus, "landmark_side": face.LANDMARK_SIDE if side is None
+                                         else side}))
 
 
 def _follow(meta_path: Path, utt: Utterance) -> None:
