@@ -233,9 +233,6 @@ def preprocess(root: str | os.PathLike, cache: str | os.PathLike, corpus: str = 
     cache.mkdir(parents=True, exist_ok=True)
     _check_corpus(cache, corpus)
     remove_leftovers(cache)
-    if i == 0:
-        write_manifest(utterances, cache / "manifest.jsonl")
-        write_vocabulary(cache, vocabulary(corpus, utterances))
     mine = utterances[i::n][:limit]
     failed_dir = cache / FAILED
     todo = []
@@ -252,6 +249,9 @@ def preprocess(root: str | os.PathLike, cache: str | os.PathLike, corpus: str = 
     if todo and (differs := reading_differs(cache)):
         raise ValueError(f"{differs}; going on would mix the two readings in one cache. Preprocess into a new "
                          "--cache folder.")
+    if i == 0:  # after the refusal above: a refused run leaves the cache as it was
+        write_manifest(utterances, cache / "manifest.jsonl")
+        write_vocabulary(cache, vocabulary(corpus, utterances))
     start = time.perf_counter()
     done_frames = 0
     failures = {}
