@@ -400,7 +400,7 @@ def make_dataset(spec: DataSpec, cache: str, split: str, clips: list[str] | None
 
         return MotionDataset(cache, split, window=spec.window, augment=split == "train", clips=clips,
                              seed=seed, progress=split == "train", freq_mask=spec.freq_mask, speech=spec.speech,
-                             versions=spec.versions, voices=spec.voices)
+                             versions=spec.versions)
     if spec.kind == "words":
         return WordDataset(cache, split, window=spec.window, faces=spec.faces, clips=clips, seed=seed,
                            silences=spec.silences, vocabulary=vocabulary)

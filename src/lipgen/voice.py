@@ -180,31 +180,6 @@ def augment(audio: np.ndarray, rng: np.random.Generator, babble: np.ndarray | No
     return np.clip(x, -1, 1).astype(np.float32)
 
 
-VOICE_PITCH_HZ = (80.0, 280.0)  # change_voice: new median pitch, drawn log-uniform (GRID's s1: ~116 Hz)
-VOICE_FORMANTS = (0.88, 1.25)  # change_voice: formant shift ratio (a woman's vocal tract ~1.15-1.2x a man's)
-VOICE_PITCH_RANGE = (0.6, 1.5)  # change_voice: pitch range factor (flatter .. livelier intonation)
-
-
-def change_voice(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The same speech in another voice, same length and timing: Praat's "Change gender" (PSOLA, Boersma &
-    Weenink) with a random median pitch, formant shift and pitch range. (N,) -> (N,) float32. Training only:
-    needs praat-parselmouth (`pip install -e ".[train]"`)."""
-    try:
-        import parselmouth
-        from parselmouth.praat import call
-    except ImportError as e:
-        raise ImportError("voices > 0 needs praat-parselmouth: pip install praat-parselmouth") from e
-    sound = parselmouth.Sound(np.asarray(audio, np.float64), sampling_frequency=SAMPLE_RATE)
-    pitch = float(np.exp(rng.uniform(*np.log(VOICE_PITCH_HZ))))
-    try:
-        out = call(sound, "Change gender", 75, 600, rng.uniform(*VOICE_FORMANTS), pitch,
-                   rng.uniform(*VOICE_PITCH_RANGE), 1.0).values[0]
-    except parselmouth.PraatError:  # no voiced frames to move: keep the voice
-        return np.asarray(audio, np.float32)
-    out = np.resize(out, len(audio))  # PSOLA keeps the length; guard a sample lost to rounding
-    return np.clip(out, -1, 1).astype(np.float32)
-
-
 def stretch(audio: np.ndarray, rate: float) -> np.ndarray:
     """Play audio `rate` times faster (pitch moves with it, like a tape): (N,) -> (~N / rate,) float32."""
     from scipy import signal

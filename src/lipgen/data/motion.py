@@ -45,10 +45,8 @@ ENCODE_GROUP = 90  # clips encoded (and their files written) at a time
 class MotionDataset(Dataset):
     def __init__(self, cache: str | os.PathLike, split: str | None = "train", window: int = 32,
                  augment: bool = True, seed: int = 0, clips: list[str] | None = None, items_per_clip: int = 8,
-                 progress: bool = False, freq_mask: int = 0, speech: str = "mel", versions: int = SPEECH_VERSIONS,
-                 voices: float = 0.0):
+                 progress: bool = False, freq_mask: int = 0, speech: str = "mel", versions: int = SPEECH_VERSIONS):
         self.cache, self.window, self.augment, self.seed = Path(cache), window, augment, seed
-        self.voices = voices  # share of augmented draws spoken in another voice
         self.freq_mask = freq_mask  # widest band of mel bins zeroed in augmentation (0: none)
         if speech not in ("mel", "whisper"):
             raise ValueError(f"speech front end {speech!r}: choose 'mel' or 'whisper'")
@@ -92,13 +90,11 @@ class MotionDataset(Dataset):
         w = (t - lo)[:, None, None]
         motion = (motion[lo] * (1 - w) + motion[hi] * w).astype(np.float32)
         silent = silent[np.round(t).astype(int)]
-        if self.voices and rng.random() < self.voices:
-            audio = voice.change_voice(audio, rng)
         babble = self.clips[rng.integers(len(self.clips))]["audio"]
         return voice.augment(audio, rng, babble=babble), motion, silent
 
     def _versions_path(self, clip_id: str, versions: int) -> Path:
-        kind = (f"aug{versions}" + (f"-voices{self.voices:g}" if self.voices else "")) if self.augment else "clean"
+        kind = f"aug{versions}" if self.augment else "clean"
         return clip_folder(self.cache, clip_id) / f"speech-{speech.ENCODER}-{kind}-seed{self.seed}.npz"
 
     def _encode_versions(self, versions: int, progress: bool) -> None:

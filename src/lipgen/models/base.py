@@ -64,7 +64,6 @@ class DataSpec:
     freq_mask: int = 0  # motion: widest band of mel bins masked in augmentation
     speech: str = "mel"  # motion: the speech front end the features come from ("mel" or "whisper")
     versions: int = 6  # motion, whisper: versions of each training clip encoded (the clean one + augmented draws)
-    voices: float = 0.0  # motion: share of augmented draws spoken in another voice (lipgen.voice.change_voice)
 
     def __post_init__(self):
         if self.kind not in DATASETS:
