@@ -33,7 +33,7 @@ for set_ in s1only half quarter others47 s1_47; do
   for seed in 0 1 2 3; do
     run=$OUT/${set_}_s$seed
     [ -f "$run/probe.txt" ] && continue
-    [ -f "$run/checkpoints/step_003000/model.safetensors" ] ||
+    [ -f "$run/checkpoints/step_0003000/model.safetensors" ] ||
       OMP_NUM_THREADS=2 lipgen train --model motion --preset cpu --cache "$CACHE" --out "$run" --steps 3000 \
         --batch-size 32 --workers 1 --val-every 250 --seed $seed --clips "$OUT/$set_.txt" --set '{"members": 1}'
     python scripts/export_model.py "$run"/checkpoints/step_000{2500,2750,3000}/model.safetensors "$run/avg.safetensors"
