@@ -155,6 +155,33 @@ def test_tiny_motion_model_trains_and_predicts(grid_cache, tmp_path):
     assert versions and all(len(np.load(v).files) == 3 * 6 for v in versions)
 
 
+def test_more_speakers_train_beside_grid_from_their_own_cache(grid_cache, tmp_path):
+    """--add-cache: a folder corpus (here one speaker, "ann") trains beside GRID's cache, every clip of it; the
+    run records it; models that learn one corpus's words or crops refuse it."""
+    import json
+    import shutil
+
+    from lipgen.data.preprocess import preprocess
+    from lipgen.train import TrainConfig, train
+
+    (tmp_path / "mine/ann").mkdir(parents=True)
+    for name in ("bbaf3s", "bbaf4p"):
+        shutil.copy(GRID / "s1/video" / f"{name}.mp4", tmp_path / "mine/ann" / f"{name}.mp4")
+    mine = tmp_path / "cache_mine"
+    assert preprocess(tmp_path / "mine", mine, corpus="folder", workers=1, progress=False)["clips_ok"] == 2
+
+    def run(out, model="motion"):
+        return train(TrainConfig(model=model, preset="tiny", cache=str(grid_cache), out=str(tmp_path / out), steps=2,
+                                 batch_size=2, workers=0, val_every=1000, sample_every=1000, add_caches=[str(mine)]))
+
+    assert not list(mine.glob("*/speech-*.npz"))
+    load_system(run("both"))
+    assert len(list(mine.glob("ann__*/speech-*-aug6-seed0.npz"))) == 2  # both of its clips were made training data
+    assert json.loads((tmp_path / "both/config.json").read_text())["train"]["add_caches"] == [str(mine)]
+    with pytest.raises(ValueError, match="--add-cache: glance learns from windows of one corpus"):
+        run("glance", model="glance")
+
+
 def test_an_ensemble_trains_each_member_and_predicts_their_mean(grid_cache, tmp_path):
     from lipgen.checkpoint import export, read_header
     from lipgen.data.motion import MotionDataset

@@ -58,7 +58,8 @@ def _train(args) -> None:
     cfg = TrainConfig(model=args.model, preset=args.preset, cache=args.cache, out=args.out, steps=args.steps,
                       batch_size=args.batch_size, seed=args.seed, bf16=args.bf16, workers=args.workers,
                       log_every=args.log_every, sample_every=args.sample_every, val_every=args.val_every,
-                      ckpt_every=args.ckpt_every, clips=args.clips, resume=args.resume, overrides=overrides)
+                      ckpt_every=args.ckpt_every, clips=args.clips, add_caches=args.add_cache, resume=args.resume,
+                      overrides=overrides)
     final = train(cfg)
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, said once
         print(f"model: {final}")
@@ -313,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-every", type=int, default=500, help="steps between validation passes")
     p.add_argument("--ckpt-every", type=int, default=250, help="steps between checkpoints")
     p.add_argument("--clips", help="manifest of clip ids to train on (e.g. from `lipgen select`)")
+    p.add_argument("--add-cache", action="append", default=[], metavar="CACHE",
+                   help="also train on every training clip of this cache (repeatable; motion and lmsync): more "
+                        "speakers, e.g. your own recordings preprocessed with --corpus folder. Validation stays "
+                        "--cache's")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--set", help='JSON of model config fields to override, e.g. \'{"use_corr": false}\'')
     p.set_defaults(func=_train)

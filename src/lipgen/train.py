@@ -60,6 +60,7 @@ class TrainConfig:
     ckpt_every: int = 250
     val_items: int = 64
     clips: str | None = None  # manifest of clip ids to train on (e.g. from `lipgen select`)
+    add_caches: list[str] = field(default_factory=list)  # more caches trained on whole (more speakers; motion data)
     resume: bool = False
     overrides: dict = field(default_factory=dict)  # model config or DataSpec fields to change from the preset
 
@@ -120,7 +121,8 @@ def sample_grid(real: torch.Tensor, fake: torch.Tensor, max_clips: int = 4, max_
 
 
 def train(cfg: TrainConfig) -> Path:
-    """Train cfg.model on cfg.cache; returns the path of the final model checkpoint."""
+    """Train cfg.model on cfg.cache (and every training clip of cfg.add_caches); returns the path of the final model
+    checkpoint."""
     rank, world = _distributed()
     out = Path(cfg.out)
     system_cls, config_cls, presets = model_classes(cfg.model)
@@ -171,16 +173,23 @@ def train(cfg: TrainConfig) -> Path:
         print(f"--resume: no checkpoint in {out}/checkpoints, starting at step 0")
 
     clips = clip_ids(cfg.clips) if cfg.clips else None
-    missing = missing_clips(cfg.cache)
-    if missing and rank == 0:
-        log.warning("%s: %d clips of its corpus are not processed yet (%s...): shards not run, or still running; "
-                    "training goes on without them", cfg.cache, len(missing), ", ".join(missing[:3]))
-    if (differs := reading_differs(cfg.cache)) and rank == 0:
-        log.warning("%s: the model learns landmarks read otherwise than generation reads a face. Preprocess again "
-                    "into a new --cache folder to train on the same reading", differs)
+    for cache in (cfg.cache, *cfg.add_caches):
+        missing = missing_clips(cache)
+        if missing and rank == 0:
+            log.warning("%s: %d clips of its corpus are not processed yet (%s...): shards not run, or still running; "
+                        "training goes on without them", cache, len(missing), ", ".join(missing[:3]))
+        if (differs := reading_differs(cache)) and rank == 0:
+            log.warning("%s: the model learns landmarks read otherwise than generation reads a face. Preprocess again "
+                        "into a new --cache folder to train on the same reading", differs)
     check_types(data_overrides, system.data_spec())
     spec = dataclasses.replace(system.data_spec(), **{**data_presets(cfg.model).get(cfg.preset, {}), **data_overrides})
+    if cfg.add_caches and spec.kind != "motion":
+        raise ValueError(f"--add-cache: {cfg.model} learns from {spec.kind} of one corpus (its word list, its "
+                         "crops); only the speech-and-motion models (motion, lmsync) train on several caches")
     data = make_dataset(spec, cfg.cache, "train", clips=clips, seed=cfg.seed, vocabulary=vocabulary)
+    if cfg.add_caches:  # more speakers: every training clip of each added cache, beside --cache's
+        data = torch.utils.data.ConcatDataset(
+            [data, *(make_dataset(spec, c, "train", seed=cfg.seed) for c in cfg.add_caches)])
     # The loader gets its own RNG: starting its iterator draws a seed, and from torch's global RNG that draw
     # would come after the resume state was restored, shifting every random number of the resumed run.
     loader = DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.workers,
@@ -256,7 +265,7 @@ def _check_out(out: Path, resume: bool) -> None:
         raise ValueError(f"--out {out} is a folder with other files in it: give a new or empty folder for the run")
 
 
-RESUME_MUST_MATCH = ("model", "preset", "batch_size", "seed", "bf16", "clips", "overrides")  # what makes a run itself
+RESUME_MUST_MATCH = ("model", "preset", "batch_size", "seed", "bf16", "clips", "add_caches", "overrides")  # what makes a run itself
 
 
 def _check_same_run(out: Path, cfg: TrainConfig, world: int = 1) -> None:
