@@ -265,7 +265,8 @@ def _check_out(out: Path, resume: bool) -> None:
         raise ValueError(f"--out {out} is a folder with other files in it: give a new or empty folder for the run")
 
 
-RESUME_MUST_MATCH = ("model", "preset", "batch_size", "seed", "bf16", "clips", "add_caches", "overrides")  # what makes a run itself
+# what makes a run itself
+RESUME_MUST_MATCH = ("model", "preset", "batch_size", "seed", "bf16", "clips", "add_caches", "overrides")
 
 
 def _check_same_run(out: Path, cfg: TrainConfig, world: int = 1) -> None:
