@@ -170,14 +170,18 @@ def test_more_speakers_train_beside_grid_from_their_own_cache(grid_cache, tmp_pa
     mine = tmp_path / "cache_mine"
     assert preprocess(tmp_path / "mine", mine, corpus="folder", workers=1, progress=False)["clips_ok"] == 2
 
-    def run(out, model="motion"):
-        return train(TrainConfig(model=model, preset="tiny", cache=str(grid_cache), out=str(tmp_path / out), steps=2,
-                                 batch_size=2, workers=0, val_every=1000, sample_every=1000, add_caches=[str(mine)]))
+    def run(out, model="motion", added=(str(mine),), steps=2, resume=False):
+        return train(TrainConfig(model=model, preset="tiny", cache=str(grid_cache), out=str(tmp_path / out),
+                                 steps=steps, batch_size=2, workers=0, val_every=1000, sample_every=1000, add_caches=list(added),
+                                 resume=resume))
 
     assert not list(mine.glob("*/speech-*.npz"))
     load_system(run("both"))
     assert len(list(mine.glob("ann__*/speech-*-aug6-seed0.npz"))) == 2  # both of its clips were made training data
     assert json.loads((tmp_path / "both/config.json").read_text())["train"]["add_caches"] == [str(mine)]
+    run("both", added=[str(mine) + "/."], steps=3, resume=True)  # the same cache, spelt otherwise: it goes on
+    with pytest.raises(ValueError, match="add_caches"):  # without it: not the same run
+        run("both", added=[], steps=4, resume=True)
     with pytest.raises(ValueError, match="--add-cache: glance learns from windows of one corpus"):
         run("glance", model="glance")
 

@@ -281,6 +281,9 @@ def _check_same_run(out: Path, cfg: TrainConfig, world: int = 1) -> None:
                          "its own batches, so it would not continue the same run. Start it as it was started "
                          "(torchrun --nproc_per_node), or give another --out")
     now = dataclasses.asdict(cfg)
+    for run in (was, now):  # the same caches however their paths are spelt
+        if "add_caches" in run:
+            run["add_caches"] = [str(Path(c).resolve()) for c in run["add_caches"]]
     changed = [f"{k} {was.get(k)!r} -> {now[k]!r}" for k in RESUME_MUST_MATCH if k in was and was[k] != now[k]]
     if changed:
         raise ValueError(f"--resume {out} with other settings than the run's ({'; '.join(changed)}): it would not "
